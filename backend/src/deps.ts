@@ -1,0 +1,28 @@
+import type { Pool } from 'pg';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { MqttClient } from 'mqtt';
+import type { BackendConfig, Logger } from '@pepeunit/common';
+import type { Cipher } from './security/cipher.js';
+
+/** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
+export interface AppDeps {
+  readonly config: BackendConfig;
+  readonly logger: Logger;
+  readonly pg: Pool;
+  readonly clickhouse: ClickHouseClient;
+  /** The backend's MQTT connection (username = Backend JWT). */
+  readonly mqtt: MqttClient;
+  /** Clears the broker's per-client authorization cache (EMQX `DELETE /api/v5/authorization/cache`). */
+  readonly clearBrokerAuthzCache?: () => Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    readonly deps: AppDeps;
+    readonly config: BackendConfig;
+    readonly pg: Pool;
+    readonly clickhouse: ClickHouseClient;
+    readonly mqtt: MqttClient;
+    readonly cipher: Cipher;
+  }
+}

@@ -1,0 +1,106 @@
+import pg from 'pg';
+import mqtt from 'mqtt';
+import type { FastifyInstance } from 'fastify';
+import { backendToken, type BackendConfig, type Logger } from '@pepeunit/common';
+import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { createClickHouse, parseClickHouseUrl, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
+import { migratePostgres } from './db/migrate.js';
+import { buildApp } from './app.js';
+import type { AppDeps } from './deps.js';
+
+export interface RunningBackend {
+  readonly app: FastifyInstance;
+  readonly deps: AppDeps;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Opens the backend's connections: Postgres pool, ClickHouse client, MQTT client. */
+export async function connectDependencies(config: BackendConfig, logger: Logger): Promise<AppDeps & { close(): Promise<void> }> {
+  const pool = new pg.Pool({
+    connectionString: normalizePostgresUrl(config.postgresUrl),
+    max: Math.max(5, 2 * config.workerCount),
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client error'));
+
+  const ch = parseClickHouseUrl(config.clickhouseUrl);
+  const database = config.clickhouseDatabase || ch.database || 'default';
+  const clickhouse = createClickHouse(ch.url, database, { username: ch.username, password: ch.password });
+
+  const client = mqtt.connect({
+    host: config.mqtt.host,
+    port: config.mqtt.port,
+    protocolVersion: 4,
+    clientId: `pepeunit-backend-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+    username: backendToken(config.domain, config.secretKey),
+    password: '',
+    keepalive: config.mqtt.keepalive,
+    reconnectPeriod: 2000,
+    connectTimeout: 10_000,
+    clean: true,
+  });
+  client.on('error', (err) => logger.warn({ err: err.message }, 'MQTT client error'));
+  client.on('reconnect', () => logger.debug('MQTT reconnecting'));
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      logger.warn({ host: config.mqtt.host, port: config.mqtt.port }, 'MQTT broker not reachable yet; continuing, readiness reports it');
+      resolve();
+    }, 5000);
+    client.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+  return {
+    config,
+    logger,
+    pg: pool,
+    clickhouse,
+    mqtt: client,
+    async close() {
+      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      await clickhouse.close();
+      await pool.end();
+    },
+  };
+}
+
+/** Applies the Postgres and ClickHouse migrations (idempotent; safe from several replicas). */
+export async function migrateAll(config: BackendConfig, deps: AppDeps, logger: Logger): Promise<void> {
+  const pgResult = await migratePostgres(normalizePostgresUrl(config.postgresUrl), { logger });
+  logger.info({ from: pgResult.fromVersion, to: pgResult.toVersion }, 'Postgres schema ready');
+  const ch = parseClickHouseUrl(config.clickhouseUrl);
+  const database = config.clickhouseDatabase || ch.database || 'default';
+  const chResult = await migrateClickHouse(deps.clickhouse, { database, logger });
+  logger.info({ applied: chResult.applied.length }, 'ClickHouse schema ready');
+}
+
+/** Connects, migrates, builds and starts the HTTP server. */
+export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean } = {}): Promise<RunningBackend> {
+  const deps = await connectDependencies(config, logger);
+  try {
+    await migrateAll(config, deps, logger);
+  } catch (err) {
+    await deps.close();
+    throw err;
+  }
+  const app = await buildApp(deps);
+  let url = '';
+  if (opts.listen !== false) {
+    url = await app.listen({ host: config.host, port: config.port });
+  } else {
+    await app.ready();
+  }
+  return {
+    app,
+    deps,
+    url,
+    async close() {
+      await app.close();
+      await deps.close();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
+import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+
+let db: TestDatabases;
+let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
+let backend: RunningBackend;
+
+before(async () => {
+  db = await createTestDatabases('root');
+  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
+  const config = testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_TELEGRAM_BOT_LINK: 'https://t.me/TestBot' });
+  backend = await startBackend(config, testLogger);
+});
+
+after(async () => {
+  await backend?.close();
+  await broker?.close();
+  await db?.drop();
+});
+
+test('GET /pepeunit answers instance info in the reference shape', async () => {
+  const res = await backend.app.inject({ method: 'GET', url: '/pepeunit' });
+  assert.equal(res.statusCode, 200);
+  const body = res.json();
+  assert.equal(body.name, 'pepeunit-ts');
+  assert.match(body.version, /^\d+\.\d+\.\d+/);
+  assert.equal(body.swagger, 'http://test.pepeunit.local/pepeunit/docs');
+  assert.equal(body.grafana, 'http://test.pepeunit.local/grafana/');
+  assert.equal(body.telegram_bot, 'https://t.me/TestBot');
+  assert.deepEqual(body.feature_flags, {
+    pu_ff_telegram_bot_enable: false,
+    pu_ff_grafana_integration_enable: false,
+    pu_ff_datapipe_enable: true,
+    pu_ff_datapipe_default_last_value_enable: true,
+    pu_ff_prometheus_enable: true,
+  });
+});
+
+test('readiness reports Postgres, ClickHouse and the broker up; liveness answers', async () => {
+  const live = await backend.app.inject({ method: 'GET', url: '/pepeunit/health/live' });
+  assert.equal(live.statusCode, 200);
+  const ready = await backend.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
+  assert.equal(ready.statusCode, 200, ready.body);
+  const body = ready.json();
+  assert.equal(body.status, 'ready');
+  assert.equal(body.checks.postgres.up, true);
+  assert.equal(body.checks.clickhouse.up, true);
+  assert.equal(body.checks.broker.up, true);
+});
+
+test('readiness turns 503 naming the broker when the broker goes away', async () => {
+  const separate = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
+  const config = testBackendConfig(db, { PU_MQTT_PORT: String(separate.mqttPort) });
+  const other = await startBackend(config, testLogger, { listen: false });
+  try {
+    assert.equal((await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' })).statusCode, 200);
+    await separate.close();
+    let res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
+    for (let i = 0; i < 20 && res.statusCode === 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
+    }
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.json().checks.broker.up, false);
+    assert.equal(res.json().checks.postgres.up, true);
+  } finally {
+    await other.close();
+  }
+});
+
+test('OpenAPI document and Swagger UI are served', async () => {
+  const doc = await backend.app.inject({ method: 'GET', url: '/pepeunit/api/v1/openapi.json' });
+  assert.equal(doc.statusCode, 200);
+  const openapi = doc.json();
+  assert.match(openapi.openapi, /^3\./);
+  assert.ok(openapi.paths['/pepeunit'], 'GET /pepeunit is documented');
+  assert.ok(openapi.paths['/pepeunit/health/ready']);
+  const ui = await backend.app.inject({ method: 'GET', url: '/pepeunit/docs/' });
+  assert.equal(ui.statusCode, 200);
+  assert.match(ui.body, /swagger/i);
+});
+
+test('Prometheus metrics count requests', async () => {
+  await backend.app.inject({ method: 'GET', url: '/pepeunit' });
+  const res = await backend.app.inject({ method: 'GET', url: '/pepeunit/metrics' });
+  assert.equal(res.statusCode, 200);
+  assert.match(res.body, /http_requests_total\{[^}]*route="\/pepeunit"[^}]*status="200"[^}]*\} \d+/);
+  assert.match(res.body, /process_cpu_user_seconds_total/);
+});
+
+test('unknown paths get a 404 in the reference error shape', async () => {
+  const res = await backend.app.inject({ method: 'GET', url: '/pepeunit/api/v1/nothing' });
+  assert.equal(res.statusCode, 404);
+  assert.match(res.json().detail, /^404: /);
+});

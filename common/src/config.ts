@@ -1,0 +1,479 @@
+/**
+ * One typed loader for every environment variable the platform reads.
+ *
+ * The `PU_*` variables of the reference backend and the `PU_DP_*` variables of the reference
+ * DataPipe keep their names, meanings and defaults (docs/OPERATIONS.md lists them); variables of
+ * our own use the same `PU_` prefix. A process loads only the group(s) it needs; every problem is
+ * collected and reported at once so an operator fixes a bad environment in one pass.
+ */
+
+export type VariableKind = 'string' | 'secret' | 'int' | 'number' | 'bool' | 'enum' | 'rate' | 'url';
+
+export interface VariableSpec {
+  readonly name: string;
+  readonly kind: VariableKind;
+  /** `undefined` means required. */
+  readonly default?: string;
+  readonly description: string;
+  readonly values?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  /** Marks variables that are ours (not in the reference). */
+  readonly ours?: boolean;
+}
+
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on', 't', 'y']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off', 'f', 'n']);
+
+function v(name: string, kind: VariableKind, def: string | undefined, description: string, extra: Partial<VariableSpec> = {}): VariableSpec {
+  return { name, kind, default: def, description, ...extra };
+}
+
+/** Variables of the reference backend (pepeunit-backend.md §10) plus ours, grouped for the backend process. */
+export const BACKEND_VARIABLES: readonly VariableSpec[] = [
+  v('PU_FF_TELEGRAM_BOT_ENABLE', 'bool', 'True', 'Feature flag: Telegram bot, webhook route and verification links'),
+  v('PU_FF_GRAFANA_INTEGRATION_ENABLE', 'bool', 'True', 'Feature flag: Grafana provisioning, dashboards API and cookies'),
+  v('PU_FF_DATAPIPE_ENABLE', 'bool', 'True', 'Feature flag: DataPipe endpoints and config change notifications'),
+  v('PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE', 'bool', 'True', 'Feature flag: default LastValue DataPipe on new /pepeunit nodes'),
+  v('PU_FF_PROMETHEUS_ENABLE', 'bool', 'True', 'Feature flag: Prometheus metrics at <PU_APP_PREFIX>/metrics'),
+  v('PU_LOG_FORMAT', 'enum', 'json', 'Log format', { values: ['json', 'plain'] }),
+  v('PU_MIN_LOG_LEVEL', 'enum', 'INFO', 'Minimum log level', { values: ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'] }),
+  v('PU_APP_PREFIX', 'string', '/pepeunit', 'URL prefix of the application'),
+  v('PU_API_V1_PREFIX', 'string', '/api/v1', 'URL prefix of REST v1 (also PU_API_ACTUAL_PREFIX in unit env)'),
+  v('PU_WORKER_COUNT', 'int', '2', 'Reference: gunicorn workers. Here: sizes the Postgres pool (max(5, 2 x workers))', { min: 1, max: 256 }),
+  v('PU_DOMAIN', 'string', undefined, 'Public domain or IP of the instance; MQTT topic root; Backend JWT claim'),
+  v('PU_SECURE', 'bool', 'True', 'https links (and TLS for broker -> backend callbacks)'),
+  v('PU_AUTH_TOKEN_EXPIRATION', 'int', '2678400', 'User/Grafana JWT lifetime in seconds', { min: 60 }),
+  v('PU_SAVE_REPO_PATH', 'string', 'repo_cache', 'Directory of the git clones'),
+  v('PU_SQLALCHEMY_DATABASE_URL', 'url', undefined, 'PostgreSQL URL (postgresql://, postgresql+psycopg2:// and similar accepted)'),
+  v('PU_CLICKHOUSE_DATABASE_URL', 'url', undefined, 'ClickHouse URL: http(s)://user:pass@host:8123/db, or the reference clickhouse+native://user:pass@host:9000/db (mapped to HTTP 8123)'),
+  v('PU_SECRET_KEY', 'secret', undefined, 'JWT HMAC key, used as the literal UTF-8 string'),
+  v('PU_ENCRYPT_KEY', 'secret', undefined, 'base64 of a 32-byte AES-256-GCM key for data at rest'),
+  v('PU_STATIC_SALT', 'secret', undefined, 'Password pepper (changing it locks out existing accounts)'),
+  v('PU_MIN_INTERVAL_SYNC_REPOSITORY', 'int', '10', 'Seconds: minimum interval between repository sync requests', { min: 0 }),
+  v('PU_STATE_SEND_INTERVAL', 'int', '60', 'Unit state interval in seconds; state is saved at most once per (interval - 1) s', { min: 2, max: 86400 }),
+  v('PU_MAX_EXTERNAL_REPO_SIZE', 'int', '50', 'MB: size limit of an external repository', { min: 1 }),
+  v('PU_MAX_CIPHER_LENGTH', 'int', '1000000', 'Maximum plaintext length to encrypt', { min: 1 }),
+  v('PU_MIN_TOPIC_UPDATE_TIME', 'int', '30', 'Documented by the reference, unused', { min: 0 }),
+  v('PU_UNIT_LOG_EXPIRATION', 'int', '86400', 'Seconds until a unit log row expires', { min: 1 }),
+  v('PU_MAX_PAGINATION_SIZE', 'int', '500', 'Maximum page size (limit)', { min: 1 }),
+  v('PU_AVAILABLE_TOPIC_SYMBOLS', 'string', 'A-Za-z0-9/_-', 'Allowed characters of schema topic names (character-class body)'),
+  v('PU_AVAILABLE_NAME_ENTITY_SYMBOLS', 'string', 'A-Za-z0-9_.-', 'Allowed characters of entity names (character-class body)'),
+  v('PU_AVAILABLE_PASSWORD_SYMBOLS', 'string', '', 'Allowed password characters (empty: letters, digits and ASCII punctuation)'),
+  v('PU_TELEGRAM_BOT_MODE', 'enum', 'webhook', 'Telegram bot mode', { values: ['webhook', 'pooling'] }),
+  v('PU_TELEGRAM_DEL_OLD_WEBHOOK', 'bool', 'True', 'Delete the old webhook before setting one'),
+  v('PU_TELEGRAM_TOKEN', 'secret', '', 'Telegram bot token (required when the bot is enabled)'),
+  v('PU_TELEGRAM_BOT_LINK', 'string', '', 'https://t.me/<bot> link used in verification links'),
+  v('PU_TELEGRAM_ITEMS_PER_PAGE', 'int', '7', 'Bot page size', { min: 1, max: 50 }),
+  v('PU_TELEGRAM_HEADER_ENTITY_LENGTH', 'int', '15', 'Bot: entity name truncation', { min: 1 }),
+  v('PU_TELEGRAM_GIT_HASH_LENGTH', 'int', '8', 'Bot: commit hash truncation', { min: 1 }),
+  v('PU_TELEGRAM_PROXY_URL', 'string', '', 'Optional proxy for the Telegram API'),
+  v('PU_PROMETHEUS_MULTIPROC_DIR', 'string', './prometheus_metrics', 'Reference only (single process here); accepted and ignored'),
+  v('PU_REDIS_URL', 'string', '', 'Redis URL; when set, config changes are also sent to the stream backend_data_pipe_nodes (reference default redis://redis:6379/0; empty disables Redis)'),
+  v('PU_MQTT_HOST', 'string', undefined, 'Broker host (also given to units)'),
+  v('PU_MQTT_SECURE', 'bool', 'True', 'https (no port) for the EMQX management API'),
+  v('PU_MQTT_PORT', 'int', '1883', 'MQTT port (also given to units)', { min: 1, max: 65535 }),
+  v('PU_MQTT_API_PORT', 'int', '18083', 'EMQX management API port when not secure', { min: 1, max: 65535 }),
+  v('PU_MQTT_KEEPALIVE', 'int', '60', 'Backend MQTT keepalive in seconds', { min: 1 }),
+  v('PU_MQTT_USERNAME', 'string', '', 'EMQX dashboard user (reference login flow; API keys are preferred)'),
+  v('PU_MQTT_PASSWORD', 'secret', '', 'EMQX dashboard password'),
+  v('PU_MQTT_REDIS_AUTH_URL', 'string', '', 'Reference: Redis seen by EMQX for the backend ACL; unused (the backend is authorised through the HTTP source)'),
+  v('PU_MQTT_MAX_CLIENTS', 'int', '10000', 'Listener max connections', { min: 1 }),
+  v('PU_MQTT_MAX_CLIENT_CONNECTION_RATE', 'rate', '20/s', 'Listener max connection rate'),
+  v('PU_MQTT_MAX_CLIENT_ID_LEN', 'int', '512', 'Maximum client id length', { min: 23, max: 65535 }),
+  v('PU_MQTT_CLIENT_MAX_MESSAGES_RATE', 'rate', '30/s', 'Per-client message rate'),
+  v('PU_MQTT_CLIENT_MAX_BYTES_RATE', 'rate', '1MB/s', 'Per-client byte rate'),
+  v('PU_MQTT_MAX_PAYLOAD_SIZE', 'int', '256', 'KB: maximum MQTT packet / payload size', { min: 1, max: 262144 }),
+  v('PU_MQTT_MAX_QOS', 'int', '2', 'Maximum QoS', { min: 0, max: 2 }),
+  v('PU_MQTT_MAX_TOPIC_LEVELS', 'int', '5', 'Maximum topic depth', { min: 1, max: 65535 }),
+  v('PU_MQTT_MAX_LEN_MESSAGE_QUEUE', 'int', '128', 'Session message queue length', { min: 0 }),
+  v('PU_MQTT_MAX_TOPIC_ALIAS', 'int', '128', 'Maximum topic aliases', { min: 0, max: 65535 }),
+  v('PU_GITHUB_TOKEN_NAME', 'string', '', 'Optional instance GitHub token user for public API calls'),
+  v('PU_GITHUB_TOKEN_PAT', 'secret', '', 'Optional instance GitHub PAT'),
+  v('PU_GRAFANA_ADMIN_USER', 'string', '', 'Grafana admin user (basic auth)'),
+  v('PU_GRAFANA_ADMIN_PASSWORD', 'secret', '', 'Grafana admin password'),
+  v('PU_GRAFANA_LIMIT_UNIT_NODE_PER_ONE_PANEL', 'int', '10', 'Maximum unit nodes per panel', { min: 1 }),
+  // ---- ours ----
+  v('PU_BACKEND_HOST', 'string', '0.0.0.0', 'Address the backend HTTP server binds to', { ours: true }),
+  v('PU_BACKEND_PORT', 'int', '5000', 'Port of the backend HTTP server', { ours: true, min: 0, max: 65535 }),
+  v('PU_BACKEND_PUBLIC_URL', 'string', '', 'Base URL the broker uses to call the backend (authn/authz callbacks); default http://127.0.0.1:<PU_BACKEND_PORT>', { ours: true }),
+  v('PU_EMQX_API_URL', 'string', '', 'EMQX management API base URL; default https://<PU_MQTT_HOST> or http://<PU_MQTT_HOST>:<PU_MQTT_API_PORT>', { ours: true }),
+  v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
+  v('PU_EMQX_API_SECRET', 'secret', '', 'EMQX API secret', { ours: true }),
+  v('PU_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database (overrides the one in PU_CLICKHOUSE_DATABASE_URL; default "default")', { ours: true }),
+  v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
+];
+
+/** Variables of the reference Go DataPipe (pepeunit-datapipe.md §6.1) plus ours for the ingest. */
+export const INGEST_VARIABLES: readonly VariableSpec[] = [
+  v('PU_DP_DOMAIN', 'string', undefined, 'Instance domain (must equal the backend PU_DOMAIN)'),
+  v('PU_DP_SECRET_KEY', 'secret', undefined, 'JWT HMAC key (must equal the backend PU_SECRET_KEY)'),
+  v('PU_DP_SQLALCHEMY_DATABASE_URL', 'url', undefined, 'PostgreSQL URL'),
+  v('PU_DP_CLICKHOUSE_DATABASE_URL', 'url', undefined, 'ClickHouse URL (http(s):// or clickhouse+native://, see PU_CLICKHOUSE_DATABASE_URL)'),
+  v('PU_DP_REDIS_URL', 'string', '', 'Redis URL of the backend_data_pipe_nodes stream (reference default redis://redis:6379/0; empty: use Postgres NOTIFY only)'),
+  v('PU_DP_MQTT_HOST', 'string', undefined, 'Broker host'),
+  v('PU_DP_MQTT_PORT', 'int', '1883', 'Broker port', { min: 1, max: 65535 }),
+  v('PU_DP_MQTT_KEEPALIVE', 'int', '60', 'MQTT keepalive in seconds', { min: 1 }),
+  v('PU_DP_CONFIG_SYNC_INTERVAL', 'int', '60', 'Seconds between full config reloads from Postgres', { min: 1 }),
+  v('PU_DP_NRECORDS_CLEANUP_INTERVAL', 'int', '60', 'Seconds between n_last_entry trims', { min: 1 }),
+  v('PU_DP_BUFFER_FLUSH_INTERVAL', 'int', '5', 'Seconds between buffer flushes', { min: 1 }),
+  v('PU_DP_BUFFER_MAX_SIZE', 'int', '1000', 'Buffered entries that force an immediate flush', { min: 1 }),
+  // ---- ours ----
+  v('PU_DP_INTAKE_MODE', 'enum', 'go-compatible', 'rules: consume what the broker rules forward (shared subscription); go-compatible: subscribe <domain>/+/pepeunit like the Go service', { ours: true, values: ['rules', 'go-compatible'] }),
+  v('PU_DP_SHARE_GROUP', 'string', '', 'Optional $share group for the go-compatible subscription', { ours: true }),
+  v('PU_DP_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database override', { ours: true }),
+  v('PU_DP_RETRY_BUFFER_MAX_ROWS', 'int', '1000000', 'Rows kept for retry while a database is down; beyond that rows are dropped and counted', { ours: true, min: 1 }),
+  v('PU_DP_METRICS_PORT', 'int', '0', 'Port of the ingest Prometheus/health endpoint (0: a free port)', { ours: true, min: 0, max: 65535 }),
+  v('PU_MQTT_MAX_PAYLOAD_SIZE', 'int', '256', 'KB: payloads above this are dropped and counted', { min: 1, max: 262144 }),
+];
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], context: string) {
+    super(`Invalid ${context} configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => `  - ${p}`).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Parsed = string | number | boolean;
+
+function describeExpected(spec: VariableSpec): string {
+  switch (spec.kind) {
+    case 'int':
+      return `an integer${spec.min !== undefined ? ` >= ${spec.min}` : ''}${spec.max !== undefined ? ` and <= ${spec.max}` : ''}`;
+    case 'number':
+      return 'a number';
+    case 'bool':
+      return 'a boolean (True/False, true/false, 1/0, yes/no, on/off)';
+    case 'enum':
+      return `one of ${(spec.values ?? []).join(', ')}`;
+    case 'rate':
+      return 'a rate such as 20/s, 1MB/s, 100/10s or infinity';
+    case 'url':
+      return 'a URL such as scheme://user:password@host:port/database';
+    default:
+      return 'a non-empty string';
+  }
+}
+
+const RATE = /^(infinity|\d+(\.\d+)?\s*(KB|MB|GB|kb|mb|gb)?\/(\d+)?(ms|s|m|h|d))$/;
+
+function parseOne(spec: VariableSpec, raw: string): { ok: true; value: Parsed } | { ok: false } {
+  const text = raw.trim();
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^[+-]?\d+$/.test(text)) return { ok: false };
+      const n = Number(text);
+      if (!Number.isSafeInteger(n)) return { ok: false };
+      if (spec.min !== undefined && n < spec.min) return { ok: false };
+      if (spec.max !== undefined && n > spec.max) return { ok: false };
+      return { ok: true, value: n };
+    }
+    case 'number': {
+      const n = Number(text);
+      return text !== '' && Number.isFinite(n) ? { ok: true, value: n } : { ok: false };
+    }
+    case 'bool': {
+      const low = text.toLowerCase();
+      if (TRUE_WORDS.has(low)) return { ok: true, value: true };
+      if (FALSE_WORDS.has(low)) return { ok: true, value: false };
+      return { ok: false };
+    }
+    case 'enum': {
+      const match = (spec.values ?? []).find((x) => x.toLowerCase() === text.toLowerCase());
+      return match !== undefined ? { ok: true, value: match } : { ok: false };
+    }
+    case 'rate':
+      return RATE.test(text) ? { ok: true, value: text } : { ok: false };
+    case 'url': {
+      try {
+        const u = new URL(text);
+        return u.protocol && u.host ? { ok: true, value: text } : { ok: false };
+      } catch {
+        return { ok: false };
+      }
+    }
+    default:
+      return { ok: true, value: raw };
+  }
+}
+
+/**
+ * Parses `env` against `specs`. Returns a name -> value map; throws one ConfigError naming every
+ * missing or malformed variable and what is expected. Secret values never appear in messages.
+ */
+export function parseVariables(specs: readonly VariableSpec[], env: NodeJS.ProcessEnv, context: string): Record<string, Parsed> {
+  const out: Record<string, Parsed> = {};
+  const problems: string[] = [];
+  for (const spec of specs) {
+    const raw = env[spec.name];
+    if (raw === undefined || (raw.trim() === '' && spec.default === undefined)) {
+      if (spec.default === undefined) {
+        problems.push(`${spec.name} is not set; expected ${describeExpected(spec)} (${spec.description})`);
+        continue;
+      }
+      const parsedDefault = spec.default === '' ? { ok: true as const, value: '' } : parseOne(spec, spec.default);
+      if (!parsedDefault.ok) throw new Error(`internal: bad default for ${spec.name}`);
+      out[spec.name] = parsedDefault.value;
+      continue;
+    }
+    if (raw.trim() === '' && spec.kind !== 'string' && spec.kind !== 'secret') {
+      // An explicitly empty optional variable means "use the default".
+      const parsedDefault = spec.default === '' ? { ok: true as const, value: '' } : parseOne(spec, spec.default ?? '');
+      if (parsedDefault.ok) {
+        out[spec.name] = parsedDefault.value;
+        continue;
+      }
+    }
+    const parsed = parseOne(spec, raw);
+    if (!parsed.ok) {
+      const shown = spec.kind === 'secret' ? '<hidden>' : JSON.stringify(raw.length > 80 ? raw.slice(0, 80) + '…' : raw);
+      problems.push(`${spec.name}=${shown} is invalid; expected ${describeExpected(spec)}`);
+      continue;
+    }
+    out[spec.name] = parsed.value;
+  }
+  if (problems.length > 0) throw new ConfigError(problems, context);
+  return out;
+}
+
+export interface BackendConfig {
+  readonly raw: Readonly<Record<string, Parsed>>;
+  readonly domain: string;
+  readonly secure: boolean;
+  readonly appPrefix: string;
+  readonly apiV1Prefix: string;
+  readonly secretKey: string;
+  readonly encryptKey: string;
+  readonly staticSalt: string;
+  readonly postgresUrl: string;
+  readonly clickhouseUrl: string;
+  readonly clickhouseDatabase: string;
+  readonly redisUrl: string;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  readonly logFormat: 'json' | 'plain';
+  readonly host: string;
+  readonly port: number;
+  readonly authTokenExpiration: number;
+  readonly stateSendInterval: number;
+  readonly unitLogExpiration: number;
+  readonly maxPaginationSize: number;
+  readonly maxCipherLength: number;
+  readonly saveRepoPath: string;
+  readonly maxExternalRepoSizeMb: number;
+  readonly minIntervalSyncRepository: number;
+  readonly workerCount: number;
+  readonly shutdownTimeoutSeconds: number;
+  readonly featureFlags: {
+    readonly telegramBot: boolean;
+    readonly grafana: boolean;
+    readonly datapipe: boolean;
+    readonly datapipeDefaultLastValue: boolean;
+    readonly prometheus: boolean;
+  };
+  readonly mqtt: {
+    readonly host: string;
+    readonly port: number;
+    readonly secure: boolean;
+    readonly apiPort: number;
+    readonly keepalive: number;
+    readonly maxPayloadSizeKb: number;
+    readonly maxClients: number;
+    readonly maxClientConnectionRate: string;
+    readonly maxClientIdLen: number;
+    readonly clientMaxMessagesRate: string;
+    readonly clientMaxBytesRate: string;
+    readonly maxQos: number;
+    readonly maxTopicLevels: number;
+    readonly maxLenMessageQueue: number;
+    readonly maxTopicAlias: number;
+  };
+  readonly emqx: {
+    readonly apiUrl: string;
+    readonly apiKey: string;
+    readonly apiSecret: string;
+    readonly username: string;
+    readonly password: string;
+  };
+  /** Computed links as in the reference (`pu_link`, `pu_link_prefix`, `pu_link_prefix_and_v1`). */
+  readonly links: {
+    readonly httpType: 'https' | 'http';
+    readonly link: string;
+    readonly linkPrefix: string;
+    readonly linkPrefixAndV1: string;
+    /** Base URL the broker uses for callbacks into this backend, with prefix and /api/v1. */
+    readonly callbackBase: string;
+  };
+}
+
+const LOG_LEVELS: Record<string, BackendConfig['logLevel']> = {
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARNING: 'warn',
+  ERROR: 'error',
+  CRITICAL: 'fatal',
+};
+
+function trimSlash(s: string): string {
+  return s.endsWith('/') ? s.slice(0, -1) : s;
+}
+
+export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): BackendConfig {
+  const r = parseVariables(BACKEND_VARIABLES, env, 'backend');
+  const problems: string[] = [];
+  const encryptKey = String(r.PU_ENCRYPT_KEY);
+  if (Buffer.from(encryptKey, 'base64').length !== 32) {
+    problems.push('PU_ENCRYPT_KEY is invalid; expected base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)');
+  }
+  const appPrefix = String(r.PU_APP_PREFIX);
+  const apiV1Prefix = String(r.PU_API_V1_PREFIX);
+  for (const [name, value] of [['PU_APP_PREFIX', appPrefix], ['PU_API_V1_PREFIX', apiV1Prefix]] as const) {
+    if (!/^\/[A-Za-z0-9_\-/.]*[A-Za-z0-9_\-.]$/.test(value)) problems.push(`${name}=${JSON.stringify(value)} is invalid; expected a path such as /pepeunit`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems, 'backend');
+  const secure = Boolean(r.PU_SECURE);
+  const httpType = secure ? 'https' : 'http';
+  const domain = String(r.PU_DOMAIN).trim();
+  const link = `${httpType}://${domain}`;
+  const port = Number(r.PU_BACKEND_PORT);
+  const mqttHost = String(r.PU_MQTT_HOST);
+  const mqttSecure = Boolean(r.PU_MQTT_SECURE);
+  const apiPort = Number(r.PU_MQTT_API_PORT);
+  const publicUrl = trimSlash(String(r.PU_BACKEND_PUBLIC_URL) || `http://127.0.0.1:${port}`);
+  return {
+    raw: r,
+    domain,
+    secure,
+    appPrefix,
+    apiV1Prefix,
+    secretKey: String(r.PU_SECRET_KEY),
+    encryptKey,
+    staticSalt: String(r.PU_STATIC_SALT),
+    postgresUrl: String(r.PU_SQLALCHEMY_DATABASE_URL),
+    clickhouseUrl: String(r.PU_CLICKHOUSE_DATABASE_URL),
+    clickhouseDatabase: String(r.PU_CLICKHOUSE_DATABASE),
+    redisUrl: String(r.PU_REDIS_URL),
+    logLevel: LOG_LEVELS[String(r.PU_MIN_LOG_LEVEL)] ?? 'info',
+    logFormat: r.PU_LOG_FORMAT === 'plain' ? 'plain' : 'json',
+    host: String(r.PU_BACKEND_HOST),
+    port,
+    authTokenExpiration: Number(r.PU_AUTH_TOKEN_EXPIRATION),
+    stateSendInterval: Number(r.PU_STATE_SEND_INTERVAL),
+    unitLogExpiration: Number(r.PU_UNIT_LOG_EXPIRATION),
+    maxPaginationSize: Number(r.PU_MAX_PAGINATION_SIZE),
+    maxCipherLength: Number(r.PU_MAX_CIPHER_LENGTH),
+    saveRepoPath: String(r.PU_SAVE_REPO_PATH),
+    maxExternalRepoSizeMb: Number(r.PU_MAX_EXTERNAL_REPO_SIZE),
+    minIntervalSyncRepository: Number(r.PU_MIN_INTERVAL_SYNC_REPOSITORY),
+    workerCount: Number(r.PU_WORKER_COUNT),
+    shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
+    featureFlags: {
+      telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
+      grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),
+      datapipe: Boolean(r.PU_FF_DATAPIPE_ENABLE),
+      datapipeDefaultLastValue: Boolean(r.PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE),
+      prometheus: Boolean(r.PU_FF_PROMETHEUS_ENABLE),
+    },
+    mqtt: {
+      host: mqttHost,
+      port: Number(r.PU_MQTT_PORT),
+      secure: mqttSecure,
+      apiPort,
+      keepalive: Number(r.PU_MQTT_KEEPALIVE),
+      maxPayloadSizeKb: Number(r.PU_MQTT_MAX_PAYLOAD_SIZE),
+      maxClients: Number(r.PU_MQTT_MAX_CLIENTS),
+      maxClientConnectionRate: String(r.PU_MQTT_MAX_CLIENT_CONNECTION_RATE),
+      maxClientIdLen: Number(r.PU_MQTT_MAX_CLIENT_ID_LEN),
+      clientMaxMessagesRate: String(r.PU_MQTT_CLIENT_MAX_MESSAGES_RATE),
+      clientMaxBytesRate: String(r.PU_MQTT_CLIENT_MAX_BYTES_RATE),
+      maxQos: Number(r.PU_MQTT_MAX_QOS),
+      maxTopicLevels: Number(r.PU_MQTT_MAX_TOPIC_LEVELS),
+      maxLenMessageQueue: Number(r.PU_MQTT_MAX_LEN_MESSAGE_QUEUE),
+      maxTopicAlias: Number(r.PU_MQTT_MAX_TOPIC_ALIAS),
+    },
+    emqx: {
+      apiUrl: trimSlash(String(r.PU_EMQX_API_URL) || (mqttSecure ? `https://${mqttHost}` : `http://${mqttHost}:${apiPort}`)),
+      apiKey: String(r.PU_EMQX_API_KEY),
+      apiSecret: String(r.PU_EMQX_API_SECRET),
+      username: String(r.PU_MQTT_USERNAME),
+      password: String(r.PU_MQTT_PASSWORD),
+    },
+    links: {
+      httpType,
+      link,
+      linkPrefix: link + appPrefix,
+      linkPrefixAndV1: link + appPrefix + apiV1Prefix,
+      callbackBase: publicUrl + appPrefix + apiV1Prefix,
+    },
+  };
+}
+
+export interface IngestConfig {
+  readonly raw: Readonly<Record<string, Parsed>>;
+  readonly domain: string;
+  readonly secretKey: string;
+  readonly postgresUrl: string;
+  readonly clickhouseUrl: string;
+  readonly clickhouseDatabase: string;
+  readonly redisUrl: string;
+  readonly mqttHost: string;
+  readonly mqttPort: number;
+  readonly mqttKeepalive: number;
+  readonly configSyncIntervalSeconds: number;
+  readonly nRecordsCleanupIntervalSeconds: number;
+  readonly bufferFlushIntervalSeconds: number;
+  readonly bufferMaxSize: number;
+  readonly intakeMode: 'rules' | 'go-compatible';
+  readonly shareGroup: string;
+  readonly retryBufferMaxRows: number;
+  readonly metricsPort: number;
+  readonly maxPayloadSizeKb: number;
+}
+
+export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
+  const r = parseVariables(INGEST_VARIABLES, env, 'ingest');
+  return {
+    raw: r,
+    domain: String(r.PU_DP_DOMAIN).trim(),
+    secretKey: String(r.PU_DP_SECRET_KEY),
+    postgresUrl: String(r.PU_DP_SQLALCHEMY_DATABASE_URL),
+    clickhouseUrl: String(r.PU_DP_CLICKHOUSE_DATABASE_URL),
+    clickhouseDatabase: String(r.PU_DP_CLICKHOUSE_DATABASE),
+    redisUrl: String(r.PU_DP_REDIS_URL),
+    mqttHost: String(r.PU_DP_MQTT_HOST),
+    mqttPort: Number(r.PU_DP_MQTT_PORT),
+    mqttKeepalive: Number(r.PU_DP_MQTT_KEEPALIVE),
+    configSyncIntervalSeconds: Number(r.PU_DP_CONFIG_SYNC_INTERVAL),
+    nRecordsCleanupIntervalSeconds: Number(r.PU_DP_NRECORDS_CLEANUP_INTERVAL),
+    bufferFlushIntervalSeconds: Number(r.PU_DP_BUFFER_FLUSH_INTERVAL),
+    bufferMaxSize: Number(r.PU_DP_BUFFER_MAX_SIZE),
+    intakeMode: r.PU_DP_INTAKE_MODE === 'rules' ? 'rules' : 'go-compatible',
+    shareGroup: String(r.PU_DP_SHARE_GROUP),
+    retryBufferMaxRows: Number(r.PU_DP_RETRY_BUFFER_MAX_ROWS),
+    metricsPort: Number(r.PU_DP_METRICS_PORT),
+    maxPayloadSizeKb: Number(r.PU_MQTT_MAX_PAYLOAD_SIZE),
+  };
+}
+
+/**
+ * Loads a configuration or stops the process with one message naming every bad variable.
+ * Used at the top of each process entry point.
+ */
+export function loadOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\nSee docs/OPERATIONS.md for every variable.\n');
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+/** Markdown table of a variable group, used to keep docs/OPERATIONS.md in sync (a test compares). */
+export function variablesMarkdown(specs: readonly VariableSpec[]): string {
+  const rows = specs.map((s) => `| \`${s.name}\` | ${s.default === undefined ? '**required**' : s.default === '' ? '(empty)' : `\`${s.default}\``} | ${s.description}${s.ours ? ' *(ours)*' : ''} |`);
+  return ['| Variable | Default | Meaning |', '|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,218 @@
+// Shapes of the EMQX 5.8 management API resources used by the platform
+// (reference/emqx-5.md §1, §5, §6). Index signatures are kept because EMQX returns many
+// fields we neither set nor read; the named fields are the ones we rely on.
+
+export interface EmqxErrorBody {
+  code: string;
+  message: string;
+}
+
+export interface PageMeta {
+  page: number;
+  limit: number;
+  count?: number;
+  hasnext: boolean;
+}
+
+export interface Page<T> {
+  data: T[];
+  meta: PageMeta;
+}
+
+export interface SslOptions {
+  enable: boolean;
+  verify?: 'verify_peer' | 'verify_none';
+  versions?: string[];
+  server_name_indication?: string;
+  cacertfile?: string;
+  certfile?: string;
+  keyfile?: string;
+  [key: string]: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication (global MQTT chain)
+
+export interface AuthenticatorConfig {
+  mechanism: string;
+  backend?: string;
+  enable?: boolean;
+  [key: string]: unknown;
+}
+
+/** `password_based:http` — the authenticator the platform configures. */
+export interface HttpAuthenticatorConfig extends AuthenticatorConfig {
+  mechanism: 'password_based';
+  backend: 'http';
+  method: 'post' | 'get';
+  url: string;
+  headers?: Record<string, string>;
+  body?: Record<string, unknown>;
+  request_timeout?: string;
+  connect_timeout?: string;
+  pool_size?: number;
+  enable_pipelining?: number;
+  ssl?: SslOptions;
+}
+
+/** What `GET /authentication` returns per entry: the config plus its id. */
+export interface Authenticator extends AuthenticatorConfig {
+  id: string;
+}
+
+export type AuthenticatorPosition = 'front' | 'rear' | `before:${string}` | `after:${string}`;
+
+// ---------------------------------------------------------------------------------------------
+// Authorization
+
+export interface AuthzSourceConfig {
+  type: string;
+  enable?: boolean;
+  [key: string]: unknown;
+}
+
+export interface HttpAuthzSourceConfig extends AuthzSourceConfig {
+  type: 'http';
+  method: 'post' | 'get';
+  url: string;
+  headers?: Record<string, string>;
+  body?: Record<string, unknown>;
+  request_timeout?: string;
+  connect_timeout?: string;
+  pool_size?: number;
+  enable_pipelining?: number;
+  ssl?: SslOptions;
+}
+
+/** File source: `rules` holds acl.conf text (Erlang terms, one rule per `.`). */
+export interface FileAuthzSourceConfig extends AuthzSourceConfig {
+  type: 'file';
+  rules: string;
+}
+
+export type AuthzSourcePosition = 'front' | 'rear' | `before:${string}` | `after:${string}`;
+
+export interface AuthzCacheSettings {
+  enable: boolean;
+  max_size?: number;
+  ttl?: string;
+  excludes?: string[];
+  [key: string]: unknown;
+}
+
+export interface AuthzSettings {
+  no_match: 'allow' | 'deny';
+  deny_action: 'ignore' | 'disconnect';
+  cache: AuthzCacheSettings;
+  [key: string]: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners, zone, retainer
+
+export interface ListenerConfig {
+  id?: string;
+  type?: string;
+  name?: string;
+  enable?: boolean;
+  bind?: string;
+  acceptors?: number;
+  max_connections?: number | 'infinity';
+  max_conn_rate?: string;
+  messages_rate?: string;
+  bytes_rate?: string;
+  enable_authn?: boolean | 'quick_deny_anonymous';
+  zone?: string;
+  mountpoint?: string;
+  access_rules?: string[];
+  [key: string]: unknown;
+}
+
+export interface GlobalZoneConfig {
+  mqtt?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+export interface RetainerConfig {
+  enable?: boolean;
+  [key: string]: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients and bans
+
+export interface ClientInfo {
+  clientid: string;
+  username: string | null;
+  node?: string;
+  ip_address?: string;
+  port?: number;
+  listener?: string;
+  proto_name?: string;
+  proto_ver?: number;
+  clean_start?: boolean;
+  keepalive?: number;
+  connected?: boolean;
+  connected_at?: string;
+  created_at?: string;
+  recv_msg?: number;
+  send_msg?: number;
+  subscriptions_cnt?: number;
+  client_attrs?: Record<string, string>;
+  [key: string]: unknown;
+}
+
+export interface ClientListQuery {
+  page?: number;
+  limit?: number;
+  clientid?: string | string[];
+  username?: string | string[];
+  like_clientid?: string;
+  like_username?: string;
+  ip_address?: string;
+  conn_state?: 'connected' | 'idle' | 'disconnected';
+  /** `all` or a list of field names to keep responses small. */
+  fields?: 'all' | string[];
+}
+
+export type BanAs = 'clientid' | 'username' | 'peerhost' | 'clientid_re' | 'username_re' | 'peerhost_net';
+
+export interface BanCreate {
+  as: BanAs;
+  who: string;
+  by?: string;
+  reason?: string;
+  /** RFC 3339 or epoch seconds. */
+  at?: string | number;
+  /** RFC 3339, epoch seconds, or "infinity" (the default). */
+  until?: string | number;
+}
+
+export interface Ban {
+  as: BanAs;
+  who: string;
+  by: string;
+  reason: string;
+  at: string;
+  until: string;
+}
+
+export interface BanListQuery {
+  page?: number;
+  limit?: number;
+  clientid?: string;
+  username?: string;
+  peerhost?: string;
+  like_clientid?: string;
+  like_username?: string;
+  like_peerhost?: string;
+}
+
+export interface EmqxStatus {
+  /** True when the node answered 200 (broker started, app running). */
+  running: boolean;
+  nodeName?: string;
+  version?: string;
+  brokerStatus?: string;
+  appStatus?: string;
+}

@@ -1,0 +1,2 @@
+export { startIngest } from './service.js';
+export type { IngestService } from './service.js';

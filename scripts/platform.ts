@@ -1,0 +1,212 @@
+/**
+ * Quick start: brings the whole platform up on embedded defaults and stops it on Ctrl-C.
+ *
+ *   PostgreSQL  PU_SQLALCHEMY_DATABASE_URL, else the local server, else a private cluster in .data/
+ *   ClickHouse  PU_CLICKHOUSE_DATABASE_URL, else the embedded chdb engine served over HTTP
+ *   Broker      PU_MQTT_HOST, else the embedded EMQX-compatible broker (aedes)
+ *   Backend     backend/src/server.ts     Ingest  ingest-go-compatible/src/main.ts
+ *
+ * Every port falls back to a free one when the preferred port is taken.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { preferPort, startService, type RunningService } from '@pepeunit/common';
+import { resolvePostgres, createDatabase, databaseUrl } from '@pepeunit/common/postgres';
+
+const root = resolve(import.meta.dirname, '..');
+const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'));
+const logDir = join(dataDir, 'logs');
+mkdirSync(logDir, { recursive: true });
+const tsx = ['--import', 'tsx'];
+const started: RunningService[] = [];
+let stopPostgres: () => Promise<void> = async () => {};
+let stopping = false;
+
+function say(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+/** Secrets generated once per data directory and reused, so tokens and encrypted data survive restarts. */
+function platformSecrets(): Record<string, string> {
+  const file = join(dataDir, 'secrets.env');
+  if (existsSync(file)) {
+    return Object.fromEntries(
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+  }
+  const secrets = {
+    PU_SECRET_KEY: randomBytes(32).toString('base64'),
+    PU_ENCRYPT_KEY: randomBytes(32).toString('base64'),
+    PU_STATIC_SALT: randomBytes(32).toString('base64'),
+    PU_EMQX_API_KEY: 'pepeunit-backend',
+    PU_EMQX_API_SECRET: randomBytes(24).toString('base64url'),
+  };
+  writeFileSync(file, Object.entries(secrets).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  chmodSync(file, 0o600);
+  return secrets;
+}
+
+async function shutdown(code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => {});
+  stopping = true;
+  say('\nStopping Pepeunit TS ...');
+  for (const service of [...started].reverse()) {
+    const exit = await service.stop();
+    say(`  ${service.name} stopped${exit ? ` (exit ${exit})` : ''}`);
+  }
+  await stopPostgres();
+  say('All processes stopped.');
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const secrets = platformSecrets();
+  const env: NodeJS.ProcessEnv = {
+    PU_DOMAIN: 'localhost',
+    PU_SECURE: 'False',
+    PU_MQTT_SECURE: 'False',
+    PU_FF_TELEGRAM_BOT_ENABLE: 'False',
+    PU_FF_GRAFANA_INTEGRATION_ENABLE: 'False',
+    PU_SAVE_REPO_PATH: join(dataDir, 'repo_cache'),
+    PU_BACKEND_HOST: '127.0.0.1',
+    ...secrets,
+    ...process.env, // what the operator sets always wins
+  };
+
+  // PostgreSQL
+  say('Preparing PostgreSQL ...');
+  const postgres = await resolvePostgres({
+    url: process.env.PU_SQLALCHEMY_DATABASE_URL,
+    dataDir,
+    allowInstall: true,
+  });
+  stopPostgres = postgres.stop;
+  if (!process.env.PU_SQLALCHEMY_DATABASE_URL) {
+    await createDatabase(postgres.adminUrl, 'pepeunit');
+    env.PU_SQLALCHEMY_DATABASE_URL = databaseUrl(postgres.adminUrl, 'pepeunit');
+  }
+  say(`  PostgreSQL: ${postgres.source}`);
+
+  // ClickHouse
+  if (!process.env.PU_CLICKHOUSE_DATABASE_URL) {
+    say('Starting embedded ClickHouse (chdb) ...');
+    const port = await preferPort(Number(process.env.PU_EMBEDDED_CLICKHOUSE_PORT ?? 18123));
+    const clickhouse = await startService({
+      name: 'clickhouse',
+      command: process.execPath,
+      args: [...tsx, join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', String(port), '--data', join(dataDir, 'clickhouse')],
+      logFile: join(logDir, 'clickhouse.log'),
+      readyLine: true,
+      timeoutMs: 60_000,
+    });
+    started.push(clickhouse);
+    env.PU_CLICKHOUSE_DATABASE_URL = `${String(clickhouse.ready.url)}/pepeunit`;
+  }
+
+  // MQTT broker
+  if (!process.env.PU_MQTT_HOST) {
+    say('Starting embedded MQTT broker (EMQX-compatible) ...');
+    const mqttPort = await preferPort(Number(process.env.PU_EMBEDDED_MQTT_PORT ?? 1883), '0.0.0.0');
+    const apiPort = await preferPort(Number(process.env.PU_EMBEDDED_EMQX_API_PORT ?? 18083));
+    const broker = await startService({
+      name: 'broker',
+      command: process.execPath,
+      args: [...tsx, join(root, 'emqx-rules/src/embedded/cli.ts'), '--mqtt-port', String(mqttPort), '--api-port', String(apiPort)],
+      env: { PU_EMQX_API_KEY: env.PU_EMQX_API_KEY, PU_EMQX_API_SECRET: env.PU_EMQX_API_SECRET },
+      logFile: join(logDir, 'broker.log'),
+      readyLine: true,
+      timeoutMs: 30_000,
+    });
+    started.push(broker);
+    env.PU_MQTT_HOST = '127.0.0.1';
+    env.PU_MQTT_PORT = String(mqttPort);
+    env.PU_MQTT_API_PORT = String(apiPort);
+    env.PU_EMQX_API_URL = `http://127.0.0.1:${apiPort}`;
+  }
+
+  // Backend
+  say('Starting backend (migrations run at start) ...');
+  const backendPort = await preferPort(Number(env.PU_BACKEND_PORT ?? 5000));
+  env.PU_BACKEND_PORT = String(backendPort);
+  const prefix = env.PU_APP_PREFIX ?? '/pepeunit';
+  const base = `http://127.0.0.1:${backendPort}`;
+  const backend = await startService({
+    name: 'backend',
+    command: process.execPath,
+    args: [...tsx, join(root, 'backend/src/server.ts')],
+    env,
+    logFile: join(logDir, 'backend.log'),
+    readyUrl: `${base}${prefix}/health/live`,
+    timeoutMs: 90_000,
+  });
+  started.push(backend);
+
+  // Ingest (configured only by PU_DP_* like the Go DataPipe)
+  say('Starting ingest ...');
+  const ingest = await startService({
+    name: 'ingest',
+    command: process.execPath,
+    args: [...tsx, join(root, 'ingest-go-compatible/src/main.ts')],
+    env: {
+      PU_DP_DOMAIN: env.PU_DOMAIN,
+      PU_DP_SECRET_KEY: env.PU_SECRET_KEY,
+      PU_DP_SQLALCHEMY_DATABASE_URL: env.PU_SQLALCHEMY_DATABASE_URL,
+      PU_DP_CLICKHOUSE_DATABASE_URL: env.PU_CLICKHOUSE_DATABASE_URL,
+      PU_DP_MQTT_HOST: env.PU_MQTT_HOST,
+      PU_DP_MQTT_PORT: env.PU_MQTT_PORT,
+      PU_DP_REDIS_URL: env.PU_DP_REDIS_URL ?? '',
+      PU_DP_INTAKE_MODE: env.PU_DP_INTAKE_MODE ?? 'go-compatible',
+      PU_DP_SHARE_GROUP: env.PU_DP_SHARE_GROUP ?? 'pepeunit-ingest',
+    },
+    logFile: join(logDir, 'ingest.log'),
+    readyLine: true,
+    timeoutMs: 60_000,
+  });
+  started.push(ingest);
+
+  // Wait for readiness of the backend's dependencies.
+  let readiness: unknown = null;
+  for (let i = 0; i < 60; i++) {
+    const res = await fetch(`${base}${prefix}/health/ready`).catch(() => null);
+    readiness = res ? await res.json().catch(() => null) : null;
+    if (res?.ok) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+  say('');
+  say(`Pepeunit TS is up (${seconds} s)`);
+  say(`  Instance info   ${base}${prefix}`);
+  say(`  API docs        ${base}${prefix}/docs`);
+  say(`  OpenAPI         ${base}${prefix}${env.PU_API_V1_PREFIX ?? '/api/v1'}/openapi.json`);
+  say(`  Readiness       ${base}${prefix}/health/ready  ${JSON.stringify((readiness as { status?: string } | null)?.status ?? 'unknown')}`);
+  say(`  Metrics         ${base}${prefix}/metrics   ingest: ${String(ingest.ready.metricsUrl)}/metrics`);
+  say(`  MQTT            mqtt://${env.PU_MQTT_HOST}:${env.PU_MQTT_PORT}`);
+  if (env.PU_EMQX_API_URL) say(`  EMQX API        ${env.PU_EMQX_API_URL}/api/v5`);
+  say(`  ClickHouse      ${String(env.PU_CLICKHOUSE_DATABASE_URL).replace(/\/\/[^@/]*@/, '//')}`);
+  say(`  PostgreSQL      ${postgres.source}`);
+  say(`  Logs            ${logDir}`);
+  say('Press Ctrl-C to stop.');
+
+  for (const service of started) {
+    service.child.once('exit', (code) => {
+      if (!stopping) {
+        say(`\n${service.name} exited unexpectedly (code ${String(code)}); see ${join(logDir, service.name + '.log')}`);
+        void shutdown(1);
+      }
+    });
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => void shutdown(0));
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`\nPepeunit TS failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  await shutdown(1);
+});

@@ -1,0 +1,92 @@
+/**
+ * The full test suite: starts what the tests need (PostgreSQL: the local server or a private
+ * cluster; one embedded ClickHouse server process shared by all test files, each of which creates
+ * its own databases), runs every `*.test.ts` with node's test runner, stops everything.
+ *
+ *   npm test                     everything
+ *   npm test -- <path filter>    only test files whose path contains the filter
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync, mkdirSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { freePort, startService, type RunningService } from '@pepeunit/common';
+import { resolvePostgres } from '@pepeunit/common/postgres';
+
+const root = resolve(import.meta.dirname, '..');
+const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'), 'test');
+mkdirSync(dataDir, { recursive: true });
+const args = process.argv.slice(2);
+const noServices = args.includes('--no-services');
+const filters = args.filter((a) => !a.startsWith('--'));
+
+function findTests(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name.startsWith('.')) continue;
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) findTests(full, out);
+    else if (name.endsWith('.test.ts')) out.push(full);
+  }
+  return out;
+}
+
+const workspaces = ['common', 'clickhouse-schemas', 'emqx-rules', 'ingest-go-compatible', 'backend', 'tests'];
+const files = workspaces
+  .flatMap((w) => {
+    try {
+      return findTests(join(root, w));
+    } catch {
+      return [];
+    }
+  })
+  .filter((f) => filters.length === 0 || filters.some((flt) => relative(root, f).includes(flt)))
+  .sort();
+if (files.length === 0) {
+  process.stderr.write(`No test files match ${JSON.stringify(filters)}\n`);
+  process.exit(2);
+}
+
+const services: RunningService[] = [];
+let stopPostgres: () => Promise<void> = async () => {};
+const env: NodeJS.ProcessEnv = { ...process.env, PU_TEST_DATA_DIR: dataDir };
+
+async function cleanup(): Promise<void> {
+  for (const s of services.reverse()) await s.stop();
+  await stopPostgres();
+}
+
+async function main(): Promise<number> {
+  if (!noServices) {
+    const postgres = await resolvePostgres({ url: process.env.PU_TEST_POSTGRES_URL, dataDir, allowInstall: true });
+    stopPostgres = postgres.stop;
+    env.PU_TEST_PG_ADMIN_URL = postgres.adminUrl;
+    process.stdout.write(`PostgreSQL for tests: ${postgres.source}\n`);
+    const chPort = await freePort();
+    const ch = await startService({
+      name: 'clickhouse',
+      command: process.execPath,
+      args: ['--import', 'tsx', join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', String(chPort), '--data', join(dataDir, `clickhouse-${process.pid}`)],
+      logFile: join(dataDir, 'clickhouse.log'),
+      readyLine: true,
+    });
+    services.push(ch);
+    env.PU_TEST_CLICKHOUSE_URL = String(ch.ready.url);
+    process.stdout.write(`ClickHouse for tests: ${env.PU_TEST_CLICKHOUSE_URL} (embedded chdb)\n`);
+  }
+  process.stdout.write(`Running ${files.length} test files\n`);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.PU_TEST_CONCURRENCY ?? '2'}`, '--test-timeout=600000', ...files.map((f) => relative(root, f))],
+    { cwd: root, env, stdio: 'inherit' },
+  );
+  return new Promise<number>((resolveCode) => child.on('exit', (code, signal) => resolveCode(code ?? (signal ? 1 : 0))));
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`Test setup failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+} finally {
+  await cleanup();
+}
+process.exit(code);

@@ -1,0 +1,108 @@
+/**
+ * The one test helper: real services on free ports, an isolated Postgres database and ClickHouse
+ * database per test context, the real app. No mocks of our own code.
+ *
+ * Under `npm test` the runner provides PostgreSQL and one embedded ClickHouse server through
+ * PU_TEST_PG_ADMIN_URL / PU_TEST_CLICKHOUSE_URL. A test file run on its own
+ * (`node --import tsx --test <file>`) starts what it needs itself.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { loadBackendConfig, silentLogger, type BackendConfig, type Logger } from '@pepeunit/common';
+import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
+
+interface Services {
+  readonly pgAdminUrl: string;
+  readonly clickhouseUrl: string;
+}
+
+let servicesPromise: Promise<Services> | undefined;
+
+/** PostgreSQL and ClickHouse for this test process (shared by every context in the file). */
+export function testServices(): Promise<Services> {
+  servicesPromise ??= (async (): Promise<Services> => {
+    let pgAdminUrl = process.env.PU_TEST_PG_ADMIN_URL;
+    if (!pgAdminUrl) {
+      const pg = await resolvePostgres({ dataDir: join(tmpdir(), 'pepeunit-test-pg'), allowInstall: false });
+      pgAdminUrl = pg.adminUrl;
+      after(() => pg.stop());
+    }
+    let clickhouseUrl = process.env.PU_TEST_CLICKHOUSE_URL ?? '';
+    if (!clickhouseUrl) {
+      const dataPath = mkdtempSync(join(tmpdir(), 'pepeunit-test-ch-'));
+      const server = await startEmbeddedClickHouse({ port: 0, dataPath });
+      clickhouseUrl = server.url;
+      after(async () => {
+        await server.close();
+        rmSync(dataPath, { recursive: true, force: true });
+      });
+    }
+    return { pgAdminUrl, clickhouseUrl };
+  })();
+  return servicesPromise;
+}
+
+export interface TestDatabases {
+  readonly name: string;
+  readonly pgUrl: string;
+  readonly clickhouseUrl: string;
+  readonly clickhouseDatabase: string;
+  readonly clickhouse: ClickHouseClient;
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty Postgres database and ClickHouse database, dropped by `drop()`. */
+export async function createTestDatabases(label = 't'): Promise<TestDatabases> {
+  const services = await testServices();
+  const name = `pu_t_${label.replace(/[^a-z0-9_]/gi, '').toLowerCase().slice(0, 20)}_${randomBytes(4).toString('hex')}`;
+  await createDatabase(services.pgAdminUrl, name);
+  const admin = createClickHouse(services.clickhouseUrl, 'default');
+  await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}` });
+  await admin.close();
+  const clickhouse = createClickHouse(services.clickhouseUrl, name);
+  return {
+    name,
+    pgUrl: databaseUrl(services.pgAdminUrl, name),
+    clickhouseUrl: `${services.clickhouseUrl}/${name}`,
+    clickhouseDatabase: name,
+    clickhouse,
+    async drop() {
+      await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${name}` }).catch(() => {});
+      await clickhouse.close();
+      await dropDatabase(services.pgAdminUrl, name);
+    },
+  };
+}
+
+/** Environment for a backend under test (fixed test secrets; every value overridable). */
+export function testBackendEnv(db: TestDatabases, overrides: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    PU_DOMAIN: 'test.pepeunit.local',
+    PU_SECURE: 'False',
+    PU_MQTT_SECURE: 'False',
+    PU_SECRET_KEY: 'test-secret-key-0123456789abcdef',
+    PU_ENCRYPT_KEY: Buffer.alloc(32, 7).toString('base64'),
+    PU_STATIC_SALT: 'test-static-salt',
+    PU_SQLALCHEMY_DATABASE_URL: db.pgUrl,
+    PU_CLICKHOUSE_DATABASE_URL: db.clickhouseUrl,
+    PU_MQTT_HOST: '127.0.0.1',
+    PU_MQTT_PORT: '1',
+    PU_FF_TELEGRAM_BOT_ENABLE: 'False',
+    PU_FF_GRAFANA_INTEGRATION_ENABLE: 'False',
+    PU_BACKEND_HOST: '127.0.0.1',
+    PU_BACKEND_PORT: '0',
+    PU_SAVE_REPO_PATH: mkdtempSync(join(tmpdir(), 'pepeunit-test-repos-')),
+    ...overrides,
+  };
+}
+
+export function testBackendConfig(db: TestDatabases, overrides: NodeJS.ProcessEnv = {}): BackendConfig {
+  return loadBackendConfig(testBackendEnv(db, overrides));
+}
+
+export const testLogger: Logger = silentLogger;
