@@ -7,11 +7,13 @@ import { createClickHouse, parseClickHouseUrl, migrateClickHouse } from '@pepeun
 import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
+import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
 
 export interface RunningBackend {
   readonly app: FastifyInstance;
   readonly deps: AppDeps;
   readonly url: string;
+  readonly emqx: EmqxControl;
   close(): Promise<void>;
 }
 
@@ -78,8 +80,8 @@ export async function migrateAll(config: BackendConfig, deps: AppDeps, logger: L
   logger.info({ applied: chResult.applied.length }, 'ClickHouse schema ready');
 }
 
-/** Connects, migrates, builds and starts the HTTP server. */
-export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean } = {}): Promise<RunningBackend> {
+/** Connects, migrates, builds and starts the HTTP server, then configures the broker. */
+export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean; callbackBaseUrl?: string } = {}): Promise<RunningBackend> {
   const deps = await connectDependencies(config, logger);
   try {
     await migrateAll(config, deps, logger);
@@ -87,19 +89,31 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     await deps.close();
     throw err;
   }
-  const app = await buildApp(deps);
+  let emqx: EmqxControl | undefined;
+  const app = await buildApp({ ...deps, clearBrokerAuthzCache: () => emqx?.clearAuthzCache() ?? Promise.resolve() });
   let url = '';
   if (opts.listen !== false) {
     url = await app.listen({ host: config.host, port: config.port });
   } else {
     await app.ready();
   }
+  const address = app.server.address();
+  const actualPort = address && typeof address === 'object' ? address.port : config.port;
+  const callbackBase = opts.callbackBaseUrl ?? (config.raw.PU_BACKEND_PUBLIC_URL ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
+  emqx = createEmqxControl(config, logger, callbackBase);
+  if (opts.listen !== false) {
+    // The broker calls back into this process, so configure it only once we listen.
+    await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
+  }
+  const control = emqx;
   return {
     app,
     deps,
     url,
+    emqx: control,
     async close() {
       await app.close();
+      await control.close();
       await deps.close();
     },
   };

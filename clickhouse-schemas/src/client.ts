@@ -2,7 +2,8 @@
  * One way to build a ClickHouse client for every service: `@clickhouse/client` (HTTP) with
  * defaults that suit Pepeunit, and a parser for the connection URLs operators write.
  */
-import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import type { ClickHouseLogger } from './logger.js';
 
 export interface ClickHouseConnectionInfo {
   /** HTTP(S) base URL without credentials or path, e.g. `http://clickhouse:8123`. */
@@ -106,6 +107,31 @@ export interface CreateClickHouseOptions {
   application?: string;
   /** How long an idle keep-alive socket is reused; keep it below the server's keep-alive timeout. Default 2 500 ms. */
   keepAliveIdleSocketTtlMs?: number;
+  /**
+   * Receives the client's own warnings and errors (socket problems, failed requests; never
+   * credentials). Without it the client logs nothing: failed queries still reject their promise.
+   */
+  logger?: ClickHouseLogger;
+}
+
+interface ClientLogParams {
+  module: string;
+  message: string;
+  args?: Record<string, unknown>;
+  err?: Error;
+}
+
+/** Adapts our logger to the client's LoggerClass hook (a class constructed without arguments). */
+function clientLoggerClass(logger: ClickHouseLogger) {
+  const emit = (level: 'debug' | 'warn') => (p: ClientLogParams) =>
+    logger[level]({ module: p.module, ...(p.args ? { args: p.args } : {}), ...(p.err ? { err: p.err } : {}) }, `ClickHouse client: ${p.message}`);
+  return class {
+    trace = emit('debug');
+    debug = emit('debug');
+    info = emit('debug');
+    warn = emit('warn');
+    error = emit('warn');
+  };
 }
 
 /** Settings sent with every request. best_effort lets JSONEachRow carry ISO-8601 timestamps (`new Date().toISOString()`). */
@@ -131,5 +157,6 @@ export function createClickHouse(url: string, database: string, opts: CreateClic
     keep_alive: { enabled: true, idle_socket_ttl: opts.keepAliveIdleSocketTtlMs ?? 2_500 },
     compression: { request: opts.compression?.request ?? false, response: opts.compression?.response ?? false },
     clickhouse_settings: { ...DEFAULT_CLICKHOUSE_SETTINGS, ...opts.clickhouseSettings },
+    log: opts.logger ? { LoggerClass: clientLoggerClass(opts.logger), level: ClickHouseLogLevel.WARN } : { level: ClickHouseLogLevel.OFF },
   });
 }

@@ -23,7 +23,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -159,6 +159,7 @@ interface QueryRequest {
   readonly sessionId: string | undefined;
   readonly sessionTimeoutS: number;
   readonly sessionCheck: boolean;
+  readonly closeSession: boolean;
 }
 
 interface QueryOutcome {
@@ -273,6 +274,13 @@ function credentialsOf(req: http.IncomingMessage, url: URL): { user?: string; pa
   const user = url.searchParams.get('user');
   if (user !== null) return { user, password: url.searchParams.get('password') ?? '' };
   return {};
+}
+
+/** Constant-time comparison of credentials (hashing first equalises the lengths). */
+function sameSecret(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 /**
@@ -401,7 +409,13 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
             logger.warn({ err, sessionId: q.sessionId }, 'embedded ClickHouse: could not restore session state');
           }
         }
-        if (q.sessionId !== undefined) scheduleExpiry(q.sessionId, named);
+        if (q.sessionId !== undefined && q.closeSession) {
+          if (named.timer) clearTimeout(named.timer);
+          sessions.delete(q.sessionId);
+          named.session.close();
+        } else if (q.sessionId !== undefined) {
+          scheduleExpiry(q.sessionId, named);
+        }
       } else {
         session.close();
       }
@@ -573,7 +587,7 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
       }
       if (opts.auth) {
         const given = credentialsOf(req, url);
-        if (given.user !== opts.auth.username || given.password !== opts.auth.password) {
+        if (!sameSecret(given.user, opts.auth.username) || !sameSecret(given.password, opts.auth.password)) {
           req.resume();
           throw ClickHouseServerFailure.of(
             'AUTHENTICATION_FAILED',
@@ -643,6 +657,7 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
         sessionId: url.searchParams.get('session_id') || undefined,
         sessionTimeoutS,
         sessionCheck: url.searchParams.get('session_check') === '1',
+        closeSession: url.searchParams.get('close_session') === '1',
       };
       const outcome = await queue.run(() => execute(request));
       await send(

@@ -149,7 +149,7 @@ export async function migrateClickHouse(
 ): Promise<MigrateClickHouseResult> {
   const logger = opts.logger ?? silentClickHouseLogger;
   const { database } = opts;
-  if (!database || /[\u0000-\u001f]/.test(database)) {
+  if (!database || [...database].some((ch) => ch.charCodeAt(0) < 0x20)) {
     throw new ClickHouseMigrationError(`Invalid ClickHouse database name ${JSON.stringify(database)}`);
   }
   const files = await readClickHouseMigrations(opts.dir ?? clickHouseMigrationsDir);

@@ -4,7 +4,7 @@
  * progress, a hard deadline and cancellation) and streaming output (`git archive`).
  * Arguments are passed as an array (no shell); callers put user values after `--`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 
@@ -37,6 +37,8 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
       cwd: options.cwd,
       env: options.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // own process group, so a kill also reaches git's helpers (git-remote-http, index-pack)
+      detached: process.platform !== 'win32',
     });
     const stdoutChunks: Buffer[] = [];
     let stdoutBytes = 0;
@@ -46,11 +48,8 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
     let settled = false;
 
     const kill = (): void => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      setTimeout(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      }, 2000).unref();
+      killGroup(child, 'SIGTERM');
+      setTimeout(() => killGroup(child, 'SIGKILL'), 2000).unref();
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -88,7 +87,27 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
     };
     child.on('error', (error) => finish(null, error));
     child.on('close', (code) => finish(code));
+    child.on('exit', (code) => {
+      // After a kill, do not wait for helpers that might still hold the pipes open.
+      if (timedOut || aborted) {
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(code);
+        }, 200).unref();
+      }
+    });
   });
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    if (process.platform === 'win32') child.kill(signal);
+    else process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
 }
 
 /**
@@ -105,9 +124,10 @@ export function streamGit(
     cwd: options.cwd,
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: process.platform !== 'win32',
   });
   let stderr = '';
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), options.timeoutMs);
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (text: string) => {
     stderr = (stderr + text).slice(-MAX_CAPTURED_STDERR);
@@ -124,7 +144,7 @@ export function streamGit(
   });
   // A consumer that stops reading early must not leave git running.
   output.on('close', () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) killGroup(child, 'SIGKILL');
   });
   return output;
 }

@@ -321,7 +321,17 @@ export class GitStore {
 
   private async moveIntoPlace(temporary: string, target: string): Promise<void> {
     if (!(await pathExists(target))) {
-      await rename(temporary, target);
+      try {
+        await rename(temporary, target);
+      } catch (error) {
+        // Another process (same storage, other replica) placed a clone meanwhile: keep theirs.
+        const code = (error as NodeJS.ErrnoException).code;
+        if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await this.isHealthyClone(target))) {
+          await this.removeDirectory(temporary);
+          return;
+        }
+        throw error;
+      }
       return;
     }
     // Replacing a broken clone: move it aside first (rename cannot replace a non-empty dir).
@@ -671,7 +681,7 @@ export class GitStore {
     const target = this.pathOf(key);
     return streamGit(
       ['archive', `--format=${format}`, sha],
-      { cwd: target, env: this.readEnv(target), timeoutMs: this.gitTimeoutMs },
+      { cwd: target, env: this.isolatedEnv(target), timeoutMs: this.gitTimeoutMs },
       (stderr) => new GitReadError('Failed', `git archive failed: ${firstErrorLine(stderr)}`),
     );
   }
@@ -688,11 +698,13 @@ export class GitStore {
     const target = this.pathOf(key);
     await mkdir(destination, { recursive: true });
     const indexFile = join(destination, `.pu-index-${randomBytes(6).toString('hex')}`);
-    const env = { ...this.readEnv(target), GIT_INDEX_FILE: indexFile };
+    const env = { ...this.isolatedEnv(target), GIT_INDEX_FILE: indexFile };
     try {
       const readTree = await runGit(['read-tree', sha], { cwd: target, env, timeoutMs: this.readTimeoutMs });
       if (readTree.code !== 0) throw new GitReadError('Failed', `git read-tree failed: ${firstErrorLine(readTree.stderr)}`);
-      const checkout = await runGit(['--work-tree', destination, 'checkout-index', '--all', '--force'], {
+      // core.symlinks=false: a symlink in the repository becomes a small text file, so nothing
+      // in the exported tree can point outside it.
+      const checkout = await runGit(['-c', 'core.symlinks=false', '--work-tree', destination, 'checkout-index', '--all', '--force'], {
         cwd: target,
         env,
         timeoutMs: this.gitTimeoutMs,
@@ -743,7 +755,16 @@ export class GitStore {
     }
     env.LC_ALL = 'C';
     env.GIT_DIR = gitDir;
+    env.GIT_CONFIG_NOSYSTEM = '1';
     return env;
+  }
+
+  /**
+   * Local commands that may run filters (`archive`, `checkout-index`): also ignore the
+   * system/user git config, so e.g. a globally installed LFS smudge filter never runs.
+   */
+  private isolatedEnv(gitDir: string): NodeJS.ProcessEnv {
+    return { ...this.readEnv(gitDir), GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
   }
 
   private async reader(key: string): Promise<SimpleGit> {
@@ -758,7 +779,7 @@ export class GitStore {
         baseDir: target,
         maxConcurrentProcesses: this.maxConcurrentReads,
         // GIT_DIR pins every command to this clone: git never searches parent directories.
-        allowEnvironment: ['GIT_DIR'],
+        allowEnvironment: ['GIT_DIR', 'GIT_CONFIG_NOSYSTEM'],
         timeout: { block: this.readTimeoutMs },
       }).env(this.readEnv(target) as Record<string, string>);
       this.readers.set(key, git);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -39,7 +41,12 @@ async function listArchive(path: string, format: 'tar' | 'zip'): Promise<string[
   return stdout.trim().split('\n').sort();
 }
 
-async function assertRejectsWith(promise: Promise<unknown>, errorClass: Function, kind: string, message?: RegExp): Promise<Error> {
+async function assertRejectsWith(
+  promise: Promise<unknown>,
+  errorClass: new (...args: never[]) => Error & { kind: string },
+  kind: string,
+  message?: RegExp,
+): Promise<Error> {
   let caught: unknown;
   try {
     await promise;
@@ -47,9 +54,9 @@ async function assertRejectsWith(promise: Promise<unknown>, errorClass: Function
     caught = error;
   }
   assert.ok(caught instanceof errorClass, `expected ${errorClass.name}, got ${String(caught)}`);
-  assert.equal((caught as { kind: string }).kind, kind, String((caught as Error).message));
-  if (message) assert.match((caught as Error).message, message);
-  return caught as Error;
+  assert.equal(caught.kind, kind, caught.message);
+  if (message) assert.match(caught.message, message);
+  return caught;
 }
 
 describe('GitStore', () => {
@@ -305,6 +312,37 @@ describe('GitStore', () => {
     // the default store only accepts http(s)
     const strict = new GitStore({ rootPath: join(root, 'err-cache'), maxRepoSizeBytes: 1024 });
     await assertRejectsWith(strict.sync('broken', fixture.url), GitSyncError, 'InvalidUrl', /scheme "file" is not allowed/);
+  });
+
+  test('a sync that hangs ends with a Timeout error instead of staying stuck', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const hanging = createServer(() => {
+      // accept the request and never answer
+    });
+    hanging.on('connection', (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const { port } = hanging.address() as AddressInfo;
+    try {
+      const slowStore = new GitStore({
+        rootPath: join(root, 'timeout-cache'),
+        maxRepoSizeBytes: 2 ** 20,
+        allowedProtocols: TEST_PROTOCOLS,
+        gitTimeoutMs: 800,
+      });
+      const startedAt = Date.now();
+      await assertRejectsWith(
+        slowStore.sync('slow', `http://127.0.0.1:${port}/repo.git`),
+        GitSyncError,
+        'Timeout',
+        new RegExp(`^Git clone of http://127\\.0\\.0\\.1:${port}/repo\\.git timed out after 1 s$`),
+      );
+      assert.ok(Date.now() - startedAt < 5000);
+      assert.deepEqual(await readdir(join(root, 'timeout-cache')), []);
+      assert.equal(slowStore.isSyncing('slow'), false);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hanging.close(() => resolve()));
+    }
   });
 
   test('a repository over the size limit fails with GitSyncError and leaves no partial clone', async () => {

@@ -65,24 +65,39 @@ const FLOAT_TEXT = /^[+-]?(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0
 const FLOAT_SPECIAL = /^[+-]?(?:inf|infinity|nan)$/i;
 const I64_LIMIT = 2 ** 63;
 
-/** pydantic `int` (lax). */
-export function coerceInt(v: unknown): Coerced<number> {
+/** pydantic `int` (lax), keeping integers beyond 2^53 exact as bigint. */
+export function coerceIntExact(v: unknown): Coerced<number | bigint> {
   if (typeof v === 'boolean') return ok(v ? 1 : 0);
   const n = numberLike(v);
   if (n) {
-    if (n.kind === 'int') return safeInt(n.value);
+    if (n.kind === 'int') return ok(n.value);
     if (!Number.isFinite(n.value)) return fail(MSG.finite);
     if (!Number.isInteger(n.value)) return fail(MSG.intFraction);
     if (Math.abs(n.value) >= I64_LIMIT) return fail(MSG.intTooBig);
-    return safeInt(n.value);
+    return ok(n.value);
   }
   if (typeof v === 'string') {
     const s = v.trim();
     if (!INT_TEXT.test(s)) return fail(MSG.intParse);
-    const digits = s.replace(/_/g, '').replace(/\.0+$/, '');
-    return safeInt(BigInt(digits));
+    const exact = BigInt(s.replace(/_/g, '').replace(/\.0+$/, ''));
+    return ok(exact >= BigInt(Number.MIN_SAFE_INTEGER) && exact <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(exact) : exact);
   }
   return fail(MSG.int);
+}
+
+/** pydantic `int` (lax) for a JS number field: integers beyond 2^53 are refused (ours). */
+export function coerceInt(v: unknown): Coerced<number> {
+  const r = coerceIntExact(v);
+  return r.ok ? safeInt(r.value) : r;
+}
+
+/** `int = Field(ge=min, le=max)`: bounds are checked on the exact value first, as pydantic. */
+export function coerceBoundedInt(v: unknown, min: number | null, max: number | null): Coerced<number> {
+  const r = coerceIntExact(v);
+  if (!r.ok) return r;
+  if (min !== null && r.value < min) return fail(MSG.ge(min));
+  if (max !== null && r.value > max) return fail(MSG.le(max));
+  return safeInt(r.value);
 }
 
 /** pydantic `float` (lax). Non-finite values are allowed here; callers decide. */
@@ -114,7 +129,8 @@ export function coerceBool(v: unknown): Coerced<boolean> {
     const value = Number(n.value);
     if (value === 0) return ok(false);
     if (value === 1) return ok(true);
-    if (n.kind === 'int' || (Number.isFinite(value) && Number.isInteger(value))) return fail(MSG.boolInterpret);
+    // pydantic tries ints that fit in 64 bits ("unable to interpret"); anything else is not a bool at all.
+    if (Number.isInteger(value) && Math.abs(value) < I64_LIMIT) return fail(MSG.boolInterpret);
     return fail(MSG.bool);
   }
   if (typeof v === 'string') {

@@ -148,7 +148,7 @@ export function dateTimeFromTimestamp(value: number): DateTimeResult {
     return { ok: false, message: 'Input should be a valid datetime, dates after 9999 are not supported as unix timestamps' };
   }
   if (seconds < MIN_EPOCH_SECONDS) {
-    return { ok: false, message: 'Input should be a valid datetime, dates before 0001 are not supported as unix timestamps' };
+    return { ok: false, message: 'Input should be a valid datetime, dates before 0000 are not supported as unix timestamps' };
   }
   let whole = Math.floor(seconds);
   let micros = Math.round((seconds - whole) * 1e6);

@@ -90,7 +90,7 @@ function constructFloat(source: string): number | PyFloat {
     for (const part of value.split(':')) result = result * 60 + Number(part);
   } else if (/^(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?$/.test(value)) result = Number(value);
   else throw new Error(`invalid float '${source}'`);
-  if (Number.isNaN(result)) throw new Error(`invalid float '${source}'`);
+  if (Number.isNaN(result) && value !== '.nan') throw new Error(`invalid float '${source}'`);
   result *= sign;
   return Number.isFinite(result) && Number.isInteger(result) ? new PyFloat(result) : result;
 }

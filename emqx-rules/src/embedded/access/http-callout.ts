@@ -17,6 +17,8 @@ export interface HttpCalloutConfig {
   ssl: { enable: boolean; verify?: string };
 }
 
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'content-length', 'te', 'trailer']);
+
 export type CalloutResult =
   | { kind: 'response'; status: number; contentType: string; body: string }
   | { kind: 'error'; reason: string };
@@ -39,7 +41,11 @@ export class HttpCallout {
       },
     });
     this.headers = {};
-    for (const [key, value] of Object.entries(config.headers)) this.headers[key.toLowerCase()] = value;
+    for (const [key, value] of Object.entries(config.headers)) {
+      // Connection management is undici's job (it refuses these headers); EMQX lists them as defaults.
+      if (HOP_BY_HOP.has(key.toLowerCase())) continue;
+      this.headers[key.toLowerCase()] = value;
+    }
   }
 
   async call(vars: TemplateVars): Promise<CalloutResult> {
@@ -60,7 +66,7 @@ export class HttpCallout {
       const contentType = headers['content-type'] ?? 'application/json';
       headers['content-type'] = contentType;
       payload = contentType.startsWith('application/x-www-form-urlencoded')
-        ? new URLSearchParams(Object.entries(renderedBody).map(([key, value]) => [key, stringify(value)])).toString()
+        ? new URLSearchParams(Object.entries(renderedBody).map(([key, value]): [string, string] => [key, stringify(value)])).toString()
         : JSON.stringify(renderedBody);
     }
     if (this.config.ssl.enable && url.protocol === 'http:') url.protocol = 'https:';

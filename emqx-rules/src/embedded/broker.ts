@@ -1,0 +1,435 @@
+// The embedded EMQX-compatible broker: a real MQTT 3.1.1 server (aedes) whose access control and
+// management API follow the EMQX 5.8 contract the platform uses (reference/emqx-5.md). It is how
+// the platform runs and is tested on one machine; everything it accepts is valid for real EMQX.
+import { EventEmitter } from 'node:events';
+import { isIP, createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { Aedes } from 'aedes';
+import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import type { FastifyInstance } from 'fastify';
+import { parseByteSize } from '../emqx-values.js';
+import { silentLogger } from '../logger.js';
+import type { Logger } from '../logger.js';
+import { authenticate } from './access/authn.js';
+import { Authorizer } from './access/authz.js';
+import type { AccessRequest } from './access/acl-file.js';
+import { topicLevels } from './access/topic-match.js';
+import { ConfigStore } from './config-store.js';
+import { buildManagementApi } from './http-api.js';
+import type { ApiKey, ManagementContext, ManagementRoutes } from './http-api.js';
+import { ClientSession, SessionRegistry } from './sessions.js';
+
+export interface EmbeddedBrokerOptions {
+  /** MQTT listener address (default 127.0.0.1). */
+  mqttHost?: string;
+  /** MQTT port; 0 (the default) picks a free one. */
+  mqttPort?: number;
+  /** Management API address (default 127.0.0.1). */
+  apiHost?: string;
+  /** Management API port; 0 (the default) picks a free one. */
+  apiPort?: number;
+  /** Accepted API keys (Basic auth), like EMQX's api_key.bootstrap_file. */
+  apiKeys: ApiKey[];
+  logger?: Logger;
+  /** Keeps the configuration (authn, authz, listeners, zone, retainer, bans) across restarts. */
+  stateFile?: string;
+  /** Node name reported by the API (default `emqx@127.0.0.1`). */
+  nodeName?: string;
+  /** Extra management routes (e.g. the rules API), registered under /api/v5. */
+  extraRoutes?: ManagementRoutes[];
+}
+
+/** A publish that passed authorization, with EMQX's rule-engine column names. */
+export interface PublishedMessage {
+  id: string;
+  clientid: string;
+  username: string | null;
+  peerhost: string;
+  topic: string;
+  qos: number;
+  flags: { retain: boolean; dup: boolean };
+  payload: Buffer;
+  publish_received_at: number;
+  client_attrs: Record<string, string>;
+}
+
+export interface ClientEvent {
+  clientid: string;
+  username: string | null;
+  peerhost: string;
+  client_attrs: Record<string, string>;
+  reason?: string;
+}
+
+/**
+ * Broker events for the rule engine and tests: `message.publish` (PublishedMessage),
+ * `client.connected` and `client.disconnected` (ClientEvent).
+ */
+export interface EmbeddedBrokerHooks extends EventEmitter {
+  on(event: 'message.publish', listener: (message: PublishedMessage) => void): this;
+  on(event: 'client.connected' | 'client.disconnected', listener: (event: ClientEvent) => void): this;
+}
+
+export interface EmbeddedBroker {
+  mqttUrl: string;
+  mqttPort: number;
+  apiUrl: string;
+  apiPort: number;
+  aedes: Aedes;
+  hooks: EmbeddedBrokerHooks;
+  store: ConfigStore;
+  sessions: SessionRegistry;
+  close(): Promise<void>;
+}
+
+const LISTENER_ID = 'tcp:default';
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function normaliseIp(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+
+function refusal(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
+  const error = new Error(message) as AuthenticateError;
+  error.returnCode = returnCode as AuthenticateError['returnCode'];
+  return error;
+}
+
+async function listenTcp(server: Server, host: string, port: number, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      if (error.code === 'EADDRINUSE') reject(new Error(`${what} port ${port} on ${host} is already in use; pick another port (0 chooses a free one)`));
+      else if (error.code === 'EACCES') reject(new Error(`${what} port ${port} on ${host} needs privileges; pick a port above 1023`));
+      else reject(new Error(`${what} could not listen on ${host}:${port}: ${error.message}`));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function urlHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const logger = options.logger ?? silentLogger;
+  const mqttHost = options.mqttHost ?? '127.0.0.1';
+  const apiHost = options.apiHost ?? '127.0.0.1';
+  const nodeName = options.nodeName ?? 'emqx@127.0.0.1';
+  if (!Array.isArray(options.apiKeys) || options.apiKeys.length === 0 || options.apiKeys.some((key) => !key.key || !key.secret)) {
+    throw new Error('startEmbeddedBroker: apiKeys needs at least one {key, secret} (the management API always requires one)');
+  }
+
+  const sessions = new SessionRegistry();
+  const hooks = new EventEmitter() as EmbeddedBrokerHooks;
+  const deniedPackets = new WeakSet<object>();
+  const pendingConnects = new WeakMap<Client, { keepalive: number; clean: boolean; protocolVersion: number }>();
+  const peers = new WeakMap<object, { host: string; port: number }>();
+  const sockets = new Set<Socket>();
+  let store!: ConfigStore;
+  let authorizer!: Authorizer;
+
+  const kick = (session: ClientSession, reason = 'kicked'): void => {
+    logger.info({ clientid: session.clientid, reason }, 'client disconnected by the broker');
+    (session.client as unknown as { _disconnectReason?: string })._disconnectReason = reason;
+    session.client.close();
+  };
+
+  const scheduleExpiry = (session: ClientSession): void => {
+    if (session.expireAt === undefined) return;
+    const delay = session.expireAt * 1000 - Date.now();
+    session.expireTimer = setTimeout(
+      () => {
+        if (session.expireAt !== undefined && session.expireAt * 1000 <= Date.now()) kick(session, 'expired');
+        else scheduleExpiry(session);
+      },
+      Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+    );
+    session.expireTimer.unref();
+  };
+
+  // ---- MQTT hooks --------------------------------------------------------------------------
+
+  const preConnect = (client: Client, packet: ConnectPacket, callback: (error: Error | null, success: boolean) => void): void => {
+    pendingConnects.set(client, { keepalive: packet.keepalive ?? 0, clean: packet.clean !== false, protocolVersion: packet.protocolVersion ?? 4 });
+    callback(null, true);
+  };
+
+  const authenticateHook = (
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void => {
+    const peer = peers.get(client.conn) ?? { host: '', port: 0 };
+    const connect = pendingConnects.get(client) ?? { keepalive: 0, clean: true, protocolVersion: 4 };
+    const clientid = client.id;
+    const user = username === undefined ? null : username;
+    void (async () => {
+      const zone = store.mqttZone();
+      const maxClientidLength = typeof zone.max_clientid_len === 'number' ? zone.max_clientid_len : 65_535;
+      if (clientid.length > maxClientidLength) return done(refusal(2, 'client id too long'), false);
+      const ban = store.findBan(clientid, user, peer.host);
+      if (ban) {
+        logger.info({ clientid, as: ban.as }, 'banned client refused');
+        return done(refusal(5, 'banned'), false);
+      }
+      const session = new ClientSession(client, clientid, user, peer.host, peer.port, connect.protocolVersion, connect.clean, connect.keepalive, LISTENER_ID);
+      const listener = store.listener(LISTENER_ID) ?? {};
+      if (listener.enable_authn === 'quick_deny_anonymous' && !user) return done(refusal(5, 'anonymous not allowed'), false);
+      if (listener.enable_authn !== false) {
+        const decision = await authenticate(
+          store.authenticators(),
+          { clientid, username: user, password: password === undefined ? null : password.toString('utf8'), peerhost: peer.host, peerport: peer.port },
+          logger,
+        );
+        if (decision.outcome === 'deny') {
+          logger.info({ clientid, username: user, reason: decision.reason }, 'client refused by authentication');
+          return done(refusal(decision.returnCode, decision.reason), false);
+        }
+        session.isSuperuser = decision.isSuperuser;
+        session.clientAttrs = decision.clientAttrs;
+        session.acl = decision.acl;
+        session.expireAt = decision.expireAt;
+      }
+      sessions.attach(session);
+      done(null, true);
+    })().catch((error: unknown) => {
+      logger.error({ err: error, clientid }, 'authentication failed unexpectedly');
+      done(refusal(3, 'server unavailable'), false);
+    });
+  };
+
+  type Verdict = 'allow' | 'drop' | 'disconnect';
+
+  const checkPublish = async (session: ClientSession, packet: PublishPacket, isWill: boolean): Promise<Verdict> => {
+    const zone = store.mqttZone();
+    const qos = packet.qos ?? 0;
+    if (!isWill) {
+      const payloadBytes = packet.payload ? Buffer.byteLength(packet.payload as Buffer) : 0;
+      const maxPacketSize = parseByteSize(zone.max_packet_size) ?? 1024 * 1024;
+      const maxLevels = typeof zone.max_topic_levels === 'number' ? zone.max_topic_levels : 128;
+      const maxQos = typeof zone.max_qos_allowed === 'number' ? zone.max_qos_allowed : 2;
+      // Protocol errors close the connection, as EMQX does for MQTT 3.1.1 clients.
+      if (payloadBytes + Buffer.byteLength(packet.topic) + 4 > maxPacketSize) return 'disconnect';
+      if (topicLevels(packet.topic) > maxLevels || qos > maxQos) return 'disconnect';
+      if (packet.retain && zone.retain_available === false) return 'disconnect';
+      session.counters.recv_msg += 1;
+      session.counters[`recv_msg.qos${qos as 0 | 1 | 2}`] += 1;
+    }
+    const request: AccessRequest = { action: 'publish', topic: packet.topic, qos, retain: packet.retain === true };
+    const { decision, source } = await authorizer.authorize(session, request);
+    if (decision === 'allow') return 'allow';
+    logger.debug({ clientid: session.clientid, topic: packet.topic, source }, 'publish denied');
+    if (store.authorizationSettings().deny_action === 'disconnect') return 'disconnect';
+    if (!isWill) session.counters['recv_msg.dropped'] += 1;
+    return 'drop';
+  };
+
+  const authorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void => {
+    if (!client) return callback(null);
+    const session = sessions.of(client);
+    if (!session) return callback(new Error('client is not authenticated'));
+    const isWill = packet === (client as unknown as { will?: unknown }).will;
+    session.publishQueue = session.publishQueue.then(() =>
+      checkPublish(session, packet, isWill).then(
+        (verdict) => {
+          if (verdict === 'allow') return callback(null);
+          if (verdict === 'drop') {
+            deniedPackets.add(packet);
+            return callback(null);
+          }
+          return callback(new Error('publish refused (not authorized or protocol limit)'));
+        },
+        (error: unknown) => {
+          logger.error({ err: error, clientid: session.clientid }, 'publish authorization failed unexpectedly');
+          callback(error instanceof Error ? error : new Error(String(error)));
+        },
+      ),
+    );
+  };
+
+  const authorizeSubscribe = (client: Client, subscription: Subscription, callback: (error: Error | null, subscription?: Subscription | null) => void): void => {
+    const session = sessions.of(client);
+    if (!session) return callback(new Error('client is not authenticated'));
+    const zone = store.mqttZone();
+    const maxLevels = typeof zone.max_topic_levels === 'number' ? zone.max_topic_levels : 128;
+    if (topicLevels(subscription.topic) > maxLevels) return callback(null, null);
+    if (zone.wildcard_subscription === false && /[+#]/.test(subscription.topic)) return callback(null, null);
+    const request: AccessRequest = { action: 'subscribe', topic: subscription.topic, qos: subscription.qos ?? 0, retain: false };
+    authorizer.authorize(session, request).then(
+      ({ decision, source }) => {
+        if (decision === 'allow') return callback(null, subscription);
+        logger.debug({ clientid: session.clientid, topic: subscription.topic, source }, 'subscribe denied');
+        if (store.authorizationSettings().deny_action === 'disconnect') return callback(new Error('subscribe not authorized'));
+        return callback(null, null); // SUBACK 0x80
+      },
+      (error: unknown) => {
+        logger.error({ err: error, clientid: session.clientid }, 'subscribe authorization failed unexpectedly');
+        callback(null, null);
+      },
+    );
+  };
+
+  const authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket => {
+    const session = sessions.of(client);
+    if (session) {
+      session.counters.send_msg += 1;
+      session.counters[`send_msg.qos${(packet.qos ?? 0) as 0 | 1 | 2}`] += 1;
+    }
+    return packet;
+  };
+
+  const aedes = await Aedes.createBroker({
+    id: nodeName,
+    maxClientsIdLength: 65_535,
+    preConnect,
+    authenticate: authenticateHook,
+    authorizePublish,
+    authorizeSubscribe,
+    authorizeForward,
+  });
+
+  // Denied publishes with `deny_action: ignore` are acknowledged but never routed; with the
+  // retainer disabled, retained publishes are routed without being stored.
+  const routePublish = aedes.publish.bind(aedes) as unknown as (packet: PublishPacket, client: Client | null, done: (error?: Error) => void) => void;
+  (aedes as unknown as { publish: unknown }).publish = (
+    packet: PublishPacket,
+    clientOrDone?: Client | null | ((error?: Error) => void),
+    maybeDone?: (error?: Error) => void,
+  ): void => {
+    const client = typeof clientOrDone === 'function' ? null : (clientOrDone ?? null);
+    const done = (typeof clientOrDone === 'function' ? clientOrDone : maybeDone) ?? (() => {});
+    if (deniedPackets.has(packet)) {
+      deniedPackets.delete(packet);
+      done();
+      return;
+    }
+    let routed = packet;
+    const session = sessions.of(client);
+    if (client && session) {
+      if (packet.retain && !store.retainerEnabled()) routed = { ...packet, retain: false };
+      if (!packet.topic.startsWith('$SYS/') && hooks.listenerCount('message.publish') > 0) {
+        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
+        const message: PublishedMessage = {
+          id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
+          clientid: session.clientid,
+          username: session.username,
+          peerhost: session.peerhost,
+          topic: packet.topic,
+          qos: packet.qos ?? 0,
+          flags: { retain: packet.retain === true, dup: packet.dup === true },
+          payload,
+          publish_received_at: Date.now(),
+          client_attrs: { ...session.clientAttrs },
+        };
+        try {
+          hooks.emit('message.publish', message);
+        } catch (error) {
+          logger.error({ err: error }, 'message.publish hook failed');
+        }
+      }
+    }
+    routePublish(routed, client, done);
+  };
+
+  aedes.on('client', (client) => {
+    const session = sessions.of(client);
+    if (!session) return;
+    sessions.markConnected(session);
+    scheduleExpiry(session);
+    hooks.emit('client.connected', { clientid: session.clientid, username: session.username, peerhost: session.peerhost, client_attrs: session.clientAttrs });
+  });
+  aedes.on('clientDisconnect', (client) => {
+    const session = sessions.of(client);
+    if (!session) return;
+    sessions.markDisconnected(session);
+    const reason = (client as unknown as { _disconnectReason?: string })._disconnectReason ?? 'normal';
+    hooks.emit('client.disconnected', { clientid: session.clientid, username: session.username, peerhost: session.peerhost, client_attrs: session.clientAttrs, reason });
+  });
+  aedes.on('clientError', (client, error) => logger.debug({ clientid: client.id, err: error.message }, 'client error'));
+  aedes.on('connectionError', (_client, error) => logger.debug({ err: error.message }, 'connection error'));
+
+  // ---- MQTT listener -----------------------------------------------------------------------
+
+  const mqttServer = createServer((socket) => {
+    const listener = store?.listener(LISTENER_ID);
+    const maxConnections = listener?.max_connections;
+    if (!store || listener?.enable === false || (typeof maxConnections === 'number' && sockets.size >= maxConnections)) {
+      logger.warn({ peer: socket.remoteAddress, maxConnections }, 'connection refused: listener disabled or max_connections reached');
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    peers.set(socket, { host: normaliseIp(socket.remoteAddress), port: socket.remotePort ?? 0 });
+    aedes.handle(socket);
+  });
+
+  let api: FastifyInstance | undefined;
+  try {
+    const mqttPort = await listenTcp(mqttServer, mqttHost, options.mqttPort ?? 0, 'MQTT');
+    store = await ConfigStore.open({ stateFile: options.stateFile, listenerBind: `${mqttHost}:${mqttPort}`, logger });
+    authorizer = new Authorizer(
+      () => store.sources(),
+      () => store.authorizationSettings(),
+    );
+    // Like EMQX, changing sources or settings drains every client's authorization cache.
+    store.onChange((sections) => {
+      if (sections.has('authorization')) sessions.clearAllAuthzCaches();
+    });
+
+    const context: ManagementContext = {
+      store,
+      sessions,
+      nodeName,
+      logger,
+      kick: (session) => kick(session),
+      listenerConnections: (id) => (id === LISTENER_ID ? sockets.size : 0),
+    };
+    api = await buildManagementApi(context, options.apiKeys, options.extraRoutes);
+    let apiPort: number;
+    try {
+      await api.listen({ host: apiHost, port: options.apiPort ?? 0 });
+      apiPort = (api.server.address() as AddressInfo).port;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new Error(`Management API port ${options.apiPort ?? 0} on ${apiHost} is already in use; pick another port (0 chooses a free one)`);
+      throw error;
+    }
+
+    const banSweep = setInterval(() => void store.purgeExpiredBans().catch(() => undefined), 60_000);
+    banSweep.unref();
+
+    const mqttUrl = `mqtt://${urlHost(mqttHost)}:${mqttPort}`;
+    const apiUrl = `http://${urlHost(apiHost)}:${apiPort}`;
+    logger.info({ mqttUrl, apiUrl }, 'embedded EMQX-compatible broker started');
+
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        clearInterval(banSweep);
+        await api?.close();
+        await new Promise<void>((resolve) => aedes.close(() => resolve()));
+        const serverClosed = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        await serverClosed;
+        await store.close();
+        logger.info('embedded broker stopped');
+      })();
+      return closing;
+    };
+
+    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, close };
+  } catch (error) {
+    await api?.close().catch(() => undefined);
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    if (mqttServer.listening) await new Promise<void>((resolve) => mqttServer.close(() => resolve()));
+    await store?.close().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,224 @@
+// The embedded broker's management API: API-key auth and EMQX's error format, clients, kick,
+// bans, listener limits. The broker keeps EMQX's defaults here (no authenticator, stock acl.conf
+// that allows everything), so clients connect freely.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import type { MqttClient } from 'mqtt';
+import { EmqxApiError, EmqxManagementClient } from '../src/management-client.js';
+import { connectClient, eventually, expectRefused, startTestBroker } from './helpers.js';
+import type { TestBroker } from './helpers.js';
+
+describe('embedded broker management API', () => {
+  let broker: TestBroker;
+  const clients: MqttClient[] = [];
+  const connect = async (clientId: string, username?: string): Promise<MqttClient> => {
+    const client = await connectClient(broker.broker.mqttUrl, { clientId, username });
+    clients.push(client);
+    return client;
+  };
+  const basic = (key: string, secret: string): string => `Basic ${Buffer.from(`${key}:${secret}`).toString('base64')}`;
+
+  before(async () => {
+    broker = await startTestBroker();
+  });
+  after(async () => {
+    await Promise.all(clients.map((client) => client.endAsync(true).catch(() => undefined)));
+    await broker.close();
+  });
+
+  it('rejects a wrong API key or a missing header with 401 and EMQX error bodies', async () => {
+    const wrong = await request(`${broker.broker.apiUrl}/api/v5/clients`, { headers: { authorization: basic(broker.apiKey, 'wrong') } });
+    assert.equal(wrong.statusCode, 401);
+    assert.deepEqual(await wrong.body.json(), { code: 'BAD_API_KEY_OR_SECRET', message: 'Check api_key/api_secret' });
+    assert.equal(wrong.headers['www-authenticate'], 'Basic Realm="emqx-dashboard"');
+
+    const missing = await request(`${broker.broker.apiUrl}/api/v5/authorization/settings`);
+    assert.equal(missing.statusCode, 401);
+    assert.equal(((await missing.body.json()) as { code: string }).code, 'AUTHORIZATION_HEADER_ERROR');
+
+    const client = new EmqxManagementClient({ baseUrl: broker.broker.apiUrl, apiKey: 'nope', apiSecret: 'nope', maxRetries: 0 });
+    try {
+      await assert.rejects(client.listClients(), (error: unknown) => {
+        assert.ok(error instanceof EmqxApiError);
+        assert.equal(error.status, 401);
+        assert.equal(error.code, 'BAD_API_KEY_OR_SECRET');
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('serves status without auth, 404 NOT_FOUND for unknown paths, 415 for non-JSON bodies, 400 for bad bodies', async () => {
+    assert.equal((await broker.client.status()).running, true);
+    const text = await request(`${broker.broker.apiUrl}/status`);
+    assert.match(await text.body.text(), /is running/);
+
+    const unknown = await request(`${broker.broker.apiUrl}/api/v5/no_such_thing`, { headers: { authorization: basic(broker.apiKey, broker.apiSecret) } });
+    assert.equal(unknown.statusCode, 404);
+    assert.equal(((await unknown.body.json()) as { code: string }).code, 'NOT_FOUND');
+
+    const plain = await request(`${broker.broker.apiUrl}/api/v5/banned`, {
+      method: 'POST',
+      headers: { authorization: basic(broker.apiKey, broker.apiSecret), 'content-type': 'text/plain' },
+      body: 'as=clientid',
+    });
+    assert.equal(plain.statusCode, 415);
+    assert.deepEqual(await plain.body.json(), { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'content-type:application/json Required' });
+
+    await assert.rejects(
+      broker.client.request('PUT', '/authorization/settings', { body: { no_match: 'maybe', deny_action: 'ignore', cache: { enable: true } } }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400 && error.code === 'BAD_REQUEST' && (error.details as { path?: string }).path === 'authorization.no_match',
+    );
+    await assert.rejects(
+      broker.client.request('PUT', '/authorization/settings', { body: { no_match: 'deny' } }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400,
+    );
+    await assert.rejects(
+      broker.client.createAuthorizationSource({ type: 'file', rules: '{allow, everyone}.' }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400 && /bad_acl_file_content/.test(error.emqxMessage),
+    );
+    await assert.rejects(
+      broker.client.updateListener('tcp:default', { max_conn_rate: 'lots' }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400 && (error.details as { path?: string }).path === 'listeners.tcp.default.max_conn_rate',
+    );
+    assert.equal((await broker.client.getAuthorizationSettings()).no_match, 'allow', 'rejected requests change nothing');
+  });
+
+  it('answers 409 ALREADY_EXISTS for a second authenticator of the same type', async () => {
+    const authenticator = { mechanism: 'password_based', backend: 'http', method: 'post', url: 'http://127.0.0.1:9/authn', enable: false };
+    const created = await broker.client.createAuthenticator(authenticator);
+    assert.equal(created.id, 'password_based:http');
+    try {
+      await assert.rejects(broker.client.createAuthenticator(authenticator), (error: unknown) => {
+        assert.ok(error instanceof EmqxApiError);
+        assert.equal(error.status, 409);
+        assert.equal(error.code, 'ALREADY_EXISTS');
+        return true;
+      });
+    } finally {
+      assert.equal(await broker.client.deleteAuthenticator('password_based:http'), true);
+    }
+    assert.equal(await broker.client.deleteAuthenticator('password_based:http'), false);
+  });
+
+  it('lists clients page by page with username/clientid filters', async () => {
+    for (let index = 0; index < 5; index += 1) await connect(`page-${index}`, index < 2 ? 'owner-1' : 'owner-2');
+    const first = await broker.client.listClients({ limit: 2, page: 1, like_clientid: 'page-' });
+    assert.equal(first.data.length, 2);
+    assert.deepEqual(first.meta, { page: 1, limit: 2, count: 5, hasnext: true });
+    const last = await broker.client.listClients({ limit: 2, page: 3, like_clientid: 'page-' });
+    assert.equal(last.data.length, 1);
+    assert.equal(last.meta.hasnext, false);
+
+    const all: string[] = [];
+    for await (const client of broker.client.iterateClients({ like_clientid: 'page-', limit: 2 })) all.push(client.clientid);
+    assert.deepEqual(all.sort(), ['page-0', 'page-1', 'page-2', 'page-3', 'page-4']);
+
+    const owner1 = await broker.client.listClients({ username: 'owner-1' });
+    assert.deepEqual(owner1.data.map((client) => client.clientid).sort(), ['page-0', 'page-1']);
+    const picked = await broker.client.listClients({ clientid: ['page-3', 'page-4'], fields: ['clientid', 'recv_msg'] });
+    assert.deepEqual(picked.data.map((client) => Object.keys(client).sort()), [
+      ['clientid', 'recv_msg'],
+      ['clientid', 'recv_msg'],
+    ]);
+    await assert.rejects(broker.client.listClients({ limit: 20_000 }), (error: unknown) => error instanceof EmqxApiError && error.status === 400);
+  });
+
+  it('kicks a client and answers 404 for an unknown one', async () => {
+    const client = await connect('kick-me');
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    assert.equal(await broker.client.kickClient('kick-me'), true);
+    await closed;
+    await eventually(async () => (await broker.client.getClient('kick-me')) === undefined, 3000, 'client gone');
+    assert.equal(await broker.client.kickClient('kick-me'), false);
+    await assert.rejects(broker.client.request('GET', '/clients/kick-me'), (error: unknown) => error instanceof EmqxApiError && error.code === 'CLIENTID_NOT_FOUND');
+  });
+
+  it('refuses banned clients at CONNECT, kicks a connected clientid, and lifts bans', async () => {
+    const until = new Date(Date.now() + 60_000).toISOString();
+    const connected = await connect('ban-me');
+    const closed = new Promise<void>((resolve) => connected.once('close', () => resolve()));
+    const ban = await broker.client.createBan({ as: 'clientid', who: 'ban-me', reason: 'mps limit', by: 'backend', until });
+    assert.equal(ban.as, 'clientid');
+    assert.equal(ban.reason, 'mps limit');
+    assert.equal(Date.parse(ban.until), Math.floor(Date.parse(until) / 1000) * 1000);
+    await closed;
+
+    const refused = await expectRefused(broker.broker.mqttUrl, { clientId: 'ban-me' });
+    assert.equal(refused.code, 5);
+
+    await assert.rejects(broker.client.createBan({ as: 'clientid', who: 'ban-me' }), (error: unknown) => {
+      assert.ok(error instanceof EmqxApiError);
+      assert.equal(error.code, 'ALREADY_EXISTS');
+      assert.equal((error.details as { who?: string }).who, 'ban-me', 'the existing ban is JSON inside message');
+      return true;
+    });
+    await assert.rejects(
+      broker.client.createBan({ as: 'clientid', who: 'late', until: Math.floor(Date.now() / 1000) - 10 }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400,
+    );
+
+    await broker.client.createBan({ as: 'username', who: 'banned-user' });
+    assert.equal((await expectRefused(broker.broker.mqttUrl, { clientId: 'other', username: 'banned-user' })).code, 5);
+
+    const listed = await broker.client.listBans();
+    assert.deepEqual(listed.data.map((item) => `${item.as}:${item.who}`).sort(), ['clientid:ban-me', 'username:banned-user']);
+    assert.deepEqual((await broker.client.listBans({ username: 'banned-user' })).data.length, 1);
+
+    assert.equal(await broker.client.deleteBan('clientid', 'ban-me'), true);
+    assert.equal(await broker.client.deleteBan('clientid', 'ban-me'), false);
+    await connect('ban-me');
+    assert.equal(await broker.client.deleteBan('username', 'banned-user'), true);
+  });
+
+  it('enforces the listener max_connections', async () => {
+    const listener = await broker.client.getListener('tcp:default');
+    const open = (await broker.client.listClients()).meta.count ?? 0;
+    await broker.client.updateListener('tcp:default', { max_connections: open + 1 });
+    try {
+      await connect('last-seat');
+      await assert.rejects(connectClient(broker.broker.mqttUrl, { clientId: 'no-seat', connectTimeout: 1000 }));
+    } finally {
+      await broker.client.updateListener('tcp:default', { max_connections: listener?.max_connections ?? 'infinity' });
+    }
+    assert.equal((await broker.client.getListener('tcp:default'))?.max_connections, 'infinity');
+  });
+
+  it('refuses to move the running listener with a clear message', async () => {
+    await assert.rejects(
+      broker.client.updateListener('tcp:default', { bind: '0.0.0.0:1' }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400 && /cannot move listener/.test(error.emqxMessage),
+    );
+  });
+});
+
+describe('embedded broker state file', () => {
+  it('keeps the configuration and bans across a restart', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'pu-emqx-state-'));
+    const stateFile = join(directory, 'state.json');
+    try {
+      const first = await startTestBroker({ stateFile });
+      await first.client.updateAuthorizationSettings({ no_match: 'deny', deny_action: 'disconnect', cache: { enable: false } });
+      await first.client.createBan({ as: 'clientid', who: 'persisted' });
+      await first.close();
+
+      const second = await startTestBroker({ stateFile });
+      try {
+        const settings = await second.client.getAuthorizationSettings();
+        assert.equal(settings.no_match, 'deny');
+        assert.equal(settings.deny_action, 'disconnect');
+        assert.deepEqual((await second.client.listBans()).data.map((ban) => ban.who), ['persisted']);
+        assert.equal((await second.client.getListener('tcp:default'))?.bind, second.broker.mqttUrl.replace('mqtt://', ''));
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,219 @@
+/**
+ * Identity and the EMQX contract end to end: real backend (HTTP callbacks, controller), embedded
+ * EMQX-compatible broker, real PostgreSQL, mqtt.js devices.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { backendToken, signToken, unitToken } from '@pepeunit/common';
+import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
+import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
+
+let db: TestDatabases;
+let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
+let backend: RunningBackend;
+const clients: MqttClient[] = [];
+const domain = 'test.pepeunit.local';
+const api = '/pepeunit/api/v1';
+const ids = {
+  userA: '', userB: '', tokenA: '', tokenB: '',
+  unitA: randomUUID(), unitB: randomUUID(),
+  outA: randomUUID(), outB: randomUUID(), privOutB: randomUUID(), inB: randomUUID(),
+};
+
+async function call(method: 'GET' | 'POST' | 'DELETE', url: string, token?: string, body?: unknown) {
+  const res = await backend.app.inject({ method, url: api + url, headers: token ? { 'x-auth-token': token } : {}, ...(body ? { payload: body as object } : {}) });
+  return { status: res.statusCode, body: res.body ? res.json() : null };
+}
+
+function connect(username: string, clientId = `c-${randomUUID()}`): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect({ host: '127.0.0.1', port: broker.mqttPort, username, password: '', clientId, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
+    clients.push(client);
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => reject(err));
+  });
+}
+
+async function trySubscribe(client: MqttClient, topic: string): Promise<boolean> {
+  try {
+    const granted = await client.subscribeAsync(topic, { qos: 0 });
+    return granted.every((g) => g.qos !== 128);
+  } catch {
+    return false;
+  }
+}
+
+function receives(client: MqttClient, topic: string, within = 700): Promise<string | null> {
+  return new Promise((resolve) => {
+    const onMessage = (t: string, payload: Buffer) => {
+      if (t === topic) {
+        client.off('message', onMessage);
+        clearTimeout(timer);
+        resolve(payload.toString());
+      }
+    };
+    const timer = setTimeout(() => {
+      client.off('message', onMessage);
+      resolve(null);
+    }, within);
+    client.on('message', onMessage);
+  });
+}
+
+before(async () => {
+  db = await createTestDatabases('mqtt_access');
+  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
+  const config = testBackendConfig(db, {
+    PU_MQTT_PORT: String(broker.mqttPort),
+    PU_EMQX_API_URL: broker.apiUrl,
+    PU_EMQX_API_KEY: 'backend',
+    PU_EMQX_API_SECRET: 'backend-secret',
+  });
+  backend = await startBackend(config, testLogger);
+  for (const [login, key] of [['owner_a', 'A'], ['owner_b', 'B']] as const) {
+    await call('POST', '/users', undefined, { login, password: 'Passw0rd!' });
+    const token = (await call('POST', '/users/auth', undefined, { credentials: login, password: 'Passw0rd!' })).body.token;
+    const me = await backend.deps.pg.query('SELECT uuid FROM users WHERE login = $1', [login]);
+    ids[`user${key}`] = me.rows[0].uuid;
+    ids[`token${key}`] = token;
+  }
+  // Units and nodes as the unit service creates them (with the automatic permissions of reference §4.5).
+  const pg = backend.deps.pg;
+  for (const [unit, owner, name] of [[ids.unitA, ids.userA, 'unit_a'], [ids.unitB, ids.userB, 'unit_b']] as const) {
+    await pg.query(`INSERT INTO units (uuid, visibility_level, name, create_datetime, last_update_datetime, is_auto_update_from_repo_unit, creator_uuid) VALUES ($1, 'Public', $2, now(), now(), true, $3)`, [unit, name, owner]);
+  }
+  const nodes: Array<[string, string, 'Input' | 'Output', string, string, string]> = [
+    [ids.outA, ids.unitA, 'Output', 'Public', 'temp/pepeunit', ids.userA],
+    [ids.outB, ids.unitB, 'Output', 'Public', 'temp/pepeunit', ids.userB],
+    [ids.privOutB, ids.unitB, 'Output', 'Private', 'secret_temp/pepeunit', ids.userB],
+    [ids.inB, ids.unitB, 'Input', 'Private', 'set_fan', ids.userB],
+  ];
+  for (const [uuid, unit, type, visibility, topic, owner] of nodes) {
+    await pg.query(
+      `INSERT INTO units_nodes (uuid, type, visibility_level, is_rewritable_input, topic_name, create_datetime, unit_uuid, creator_uuid) VALUES ($1, $2, $3, false, $4, now(), $5, $6)`,
+      [uuid, type, visibility, topic, unit, owner],
+    );
+    await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_unit_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'Unit', $1, 'UnitNode', $2)`, [unit, uuid]);
+    await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_user_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'User', $1, 'UnitNode', $2)`, [owner, uuid]);
+  }
+});
+
+after(async () => {
+  for (const c of clients) c.end(true);
+  await backend?.close();
+  await broker?.close();
+  await db?.drop();
+});
+
+test('the controller configured the broker; a second run reports no change', async () => {
+  const second = await backend.emqx.apply();
+  assert.deepEqual(second, []);
+  const sources = await backend.emqx.client!.listAuthorizationSources();
+  assert.ok(sources.some((s) => s.type === 'http'));
+  const settings = await backend.emqx.client!.getAuthorizationSettings();
+  assert.equal(settings.no_match, 'deny');
+});
+
+test('a unit publishes to its own output node and not to another unit\'s', async () => {
+  const watcher = await connect(backendToken(domain, backend.deps.config.secretKey));
+  assert.equal(await trySubscribe(watcher, `${domain}/+/pepeunit`), true, 'backend may subscribe <domain>/+/pepeunit');
+  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
+  const own = receives(watcher, `${domain}/${ids.outA}/pepeunit`);
+  unitA.publish(`${domain}/${ids.outA}/pepeunit`, '21.5');
+  assert.equal(await own, '21.5');
+  const foreign = receives(watcher, `${domain}/${ids.outB}/pepeunit`);
+  unitA.publish(`${domain}/${ids.outB}/pepeunit`, 'spoofed');
+  assert.equal(await foreign, null, 'publishing to another unit\'s node is dropped');
+});
+
+test('a Private node can be subscribed only while its owner grants a permission', async () => {
+  const topic = `${domain}/${ids.privOutB}/pepeunit`;
+  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
+  const unitB = await connect(unitToken(ids.unitB, backend.deps.config.secretKey));
+  assert.equal(await trySubscribe(unitA, topic), false, 'denied before the grant');
+
+  const grant = await call('POST', '/permission', ids.tokenB, { agent_uuid: ids.unitA, agent_type: 'Unit', resource_uuid: ids.privOutB, resource_type: 'UnitNode' });
+  assert.equal(grant.status, 201, JSON.stringify(grant.body));
+  assert.equal(await trySubscribe(unitA, topic), true, 'allowed after the grant, without a restart');
+  const message = receives(unitA, topic);
+  unitB.publish(topic, '42');
+  assert.equal(await message, '42');
+
+  const revoke = await call('DELETE', `/permission/${grant.body.uuid}?agent_uuid=${ids.unitA}&resource_uuid=${ids.privOutB}`, ids.tokenB);
+  assert.equal(revoke.status, 204, JSON.stringify(revoke.body));
+  const fresh = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
+  assert.equal(await trySubscribe(fresh, topic), false, 'denied again after the revocation (caches invalidated)');
+  await unitA.unsubscribeAsync(topic);
+  assert.equal(await trySubscribe(unitA, topic), false, 'also on the connection that held the grant');
+});
+
+test('a non-owner cannot grant, list or revoke permissions of a resource; nothing changes', async () => {
+  const before = await backend.deps.pg.query('SELECT count(*)::int AS n FROM permissions');
+  const grant = await call('POST', '/permission', ids.tokenA, { agent_uuid: ids.unitA, agent_type: 'Unit', resource_uuid: ids.privOutB, resource_type: 'UnitNode' });
+  assert.equal(grant.status, 403);
+  assert.match(grant.body.detail, /^403: 1: No Access: /);
+  const list = await call('GET', `/permission/get_resource_agents?resource_uuid=${ids.privOutB}&resource_type=UnitNode`, ids.tokenA);
+  assert.equal(list.status, 403);
+  const ownerList = await call('GET', `/permission/get_resource_agents?resource_uuid=${ids.privOutB}&resource_type=UnitNode`, ids.tokenB);
+  assert.equal(ownerList.status, 200);
+  assert.equal(ownerList.body.count, 2);
+  const revoke = await call('DELETE', `/permission/x?agent_uuid=${ids.unitB}&resource_uuid=${ids.privOutB}`, ids.tokenA);
+  assert.equal(revoke.status, 403);
+  const badType = await call('POST', '/permission', ids.tokenB, { agent_uuid: ids.unitA, agent_type: 'Robot', resource_uuid: ids.privOutB, resource_type: 'UnitNode' });
+  assert.equal(badType.status, 422);
+  assert.match(badType.body.detail, /^422: 4: Permission Validation Error: /);
+  const after = await backend.deps.pg.query('SELECT count(*)::int AS n FROM permissions');
+  assert.equal(after.rows[0].n, before.rows[0].n);
+});
+
+test('forged, expired, wrong-secret, user and deleted-unit tokens are refused at CONNECT', async () => {
+  const key = backend.deps.config.secretKey;
+  const refused = [
+    signToken({ uuid: ids.unitA, type: 'Unit' }, 'wrong-secret'),
+    unitToken(ids.unitA, key).slice(0, -3) + 'abc',
+    signToken({ uuid: ids.unitA, type: 'Unit', exp: Math.floor(Date.now() / 1000) - 10 } as never, key),
+    ids.tokenA,
+    unitToken(randomUUID(), key),
+    'not-a-token',
+    '',
+  ];
+  for (const token of refused) {
+    await assert.rejects(connect(token), /Not authorized|Bad username|refused/i, `token ${token.slice(0, 24)}… must be refused`);
+  }
+});
+
+test('the backend token subscribes system topics; units never touch another unit\'s base topics', async () => {
+  const key = backend.deps.config.secretKey;
+  const watcher = await connect(backendToken(domain, key));
+  assert.equal(await trySubscribe(watcher, `${domain}/+/+/+/pepeunit`), true);
+  const unitA = await connect(unitToken(ids.unitA, key));
+  assert.equal(await trySubscribe(unitA, `${domain}/input_base_topic/${ids.unitA}/update/pepeunit`), true, 'own input base topic');
+  assert.equal(await trySubscribe(unitA, `${domain}/input_base_topic/${ids.unitB}/update/pepeunit`), false);
+  assert.equal(await trySubscribe(unitA, `${domain}/output_base_topic/${ids.unitB}/state/pepeunit`), false);
+  assert.equal(await trySubscribe(unitA, `${domain}/+/+/+/pepeunit`), false);
+  assert.equal(await trySubscribe(unitA, `${domain}/+/pepeunit`), false);
+  assert.equal(await trySubscribe(unitA, '#'), false);
+  const ownState = receives(watcher, `${domain}/output_base_topic/${ids.unitA}/state/pepeunit`);
+  unitA.publish(`${domain}/output_base_topic/${ids.unitA}/state/pepeunit`, '{"millis":1}');
+  assert.equal(await ownState, '{"millis":1}');
+  const spoof = receives(watcher, `${domain}/output_base_topic/${ids.unitB}/state/pepeunit`);
+  unitA.publish(`${domain}/output_base_topic/${ids.unitB}/state/pepeunit`, '{"millis":2}');
+  assert.equal(await spoof, null);
+  const command = receives(watcher, `${domain}/input_base_topic/${ids.unitB}/update/pepeunit`);
+  unitA.publish(`${domain}/input_base_topic/${ids.unitB}/update/pepeunit`, '{"COMMAND":"Update"}');
+  assert.equal(await command, null, 'a unit cannot send commands to another unit');
+});
+
+test('the authorization callback answers the reference body (no action) and denies on bad input', async () => {
+  const key = backend.deps.config.secretKey;
+  const ok = await call('POST', '/units/auth', undefined, { token: unitToken(ids.unitA, key), topic: `${domain}/${ids.outA}/pepeunit` });
+  assert.deepEqual(ok.body, { result: 'allow' });
+  const no = await call('POST', '/units/auth', undefined, { token: unitToken(ids.unitA, key), topic: `${domain}/${ids.inB}` });
+  assert.deepEqual(no.body, { result: 'deny' });
+  const malformed = await backend.app.inject({ method: 'POST', url: `${api}/units/auth`, headers: { 'content-type': 'application/json' }, payload: '{"token": 1' });
+  assert.equal(malformed.statusCode, 200);
+  assert.deepEqual(malformed.json(), { result: 'deny' });
+});
