@@ -8,6 +8,7 @@ import rootRoutes from './routes/root.js';
 import healthRoutes from './routes/health/index.js';
 import authPlugin from './plugins/auth.js';
 import aclPlugin from './plugins/acl.js';
+import gitStorePlugin from './plugins/git-store.js';
 import usersRoutes from './routes/api/v1/users/index.js';
 import permissionRoutes from './routes/api/v1/permission/index.js';
 import mqttCallbackRoutes from './routes/api/v1/units/mqtt-callbacks.js';
@@ -38,6 +39,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(authPlugin);
   await app.register(aclPlugin);
+  await app.register(gitStorePlugin);
   const api = `${deps.config.appPrefix}${deps.config.apiV1Prefix}`;
   await app.register(usersRoutes, { prefix: `${api}/users` });
   await app.register(permissionRoutes, { prefix: `${api}/permission` });

@@ -101,6 +101,8 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
   v('PU_EMQX_API_SECRET', 'secret', '', 'EMQX API secret', { ours: true }),
   v('PU_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database (overrides the one in PU_CLICKHOUSE_DATABASE_URL; default "default")', { ours: true }),
+  v('PU_GIT_ALLOWED_PROTOCOLS', 'string', 'https,http', 'URL schemes the registry may clone from (comma-separated; tests add file)', { ours: true }),
+  v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
 ];
 
@@ -265,6 +267,8 @@ export interface BackendConfig {
   readonly minIntervalSyncRepository: number;
   readonly workerCount: number;
   readonly shutdownTimeoutSeconds: number;
+  readonly gitAllowedProtocols: readonly string[];
+  readonly registrySyncIntervalHours: number;
   readonly featureFlags: {
     readonly telegramBot: boolean;
     readonly grafana: boolean;
@@ -368,6 +372,8 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     minIntervalSyncRepository: Number(r.PU_MIN_INTERVAL_SYNC_REPOSITORY),
     workerCount: Number(r.PU_WORKER_COUNT),
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
+    gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
+    registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
       grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),
