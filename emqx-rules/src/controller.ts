@@ -126,12 +126,16 @@ export interface ReconcileResult {
   changed: string[];
 }
 
-function positiveInteger(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
   const result = value ?? fallback;
-  if (!Number.isInteger(result) || result < 1 || result > max) {
-    throw new Error(`EMQX option ${name} must be an integer between 1 and ${max}, got ${String(value)}`);
+  if (!Number.isInteger(result) || result < min || result > max) {
+    throw new Error(`EMQX option ${name} must be an integer between ${min} and ${max}, got ${String(value)}`);
   }
   return result;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  return integerOption(name, value, fallback, 1, max);
 }
 
 function rate(name: string, value: string | undefined, fallback: string): string {
@@ -249,10 +253,11 @@ export function buildEmqxBaseConfig(options: EmqxBaseOptions): EmqxBaseConfig {
     listeners: [{ id: listenerId, config: listener }],
     globalZone: {
       mqtt: {
-        max_clientid_len: positiveInteger('maxClientIdLen', options.maxClientIdLen, 512, 65_535),
-        max_topic_alias: positiveInteger('maxTopicAlias', options.maxTopicAlias, 128, 65_535),
+        // Ranges are EMQX's schema bounds (max_clientid_len 23..65535, max_topic_alias 0..65535).
+        max_clientid_len: integerOption('maxClientIdLen', options.maxClientIdLen, 512, 23, 65_535),
+        max_topic_alias: integerOption('maxTopicAlias', options.maxTopicAlias, 128, 0, 65_535),
         max_qos_allowed: maxQos,
-        max_mqueue_len: positiveInteger('maxLenMessageQueue', options.maxLenMessageQueue, 128),
+        max_mqueue_len: integerOption('maxLenMessageQueue', options.maxLenMessageQueue, 128, 0, Number.MAX_SAFE_INTEGER),
         max_topic_levels: positiveInteger('maxTopicLevels', options.maxTopicLevels, 5, 65_535),
         max_packet_size: `${maxPayloadSizeKb}KB`,
       },
@@ -275,7 +280,7 @@ export function emqxBaseOptionsFromEnv(env: Record<string, string | undefined>, 
   const integer = (name: string): number | undefined => {
     const raw = env[name];
     if (raw === undefined || raw.trim() === '') return undefined;
-    if (!/^\d+$/.test(raw.trim())) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    if (!/^\d+$/.test(raw.trim())) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
     return Number(raw.trim());
   };
   const text = (name: string): string | undefined => {

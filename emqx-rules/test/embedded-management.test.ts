@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError, EmqxManagementClient } from '../src/management-client.js';
 import { connectClient, eventually, expectRefused, startTestBroker } from './helpers.js';
@@ -182,7 +183,18 @@ describe('embedded broker management API', () => {
     await broker.client.updateListener('tcp:default', { max_connections: open + 1 });
     try {
       await connect('last-seat');
-      await assert.rejects(connectClient(broker.broker.mqttUrl, { clientId: 'no-seat', connectTimeout: 1000 }));
+      const outcome = await new Promise<string>((resolve) => {
+        const extra = mqtt.connect(broker.broker.mqttUrl, { clientId: 'no-seat', protocolVersion: 4, reconnectPeriod: 0 });
+        extra.once('connect', () => {
+          resolve('connected');
+          extra.end(true);
+        });
+        extra.once('close', () => {
+          resolve('closed');
+          extra.end(true);
+        });
+      });
+      assert.equal(outcome, 'closed', 'the connection over max_connections is closed before CONNACK');
     } finally {
       await broker.client.updateListener('tcp:default', { max_connections: listener?.max_connections ?? 'infinity' });
     }

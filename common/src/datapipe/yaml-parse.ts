@@ -185,6 +185,8 @@ export function parseDataPipeYaml(input: string | Uint8Array, opts: ParseDataPip
     uniqueKeys: false,
     prettyErrors: false,
     strict: true,
+    // Problems are returned, never printed (a user's file must not reach process warnings).
+    logLevel: 'error',
     lineCounter,
   });
   const first = doc.errors[0];

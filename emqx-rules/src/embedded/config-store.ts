@@ -31,6 +31,8 @@ export interface StoredConfig {
 }
 
 const STATE_VERSION = 1;
+/** Longest callback timeout we expect (authz default 30 s) plus margin. */
+const RETIRE_GRACE_MS = 60_000;
 
 export function defaultConfig(listenerBind: string): StoredConfig {
   return {
@@ -55,6 +57,7 @@ export class ConfigStore {
   private authenticatorsCompiled: HttpAuthenticator[] = [];
   private sourcesCompiled: AuthorizationSource[] = [];
   private writeQueue: Promise<void> = Promise.resolve();
+  private readonly retiring = new Map<{ close(): Promise<void> }, NodeJS.Timeout>();
   private readonly listeners = new Set<(sections: Set<keyof StoredConfig>) => void>();
 
   private constructor(
@@ -133,14 +136,12 @@ export class ConfigStore {
     const sources = changed.has('authorization') ? compileSources(draft, this.logger) : undefined;
     this.current = draft;
     if (authenticators) {
-      const previous = this.authenticatorsCompiled;
+      this.retire(this.authenticatorsCompiled);
       this.authenticatorsCompiled = authenticators;
-      void Promise.all(previous.map((authenticator) => authenticator.close()));
     }
     if (sources) {
-      const previous = this.sourcesCompiled;
+      this.retire(this.sourcesCompiled);
       this.sourcesCompiled = sources;
-      void Promise.all(previous.map((source) => source.close()));
     }
     for (const listener of this.listeners) listener(changed);
     await this.persist();
@@ -185,7 +186,22 @@ export class ConfigStore {
 
   async close(): Promise<void> {
     await this.writeQueue;
-    await Promise.all([...this.authenticatorsCompiled, ...this.sourcesCompiled].map((item) => item.close()));
+    for (const timer of this.retiring.values()) clearTimeout(timer);
+    const retired = [...this.retiring.keys()];
+    this.retiring.clear();
+    await Promise.all([...this.authenticatorsCompiled, ...this.sourcesCompiled, ...retired].map((item) => item.close()));
+  }
+
+  /** Replaced authenticators/sources may still serve a check that started before the change. */
+  private retire(items: ReadonlyArray<{ close(): Promise<void> }>): void {
+    for (const item of items) {
+      const timer = setTimeout(() => {
+        this.retiring.delete(item);
+        void item.close();
+      }, RETIRE_GRACE_MS);
+      timer.unref();
+      this.retiring.set(item, timer);
+    }
   }
 
   private async persist(): Promise<void> {
