@@ -78,3 +78,24 @@ export function parsePipeTopic(topic: string): { domain: string; nodeUuid: strin
   if (!isUuid(nodeUuid)) return null;
   return { domain: parts[0] as string, nodeUuid: nodeUuid.toLowerCase() };
 }
+
+/**
+ * Rules intake of the ingest: broker rules republish the publishes of topics with an enabled
+ * DataPipe to `pepeunit_ingest/<original topic>` with a JSON envelope
+ * `{"payload": ..., "topic": ..., "clientid": ..., "ts": <publish_received_at ms>}`; ingest
+ * processes consume it through a shared subscription. Only Backend tokens may touch this prefix.
+ */
+export const INGEST_TOPIC_PREFIX = 'pepeunit_ingest';
+
+export function ingestTopicTemplate(): string {
+  return `${INGEST_TOPIC_PREFIX}/\${topic}`;
+}
+
+export function ingestSubscription(group: string): string {
+  return sharedFilter(group, `${INGEST_TOPIC_PREFIX}/#`);
+}
+
+/** The original topic of a republished intake message, or null. */
+export function originalTopicOfIngest(topic: string): string | null {
+  return topic.startsWith(`${INGEST_TOPIC_PREFIX}/`) ? topic.slice(INGEST_TOPIC_PREFIX.length + 1) : null;
+}

@@ -11,12 +11,13 @@
  *    Backend may do anything and may use `+` for the node; a Unit may publish only to its own
  *    Output nodes, and subscribe to its own nodes and to other units' Output nodes it can see
  *    (Public, Internal, or Private with a permission — edges create those permissions);
+ *  - `pepeunit_ingest/...` (the ingest's rules intake) is reserved to Backend tokens;
  *  - anything else is denied.
  * Decisions are cached in-process; `invalidate()` (called on every change to units, nodes, edges
  * or permissions, locally or via Postgres NOTIFY from another replica) drops them all at once.
  */
 import type { Pool } from 'pg';
-import { verifyToken, isUuid, InputBasePurpose, OutputBasePurpose, BACKEND_SUFFIX } from '@pepeunit/common';
+import { verifyToken, isUuid, InputBasePurpose, OutputBasePurpose, BACKEND_SUFFIX, INGEST_TOPIC_PREFIX } from '@pepeunit/common';
 
 export type MqttAction = 'publish' | 'subscribe';
 export type Decision = 'allow' | 'deny';
@@ -134,6 +135,8 @@ export class MqttAccess {
     if (!caller) return 'deny';
     if (topic.length === 0 || topic.length > 1024) return 'deny';
     const parts = topic.split('/');
+    // The ingest's rules intake (republished by broker rules) is reserved to Backend tokens.
+    if (parts[0] === INGEST_TOPIC_PREFIX) return caller.type === 'Backend' ? 'allow' : 'deny';
     if (parts[0] !== this.domain) return 'deny';
 
     if (parts.length === 5) {
