@@ -116,8 +116,8 @@ async function main(): Promise<void> {
     const broker = await startService({
       name: 'broker',
       command: process.execPath,
-      args: [...tsx, join(root, 'emqx-rules/src/embedded/cli.ts'), '--mqtt-port', String(mqttPort), '--api-port', String(apiPort)],
-      env: { PU_EMQX_API_KEY: env.PU_EMQX_API_KEY, PU_EMQX_API_SECRET: env.PU_EMQX_API_SECRET },
+      args: [...tsx, join(root, 'emqx-rules/src/embedded/cli.ts'), '--mqtt-port', String(mqttPort), '--api-port', String(apiPort), '--state-file', join(dataDir, 'broker-state.json')],
+      env: { EMQX_API_KEY: env.PU_EMQX_API_KEY, EMQX_API_SECRET: env.PU_EMQX_API_SECRET },
       logFile: join(logDir, 'broker.log'),
       readyLine: true,
       timeoutMs: 30_000,

@@ -108,6 +108,14 @@ describe('embedded broker access control (configured by the controller)', () => 
     assert.equal(client.connected, true);
   });
 
+  it('authorizes a shared subscription against its real topic filter', async () => {
+    const client = await connect('unit-b', 'secret-b', 'client-b-shared');
+    backend.permissions.set('unit-b|subscribe|dom/shared/#', 'allow');
+    const granted = await client.subscribeAsync('$share/workers/dom/shared/#', { qos: 1 });
+    assert.equal(granted[0]?.qos, 1);
+    assert.deepEqual(authzFor('client-b-shared')[0]?.body.topic, 'dom/shared/#');
+  });
+
   it('stops subscriptions to "#" in the file source before asking the backend', async () => {
     const client = await connect('unit-b', 'secret-b', 'client-b-hash');
     backend.permissions.set('unit-b|subscribe|#', 'allow');

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import mqtt from 'mqtt';
+import mqtt, { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError, EmqxManagementClient } from '../src/management-client.js';
-import { connectClient, eventually, expectRefused, startTestBroker } from './helpers.js';
+import { collect, connectClient, eventually, expectRefused, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 describe('embedded broker management API', () => {
@@ -199,6 +199,33 @@ describe('embedded broker management API', () => {
       await broker.client.updateListener('tcp:default', { max_connections: listener?.max_connections ?? 'infinity' });
     }
     assert.equal((await broker.client.getListener('tcp:default'))?.max_connections, 'infinity');
+  });
+
+  it('routes shared subscriptions to one member per group (round robin)', async () => {
+    const memberA = await connect('share-a');
+    const memberB = await connect('share-b');
+    const other = await connect('share-other-group');
+    const plain = await connect('share-plain');
+    const publisher = await connect('share-pub');
+    const got = { a: collect(memberA), b: collect(memberB), other: collect(other), plain: collect(plain) };
+    await memberA.subscribeAsync('$share/ingest/dom/+/pepeunit', { qos: 1 });
+    await memberB.subscribeAsync('$share/ingest/dom/+/pepeunit', { qos: 1 });
+    await other.subscribeAsync('$queue/dom/+/pepeunit', { qos: 1 });
+    await plain.subscribeAsync('dom/+/pepeunit', { qos: 1 });
+    await assert.rejects(plain.subscribeAsync('$share/no-filter'), ErrorWithSubackPacket);
+
+    for (let index = 0; index < 6; index += 1) await publisher.publishAsync('dom/unit-1/pepeunit', `m${index}`, { qos: 1 });
+    await eventually(() => got.a.length + got.b.length === 6 && got.other.length === 6 && got.plain.length === 6, 3000, 'shared deliveries');
+    assert.equal(got.a.length, 3);
+    assert.equal(got.b.length, 3);
+    assert.deepEqual(
+      [...got.a, ...got.b].map((message) => message.payload).sort(),
+      ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'],
+    );
+
+    await memberB.endAsync();
+    await publisher.publishAsync('dom/unit-1/pepeunit', 'after-leave', { qos: 1 });
+    await eventually(() => got.a.some((message) => message.payload === 'after-leave'), 3000, 'remaining member gets everything');
   });
 
   it('refuses to move the running listener with a clear message', async () => {

@@ -1,6 +1,16 @@
 // The embedded EMQX-compatible broker: a real MQTT 3.1.1 server (aedes) whose access control and
 // management API follow the EMQX 5.8 contract the platform uses (reference/emqx-5.md). It is how
 // the platform runs and is tested on one machine; everything it accepts is valid for real EMQX.
+//
+// Implemented: the HTTP authenticator chain (allow/deny/ignore, is_superuser, client_attrs,
+// expire_at, acl), file + http authorization sources with no_match / deny_action / per-client
+// cache, bans (checked at CONNECT; clientid bans kick), kick, listener max_connections and
+// enable/enable_authn, zone max_clientid_len / max_topic_levels / max_qos_allowed (publish) /
+// max_packet_size / retain_available / wildcard_subscription / shared_subscription, retainer
+// on/off, shared subscriptions.
+// Stored but not enforced (documented gaps): listener messages_rate / bytes_rate / max_conn_rate
+// (EMQX throttles by pausing the socket), max_qos_allowed downgrade of SUBACK, max_mqueue_len,
+// max_topic_alias (MQTT 5 only), mqtt.client_attrs_init. MQTT 5 clients are refused (aedes).
 import { EventEmitter } from 'node:events';
 import { isIP, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
@@ -13,11 +23,12 @@ import type { Logger } from '../logger.js';
 import { authenticate } from './access/authn.js';
 import { Authorizer } from './access/authz.js';
 import type { AccessRequest } from './access/acl-file.js';
-import { topicLevels } from './access/topic-match.js';
+import { parseSharedSubscription, topicLevels } from './access/topic-match.js';
 import { ConfigStore } from './config-store.js';
 import { buildManagementApi } from './http-api.js';
 import type { ApiKey, ManagementContext, ManagementRoutes } from './http-api.js';
 import { ClientSession, SessionRegistry } from './sessions.js';
+import { SharedSubscriptions } from './shared-subscriptions.js';
 
 export interface EmbeddedBrokerOptions {
   /** MQTT listener address (default 127.0.0.1). */
@@ -218,6 +229,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       if (payloadBytes + Buffer.byteLength(packet.topic) + 4 > maxPacketSize) return 'disconnect';
       if (topicLevels(packet.topic) > maxLevels || qos > maxQos) return 'disconnect';
       if (packet.retain && zone.retain_available === false) return 'disconnect';
+      if (packet.topic.startsWith('$share/') || packet.topic.startsWith('$queue/')) return 'disconnect';
       session.counters.recv_msg += 1;
       session.counters[`recv_msg.qos${qos as 0 | 1 | 2}`] += 1;
     }
@@ -257,10 +269,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const session = sessions.of(client);
     if (!session) return callback(new Error('client is not authenticated'));
     const zone = store.mqttZone();
+    const shared = parseSharedSubscription(subscription.topic);
+    if (shared === 'invalid' || (shared && zone.shared_subscription === false)) return callback(null, null);
+    // Shared subscriptions are authorized against the real filter.
+    const filter = shared ? shared.filter : subscription.topic;
     const maxLevels = typeof zone.max_topic_levels === 'number' ? zone.max_topic_levels : 128;
-    if (topicLevels(subscription.topic) > maxLevels) return callback(null, null);
-    if (zone.wildcard_subscription === false && /[+#]/.test(subscription.topic)) return callback(null, null);
-    const request: AccessRequest = { action: 'subscribe', topic: subscription.topic, qos: subscription.qos ?? 0, retain: false };
+    if (topicLevels(filter) > maxLevels) return callback(null, null);
+    if (zone.wildcard_subscription === false && /[+#]/.test(filter)) return callback(null, null);
+    const request: AccessRequest = { action: 'subscribe', topic: filter, qos: subscription.qos ?? 0, retain: false };
     authorizer.authorize(session, request).then(
       ({ decision, source }) => {
         if (decision === 'allow') return callback(null, subscription);
@@ -337,14 +353,33 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     routePublish(routed, client, done);
   };
 
+  const sharedSubscriptions = new SharedSubscriptions(
+    aedes,
+    () => String(store.mqttZone().shared_subscription_strategy ?? 'round_robin'),
+    logger,
+  );
+  aedes.on('subscribe', (subscriptions, client) => {
+    for (const subscription of subscriptions) {
+      // aedes reports a refused subscription with qos 128.
+      if ((subscription.qos as number) !== 128) sharedSubscriptions.add(client, subscription.topic, subscription.qos);
+    }
+  });
+  aedes.on('unsubscribe', (topics, client) => {
+    for (const topic of topics) sharedSubscriptions.remove(client, topic);
+  });
+
   aedes.on('client', (client) => {
     const session = sessions.of(client);
     if (!session) return;
+    // Subscriptions restored from a persistent session are already in place here.
+    const restored = (client as unknown as { subscriptions?: Record<string, { qos?: number }> }).subscriptions ?? {};
+    for (const [topic, subscription] of Object.entries(restored)) sharedSubscriptions.add(client, topic, subscription.qos ?? 0);
     sessions.markConnected(session);
     scheduleExpiry(session);
     hooks.emit('client.connected', { clientid: session.clientid, username: session.username, peerhost: session.peerhost, client_attrs: session.clientAttrs });
   });
   aedes.on('clientDisconnect', (client) => {
+    sharedSubscriptions.removeClient(client);
     const session = sessions.of(client);
     if (!session) return;
     sessions.markDisconnected(session);

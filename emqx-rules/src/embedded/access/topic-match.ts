@@ -32,3 +32,27 @@ export function isValidTopicFilter(filter: string): boolean {
 export function topicLevels(topic: string): number {
   return topic.split('/').length;
 }
+
+export interface SharedSubscription {
+  group: string;
+  filter: string;
+}
+
+/**
+ * `$share/<group>/<filter>` (or `$queue/<filter>`, group `$queue`) → its parts; undefined for a
+ * normal filter; 'invalid' for a malformed shared subscription (EMQX answers SUBACK 0x80/0x8F).
+ */
+export function parseSharedSubscription(topic: string): SharedSubscription | 'invalid' | undefined {
+  if (topic.startsWith('$queue/')) {
+    const filter = topic.slice('$queue/'.length);
+    return isValidTopicFilter(filter) ? { group: '$queue', filter } : 'invalid';
+  }
+  if (!topic.startsWith('$share/')) return undefined;
+  const rest = topic.slice('$share/'.length);
+  const slash = rest.indexOf('/');
+  if (slash <= 0) return 'invalid';
+  const group = rest.slice(0, slash);
+  const filter = rest.slice(slash + 1);
+  if (/[+#]/.test(group) || !isValidTopicFilter(filter) || filter.startsWith('$share/')) return 'invalid';
+  return { group, filter };
+}
