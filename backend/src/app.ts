@@ -12,6 +12,15 @@ import gitStorePlugin from './plugins/git-store.js';
 import usersRoutes from './routes/api/v1/users/index.js';
 import permissionRoutes from './routes/api/v1/permission/index.js';
 import mqttCallbackRoutes from './routes/api/v1/units/mqtt-callbacks.js';
+import unitsRoutes from './routes/api/v1/units/index.js';
+import unitsFirmwarePlugin from './routes/api/v1/units/firmware-plugin.js';
+import unitNodesRoutes from './routes/api/v1/unit_nodes/index.js';
+import datapipeRoutes from './routes/api/v1/unit_nodes/datapipe/index.js';
+import datapipeEventsPlugin from './services/datapipe-events.js';
+// -- repository registry and repos (issue 4) --
+import registryServicesPlugin from './routes/api/v1/repository_registry/plugin.js';
+import registryRoutes from './routes/api/v1/repository_registry/index.js';
+import reposRoutes from './routes/api/v1/repos/index.js';
 import { Cipher } from './security/cipher.js';
 
 /**
@@ -39,10 +48,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(authPlugin);
   await app.register(aclPlugin);
+  await app.register(datapipeEventsPlugin); // app.datapipe: DataPipe change notifications (issue 6)
   await app.register(gitStorePlugin);
+  await app.register(unitsFirmwarePlugin);
+  await app.register(registryServicesPlugin); // app.registry, app.registrySync, app.repos (issue 4)
   const api = `${deps.config.appPrefix}${deps.config.apiV1Prefix}`;
   await app.register(usersRoutes, { prefix: `${api}/users` });
   await app.register(permissionRoutes, { prefix: `${api}/permission` });
   await app.register(mqttCallbackRoutes, { prefix: `${api}/units` });
+  await app.register(unitsRoutes, { prefix: `${api}/units` });
+  await app.register(unitNodesRoutes, { prefix: `${api}/unit_nodes` });
+  await app.register(datapipeRoutes, { prefix: `${api}/unit_nodes` }); // DataPipe API (issue 6)
+  // -- repository registry and repos (issue 4) --
+  await app.register(registryRoutes, { prefix: `${api}/repository_registry` });
+  await app.register(reposRoutes, { prefix: `${api}/repos` });
   return app as unknown as FastifyInstance;
 }

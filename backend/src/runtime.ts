@@ -8,12 +8,20 @@ import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
+// -- system topics (issue 5) --
+import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
+// -- registry sync job (issue 4) --
+import { startRegistrySyncJob, type RegistrySyncJob } from './jobs/registry-sync.js';
 
 export interface RunningBackend {
   readonly app: FastifyInstance;
   readonly deps: AppDeps;
   readonly url: string;
   readonly emqx: EmqxControl;
+  /** The system-topic consumer (state/log of units). */
+  readonly systemTopics: SystemTopicsConsumer;
+  /** Periodic registry sync (PU_REGISTRY_SYNC_INTERVAL_HOURS; 0 = none) and its start-up tasks. */
+  readonly registrySync: RegistrySyncJob;
   close(): Promise<void>;
 }
 
@@ -81,7 +89,7 @@ export async function migrateAll(config: BackendConfig, deps: AppDeps, logger: L
 }
 
 /** Connects, migrates, builds and starts the HTTP server, then configures the broker. */
-export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean; callbackBaseUrl?: string } = {}): Promise<RunningBackend> {
+export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean; callbackBaseUrl?: string; systemTopics?: Partial<Omit<SystemTopicsOptions, 'mqtt' | 'pg' | 'clickhouse' | 'config'>> } = {}): Promise<RunningBackend> {
   const deps = await connectDependencies(config, logger);
   try {
     await migrateAll(config, deps, logger);
@@ -106,12 +114,30 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
   }
   const control = emqx;
+  // -- system topics (issue 5): subscribe once the broker is configured; flush before closing the stores --
+  const systemTopics = await startSystemTopicsConsumer({
+    mqtt: deps.mqtt,
+    pg: deps.pg,
+    clickhouse: deps.clickhouse,
+    config,
+    registry: app.metrics,
+    logger,
+    // TODO(lead): PU_BACKEND_SHARE_GROUP is not declared in common/config.ts yet; empty = plain filter (embedded broker).
+    shareGroup: String(config.raw.PU_BACKEND_SHARE_GROUP ?? '') || null,
+    ...opts.systemTopics,
+  });
+  // -- registry sync job (issue 4): periodic sync, start-up reset of stuck syncs, clone missing copies --
+  const registrySync = startRegistrySyncJob(app);
   return {
     app,
     deps,
     url,
     emqx: control,
+    systemTopics,
+    registrySync,
     async close() {
+      await systemTopics.close();
+      await registrySync.stop();
       await app.close();
       await control.close();
       await deps.close();

@@ -216,3 +216,94 @@ export interface EmqxStatus {
   brokerStatus?: string;
   appStatus?: string;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rules (reference/emqx-5.md §2, §4)
+
+/** Built-in `republish` arguments (all template strings render `${var}` against the SELECT output). */
+export interface RepublishArgs {
+  topic: string;
+  qos?: number | string;
+  retain?: boolean | string;
+  /** "" = the whole SELECT output as JSON. */
+  payload?: string;
+  mqtt_properties?: Record<string, string>;
+  /** "" = no user properties; `${pub_props.'User-Property'}` forwards the original ones. */
+  user_properties?: string;
+  direct_dispatch?: boolean | string;
+}
+
+export type RuleAction =
+  | string
+  | { function: 'republish'; args: RepublishArgs }
+  | { function: string; args?: Record<string, unknown> };
+
+/** Body of `POST /rules` (`id` included) and `PUT /rules/{id}` (`id` ignored). */
+export interface RuleCreate {
+  id?: string;
+  sql: string;
+  actions?: RuleAction[];
+  enable?: boolean;
+  name?: string;
+  description?: string;
+}
+
+export interface RuleInfo {
+  id: string;
+  name: string;
+  sql: string;
+  enable: boolean;
+  description: string;
+  from: string[];
+  actions: RuleAction[];
+  created_at: string;
+  last_modified_at?: string;
+  [key: string]: unknown;
+}
+
+export interface RuleListQuery {
+  page?: number;
+  limit?: number;
+  enable?: boolean;
+  from?: string;
+  /** Substring of the id (not a prefix match). */
+  like_id?: string;
+  like_from?: string;
+  like_description?: string;
+  match_from?: string;
+}
+
+export interface RuleMetricsValues {
+  matched: number;
+  passed: number;
+  failed: number;
+  'failed.exception': number;
+  'failed.no_result': number;
+  'actions.total': number;
+  'actions.success': number;
+  'actions.failed': number;
+  'actions.failed.out_of_service': number;
+  'actions.failed.unknown': number;
+  'actions.discarded': number;
+  'matched.rate': number;
+  'matched.rate.max': number;
+  'matched.rate.last5m': number;
+  [key: string]: number;
+}
+
+export interface RuleMetrics {
+  id: string;
+  metrics: RuleMetricsValues;
+  node_metrics: Array<{ node: string; metrics: RuleMetricsValues }>;
+}
+
+/** `POST /rule_test` context for a publish (`event_type: message_publish`). */
+export interface RuleTestContext {
+  event_type?: string;
+  topic?: string;
+  clientid?: string;
+  username?: string;
+  qos?: number;
+  payload?: string;
+  [key: string]: unknown;
+}

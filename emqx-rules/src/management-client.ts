@@ -21,6 +21,11 @@ import type {
   ListenerConfig,
   Page,
   RetainerConfig,
+  RuleCreate,
+  RuleInfo,
+  RuleListQuery,
+  RuleMetrics,
+  RuleTestContext,
 } from './emqx-types.js';
 import { silentLogger } from './logger.js';
 import type { Logger } from './logger.js';
@@ -448,8 +453,76 @@ export class EmqxManagementClient {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Rules API: added by the rule-engine task (`/rules`, `/rule_test`, `/rules/{id}/metrics`,
-  // `/connectors`, `/actions`) on top of `request` / `paginate`.
+  // Rules (reference/emqx-5.md §2). Create answers 201, read/update 200, delete 204.
+
+  /** One page of rules (`like_id` is a substring filter, not a prefix). */
+  async listRules(query: RuleListQuery = {}): Promise<Page<RuleInfo>> {
+    return (await this.request<Page<RuleInfo>>('GET', '/rules', { query: { ...query } })).body;
+  }
+
+  /** Every rule matching the filters, page by page (`limit` 1..10000, default 10000). */
+  iterateRules(query: Omit<RuleListQuery, 'page'> = {}): AsyncGenerator<RuleInfo, void, undefined> {
+    const { limit, ...rest } = query;
+    return this.paginate<RuleInfo>('/rules', { ...rest }, limit ?? 10_000);
+  }
+
+  async listAllRules(query: Omit<RuleListQuery, 'page'> = {}): Promise<RuleInfo[]> {
+    const all: RuleInfo[] = [];
+    for await (const rule of this.iterateRules(query)) all.push(rule);
+    return all;
+  }
+
+  /** The rule, or undefined when EMQX answers 404. */
+  async getRule(id: string): Promise<RuleInfo | undefined> {
+    return this.getOrUndefined<RuleInfo>(`/rules/${segment(id)}`, ['NOT_FOUND', 'RULE_NOT_FOUND']);
+  }
+
+  /** `POST /rules` (201). An existing id is a 400 ("rule id already exists"); prefer `upsertRule`. */
+  async createRule(rule: RuleCreate): Promise<RuleInfo> {
+    return (await this.request<RuleInfo>('POST', '/rules', { body: rule })).body;
+  }
+
+  /**
+   * `PUT /rules/{id}` (200): EMQX merges the body into the stored rule and creates it when the
+   * id is unknown, so this is an idempotent upsert. Every PUT resets the rule's metrics.
+   */
+  async upsertRule(id: string, rule: Omit<RuleCreate, 'id'>): Promise<RuleInfo> {
+    const { id: _ignored, ...body } = rule as RuleCreate;
+    return (await this.request<RuleInfo>('PUT', `/rules/${segment(id)}`, { body })).body;
+  }
+
+  /** Alias of `upsertRule` (EMQX's update is an upsert). */
+  async updateRule(id: string, rule: Omit<RuleCreate, 'id'>): Promise<RuleInfo> {
+    return this.upsertRule(id, rule);
+  }
+
+  /** `DELETE /rules/{id}` (204); false when the rule did not exist. */
+  async deleteRule(id: string): Promise<boolean> {
+    return this.deleteIfExists(`/rules/${segment(id)}`);
+  }
+
+  /** Counters summed over the cluster; undefined when the rule does not exist. */
+  async getRuleMetrics(id: string): Promise<RuleMetrics | undefined> {
+    return this.getOrUndefined<RuleMetrics>(`/rules/${segment(id)}/metrics`, ['NOT_FOUND', 'RULE_NOT_FOUND']);
+  }
+
+  async resetRuleMetrics(id: string): Promise<void> {
+    await this.request('PUT', `/rules/${segment(id)}/metrics/reset`);
+  }
+
+  /**
+   * `POST /rule_test`: dry-runs SQL against a fake event. Resolves with the SELECT output,
+   * `{matched: false}` on 412 NOT_MATCH (SQL valid, no match); rejects with the 400 for bad SQL.
+   */
+  async testRuleSql(sql: string, context: RuleTestContext = {}): Promise<{ matched: true; output: unknown } | { matched: false }> {
+    try {
+      const { body } = await this.request<unknown>('POST', '/rule_test', { body: { sql, context: { event_type: 'message_publish', ...context } } });
+      return { matched: true, output: body };
+    } catch (error) {
+      if (error instanceof EmqxApiError && error.status === 412) return { matched: false };
+      throw error;
+    }
+  }
 }
 
 function clientQuery(query: ClientListQuery): Query {

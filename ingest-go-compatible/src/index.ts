@@ -1,2 +1,16 @@
 export { startIngest } from './service.js';
-export type { IngestService } from './service.js';
+export type { IngestService, ShutdownReport, StartIngestOptions } from './service.js';
+export { ConfigStore, DATAPIPE_CHANGED_CHANNEL, DataPipeStatus, nodesOfNotification } from './config-store.js';
+export type { ConfigStoreOptions, NodeEntry } from './config-store.js';
+export { startRedisStreamReader, nodeUuidOfStreamEntry, DATAPIPE_STREAM } from './redis-stream.js';
+export type { RedisStreamReader, RedisStreamReaderOptions } from './redis-stream.js';
+export { startIntake, decodeEnvelope, intakeSubscription, createMessageHandler, DEFAULT_RULES_SHARE_GROUP } from './intake.js';
+export type { Envelope, Intake, IntakeOptions } from './intake.js';
+export { Dispatcher } from './dispatcher.js';
+export { IngestMetrics, POLICIES, TABLES, SERVICE_DROP_REASONS, NODE_COUNTER_CAPACITY } from './metrics.js';
+export type { IngestStats, IngestDropReason, PolicyName, TableName } from './metrics.js';
+export { NRecordsTrimmer } from './nrecords-trim.js';
+export type { NRecordsTrimOptions } from './nrecords-trim.js';
+export { SpillStore, SPILL_TABLE } from './spill-store.js';
+export type { SpillRecord } from './spill-store.js';
+export * from './writers/index.js';

@@ -1,6 +1,10 @@
 /**
  * Ingest process entry: `node --import tsx ingest-go-compatible/src/main.ts`.
  * Configured only by PU_DP_* variables, so it can replace the Go DataPipe in a Pepeunit deployment.
+ *
+ * stdout carries two JSON lines for supervisors and tests: `{"event":"ready",...}` once the
+ * intake is subscribed, and `{"event":"stopped",...}` with the final counters after a graceful
+ * stop (SIGTERM/SIGINT), once everything was written or persisted.
  */
 import closeWithGrace from 'close-with-grace';
 import { createLogger, exitWithParent, loadIngestConfig, loadOrExit } from '@pepeunit/common';
@@ -10,14 +14,18 @@ exitWithParent();
 const config = loadOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', { level: process.env.PU_DP_LOG_LEVEL ?? 'info' });
 
+/** Write deadline of a graceful stop; persisting the rest takes a few seconds more. */
+const SHUTDOWN_TIMEOUT_MS = 20_000;
+
 try {
-  const ingest = await startIngest(config, logger);
-  logger.info({ metrics: ingest.metricsUrl, mode: config.intakeMode }, 'ingest running');
-  process.stdout.write(JSON.stringify({ event: 'ready', metricsUrl: ingest.metricsUrl }) + '\n');
-  closeWithGrace({ delay: 30_000 }, async ({ signal, err }) => {
+  const ingest = await startIngest(config, logger, { shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS });
+  logger.info({ metrics: ingest.metricsUrl, mode: config.intakeMode, subscription: ingest.subscription }, 'ingest running');
+  process.stdout.write(JSON.stringify({ event: 'ready', metricsUrl: ingest.metricsUrl, mode: ingest.mode, subscription: ingest.subscription }) + '\n');
+  closeWithGrace({ delay: SHUTDOWN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'shutting down after an error');
-    else logger.info({ signal }, 'shutting down, flushing');
-    await ingest.close();
+    else logger.info({ signal }, 'shutting down: flushing buffers');
+    const report = await ingest.close();
+    process.stdout.write(JSON.stringify({ event: 'stopped', ...report }) + '\n');
   });
 } catch (err) {
   logger.fatal({ err }, 'ingest failed to start');

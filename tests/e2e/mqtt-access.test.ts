@@ -73,6 +73,8 @@ before(async () => {
     PU_EMQX_API_SECRET: 'backend-secret',
   });
   backend = await startBackend(config, testLogger);
+  // The first user of an instance becomes Admin; the owners below are plain users.
+  await call('POST', '/users', undefined, { login: 'instance_admin', password: 'Passw0rd!' });
   for (const [login, key] of [['owner_a', 'A'], ['owner_b', 'B']] as const) {
     await call('POST', '/users', undefined, { login, password: 'Passw0rd!' });
     const token = (await call('POST', '/users/auth', undefined, { credentials: login, password: 'Passw0rd!' })).body.token;

@@ -22,6 +22,12 @@ interface Services {
 }
 
 let servicesPromise: Promise<Services> | undefined;
+const cleanups: Array<() => Promise<void>> = [];
+
+// One root-level hook per test file: services started on demand are stopped after all its tests.
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
 
 /** PostgreSQL and ClickHouse for this test process (shared by every context in the file). */
 export function testServices(): Promise<Services> {
@@ -30,14 +36,14 @@ export function testServices(): Promise<Services> {
     if (!pgAdminUrl) {
       const pg = await resolvePostgres({ dataDir: join(tmpdir(), 'pepeunit-test-pg'), allowInstall: false });
       pgAdminUrl = pg.adminUrl;
-      after(() => pg.stop());
+      cleanups.push(() => pg.stop());
     }
     let clickhouseUrl = process.env.PU_TEST_CLICKHOUSE_URL ?? '';
     if (!clickhouseUrl) {
       const dataPath = mkdtempSync(join(tmpdir(), 'pepeunit-test-ch-'));
       const server = await startEmbeddedClickHouse({ port: 0, dataPath });
       clickhouseUrl = server.url;
-      after(async () => {
+      cleanups.push(async () => {
         await server.close();
         rmSync(dataPath, { recursive: true, force: true });
       });

@@ -7,7 +7,8 @@
 // cache, bans (checked at CONNECT; clientid bans kick), kick, listener max_connections and
 // enable/enable_authn, zone max_clientid_len / max_topic_levels / max_qos_allowed (publish) /
 // max_packet_size / retain_available / wildcard_subscription / shared_subscription, retainer
-// on/off, shared subscriptions.
+// on/off, shared subscriptions, and the rule engine (rule-engine/: the Rules API, SQL SELECT/
+// FROM/WHERE, the republish action) applied to every publish through the `message.publish` hook.
 // Stored but not enforced (documented gaps): listener messages_rate / bytes_rate / max_conn_rate
 // (EMQX throttles by pausing the socket), max_qos_allowed downgrade of SUBACK, max_mqueue_len,
 // max_topic_alias (MQTT 5 only), mqtt.client_attrs_init. MQTT 5 clients are refused (aedes).
@@ -29,6 +30,8 @@ import { buildManagementApi } from './http-api.js';
 import type { ApiKey, ManagementContext, ManagementRoutes } from './http-api.js';
 import { ClientSession, SessionRegistry } from './sessions.js';
 import { SharedSubscriptions } from './shared-subscriptions.js';
+import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
+import type { RepublishMessage } from './rule-engine/index.js';
 
 export interface EmbeddedBrokerOptions {
   /** MQTT listener address (default 127.0.0.1). */
@@ -46,8 +49,13 @@ export interface EmbeddedBrokerOptions {
   stateFile?: string;
   /** Node name reported by the API (default `emqx@127.0.0.1`). */
   nodeName?: string;
-  /** Extra management routes (e.g. the rules API), registered under /api/v5. */
+  /** Extra management routes, registered under /api/v5 (the Rules API is built in). */
   extraRoutes?: ManagementRoutes[];
+  /**
+   * Where the rule engine keeps its rules (default: `<stateFile>.rules.json` when `stateFile` is
+   * set, else rules live in memory only).
+   */
+  rulesStateFile?: string;
 }
 
 /** A publish that passed authorization, with EMQX's rule-engine column names. */
@@ -62,6 +70,8 @@ export interface PublishedMessage {
   payload: Buffer;
   publish_received_at: number;
   client_attrs: Record<string, string>;
+  /** Id of the rule whose republish action published this message (EMQX header `republish_by`). */
+  republish_by?: string;
 }
 
 export interface ClientEvent {
@@ -90,6 +100,8 @@ export interface EmbeddedBroker {
   hooks: EmbeddedBrokerHooks;
   store: ConfigStore;
   sessions: SessionRegistry;
+  /** The rule engine (rules are managed through `/api/v5/rules`). */
+  rules: RuleEngine;
   close(): Promise<void>;
 }
 
@@ -353,6 +365,33 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     routePublish(routed, client, done);
   };
 
+  // Messages published by a rule's republish action go through the `message.publish` hook (so
+  // rules on the output topic fire, unless direct_dispatch) and normal routing, like EMQX's
+  // `emqx_broker:safe_publish`; their `clientid` column is the rule id.
+  const publishFromRule = (message: RepublishMessage): void => {
+    const retain = message.retain && store.retainerEnabled();
+    if (!message.directDispatch && !message.topic.startsWith('$SYS/') && hooks.listenerCount('message.publish') > 0) {
+      const event: PublishedMessage = {
+        id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
+        clientid: message.ruleId,
+        username: null,
+        peerhost: '',
+        topic: message.topic,
+        qos: message.qos,
+        flags: { retain, dup: false },
+        payload: message.payload,
+        publish_received_at: Date.now(),
+        client_attrs: {},
+        republish_by: message.ruleId,
+      };
+      hooks.emit('message.publish', event);
+    }
+    const packet = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain, dup: false } as PublishPacket;
+    routePublish(packet, null, (error) => {
+      if (error) logger.warn({ rule: message.ruleId, topic: message.topic, err: error.message }, 'republished message could not be routed');
+    });
+  };
+
   const sharedSubscriptions = new SharedSubscriptions(
     aedes,
     () => String(store.mqttZone().shared_subscription_strategy ?? 'round_robin'),
@@ -406,6 +445,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   });
 
   let api: FastifyInstance | undefined;
+  let rules: RuleEngine | undefined;
   try {
     const mqttPort = await listenTcp(mqttServer, mqttHost, options.mqttPort ?? 0, 'MQTT');
     store = await ConfigStore.open({ stateFile: options.stateFile, listenerBind: `${mqttHost}:${mqttPort}`, logger });
@@ -426,7 +466,11 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       kick: (session) => kick(session),
       listenerConnections: (id) => (id === LISTENER_ID ? sockets.size : 0),
     };
-    api = await buildManagementApi(context, options.apiKeys, options.extraRoutes);
+    const rulesStateFile = options.rulesStateFile ?? (options.stateFile ? `${options.stateFile}.rules.json` : undefined);
+    const ruleEngine = await RuleEngine.open({ nodeName, logger, republish: publishFromRule, stateFile: rulesStateFile });
+    rules = ruleEngine;
+    hooks.on('message.publish', (message: PublishedMessage) => ruleEngine.handlePublish(message));
+    api = await buildManagementApi(context, options.apiKeys, [ruleRoutes(ruleEngine), ...(options.extraRoutes ?? [])]);
     let apiPort: number;
     try {
       await api.listen({ host: apiHost, port: options.apiPort ?? 0 });
@@ -453,17 +497,19 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
         const serverClosed = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
         for (const socket of sockets) socket.destroy();
         await serverClosed;
+        await ruleEngine.close();
         await store.close();
         logger.info('embedded broker stopped');
       })();
       return closing;
     };
 
-    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, close };
+    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, rules: ruleEngine, close };
   } catch (error) {
     await api?.close().catch(() => undefined);
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     if (mqttServer.listening) await new Promise<void>((resolve) => mqttServer.close(() => resolve()));
+    await rules?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     throw error;
   }

@@ -7,3 +7,5 @@ export type { StoredConfig } from './config-store.js';
 export { ClientSession, SessionRegistry } from './sessions.js';
 export { topicMatches, isValidTopicFilter } from './access/topic-match.js';
 export { parseAclRules, evaluateAclRules, AclSyntaxError } from './access/acl-file.js';
+export { RuleEngine, ruleRoutes, compileRuleSql, parseRuleSql, SqlSyntaxError, UnsupportedSqlError, EmptyFromError, TopicIndex, supportedFunctions } from './rule-engine/index.js';
+export type { RepublishMessage, RuleEngineOptions, RulePublishEvent } from './rule-engine/index.js';

@@ -96,7 +96,11 @@ function* headerBlocks(fullName: string, fields: Omit<HeaderFields, 'name' | 'pr
   yield header({ name: '././@PaxHeader', mode: 0o644, size: data.length, mtime: fields.mtime, typeflag: 'x' });
   yield data;
   yield padding(data.length);
-  const truncated = Buffer.from(fullName, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+  // Directories keep their trailing "/" (readers without PAX support derive the type from it).
+  const isDirectory = fields.typeflag === '5';
+  const limit = isDirectory ? 99 : 100;
+  let truncated = Buffer.from(fullName, 'utf8').subarray(0, limit).toString('utf8').replace(/\uFFFD+$/, '');
+  if (isDirectory) truncated = `${truncated.replace(/\/+$/, '')}/`;
   yield header({ ...fields, name: truncated });
 }
 

@@ -1,0 +1,61 @@
+/**
+ * Wiring of the registry and Repo services, registered once at the root (not under a route
+ * prefix) so other modules can use them: `app.registry`, `app.registrySync`, `app.repos`.
+ * Needs `app.gitStore` (plugins/git-store.ts) and `app.cipher`.
+ */
+import fp from 'fastify-plugin';
+import { PlatformApi } from './platform.js';
+import { RegistryService } from './registry-service.js';
+import { RegistrySyncService } from './sync-service.js';
+import { RepoService } from '../repos/repo-service.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Registry entries: create-or-find, search, credentials, sync requests (routes/api/v1/repository_registry). */
+    readonly registry: RegistryService;
+    /** Syncs of registry clones and private Repo copies: single-flight, advisory-locked, progress. */
+    readonly registrySync: RegistrySyncService;
+    /** Repos and the reads Units need: target versions, files by commit, releases (routes/api/v1/repos). */
+    readonly repos: RepoService;
+  }
+}
+
+export default fp(
+  async (app) => {
+    const platformApi = new PlatformApi(app.config);
+    const sync = new RegistrySyncService({
+      pg: app.pg,
+      config: app.config,
+      cipher: app.cipher,
+      gitStore: app.gitStore,
+      logger: app.log,
+      platformApi,
+    });
+    const registry = new RegistryService({
+      pg: app.pg,
+      config: app.config,
+      cipher: app.cipher,
+      gitStore: app.gitStore,
+      sync,
+      platformApi,
+      logger: app.log,
+    });
+    const repos = new RepoService({ pg: app.pg, config: app.config, gitStore: app.gitStore, registries: registry, sync, logger: app.log });
+    app.decorate('registrySync', sync);
+    app.decorate('registry', registry);
+    app.decorate('repos', repos);
+    // The Units module (issue 5) decorates `app.unitsFirmware`; when present, Repo updates use it.
+    app.addHook('onReady', async () => {
+      const units = (app as unknown as { unitsFirmware?: { updateUnitsFirmware(repoUuid: string): Promise<unknown> } }).unitsFirmware;
+      if (units) {
+        repos.setUnitsFirmwareUpdater(async (repo) => {
+          await units.updateUnitsFirmware(repo.uuid);
+        });
+      }
+    });
+    app.addHook('onClose', async () => {
+      await sync.close();
+    });
+  },
+  { name: 'repository-registry-services' },
+);

@@ -1,0 +1,32 @@
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import { loadUnit } from './unit-rows.js';
+import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareResult } from './unit-firmware.js';
+
+export interface UnitsFirmware {
+  /** Repo-wide update (§7.3): sync every auto-updating unit of the repo and send it Update. */
+  updateUnitsFirmware(repoUuid: string): Promise<UnitsFirmwareResult>;
+  /** Sends one command to one unit (no access checks: for internal callers). */
+  sendCommand(unitUuid: string, command: UnitCommand): Promise<CommandResult>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Firmware updates and unit commands for other modules (repos API, periodic jobs). */
+    readonly unitsFirmware: UnitsFirmware;
+  }
+}
+
+/**
+ * Decorates the root instance with `app.unitsFirmware`. Needs `pg`, `gitStore`, `mqtt`,
+ * `clickhouse` and `acl` to be registered first.
+ */
+export default fp(
+  async (app: FastifyInstance) => {
+    app.decorate('unitsFirmware', {
+      updateUnitsFirmware: (repoUuid: string) => updateUnitsFirmware(app, repoUuid),
+      sendCommand: async (unitUuid: string, command: UnitCommand) => sendUnitCommand(app, await loadUnit(app.pg, unitUuid), command),
+    } satisfies UnitsFirmware);
+  },
+  { name: 'units-firmware' },
+);

@@ -1,0 +1,135 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { requireAgent } from '../../../../services/access.js';
+import { UuidParams } from '../../../../schemas/common.js';
+import {
+  CommandQuery,
+  EnvJsonString,
+  JsonDocument,
+  StateStorage,
+  TargetVersionRead,
+  TgzQuery,
+  UnitCreate,
+  UnitRead,
+  UnitsQuery,
+  UnitsResult,
+  UnitUpdate,
+} from '../../../../schemas/units.js';
+import { ARCHIVE_CONTENT_TYPES, firmwareArchiveStream, type ArchiveFormat } from '../../../../services/firmware/index.js';
+import { UnitsService } from './units-service.js';
+
+/**
+ * `/pepeunit/api/v1/units` (pepeunit-backend.md §5.5). The unit-facing paths (env, schema,
+ * firmware, state storage, commands) accept the unit's own token in `x-auth-token`. The broker
+ * callbacks under the same prefix live in mqtt-callbacks.ts.
+ */
+const units: FastifyPluginAsyncTypebox = async (app) => {
+  const service = new UnitsService(app);
+  const tags = ['units'];
+
+  app.post('/', { schema: { tags, body: UnitCreate, response: { 201: UnitRead } } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    return reply.status(201).send(await service.create(agent, request.body));
+  });
+
+  app.get('/', { schema: { tags, querystring: UnitsQuery, response: { 200: UnitsResult } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['Bot', 'User', 'Unit']);
+    return service.list(agent, request.query);
+  });
+
+  app.get('/:uuid', { schema: { tags, params: UuidParams, response: { 200: UnitRead } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['Bot', 'User', 'Unit']);
+    return service.get(agent, request.params.uuid);
+  });
+
+  app.patch('/:uuid', { schema: { tags, params: UuidParams, body: UnitUpdate, response: { 200: UnitRead } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    return service.update(agent, request.params.uuid, request.body);
+  });
+
+  app.delete('/:uuid', { schema: { tags, params: UuidParams } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    await service.delete(agent, request.params.uuid);
+    return reply.status(204).send();
+  });
+
+  app.get('/env/:uuid', { schema: { tags, params: UuidParams, response: { 200: JsonDocument } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    return service.getEnv(agent, request.params.uuid);
+  });
+
+  app.patch('/env/:uuid', { schema: { tags, params: UuidParams, body: EnvJsonString } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    await service.setEnv(agent, request.params.uuid, request.body.env_json_string);
+    return reply.status(204).send();
+  });
+
+  app.delete('/env/:uuid', { schema: { tags, params: UuidParams } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    await service.resetEnv(agent, request.params.uuid);
+    return reply.status(204).send();
+  });
+
+  app.get('/get_target_version/:uuid', { schema: { tags, params: UuidParams, response: { 200: TargetVersionRead } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    return service.targetVersion(agent, request.params.uuid);
+  });
+
+  app.get('/get_current_schema/:uuid', { schema: { tags, params: UuidParams, response: { 200: JsonDocument } } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    return service.currentSchema(agent, request.params.uuid);
+  });
+
+  for (const format of ['zip', 'tar', 'tgz'] as const satisfies readonly ArchiveFormat[]) {
+    app.get(
+      `/firmware/${format}/:uuid`,
+      { schema: { tags, params: UuidParams, ...(format === 'tgz' ? { querystring: TgzQuery } : {}) } },
+      async (request, reply) => {
+        const query = (request.query ?? {}) as { wbits?: number; level?: number };
+        const tgz = { wbits: query.wbits ?? 9, level: query.level ?? 9 };
+        const agent = await request.agent();
+        requireAgent(agent, ['User', 'Unit']);
+        const build = await service.prepareFirmware(agent, request.params.uuid, format, tgz);
+        const stream = firmwareArchiveStream(build, format, tgz, (err) => request.log.warn({ err }, 'firmware build directory not removed'));
+        stream.on('error', (err) => request.log.error({ err }, 'firmware archive stream failed'));
+        return reply
+          .header('content-type', ARCHIVE_CONTENT_TYPES[format])
+          .header('content-disposition', `attachment; filename="${request.params.uuid}.${format}"`)
+          .send(stream);
+      },
+    );
+  }
+
+  app.post('/set_state_storage/:uuid', { schema: { tags, params: UuidParams, body: StateStorage } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    await service.setStateStorage(agent, request.params.uuid, request.body.state);
+    return reply.status(204).send();
+  });
+
+  app.get('/get_state_storage/:uuid', { schema: { tags, params: UuidParams, response: { 200: Type.String() } } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    const state = await service.getStateStorage(agent, request.params.uuid);
+    // A JSON string, like the reference (`response_model=str`).
+    return reply.type('application/json; charset=utf-8').serializer((value: unknown) => JSON.stringify(value)).send(state);
+  });
+
+  app.post('/send_command_to_input_base_topic/:uuid', { schema: { tags, params: UuidParams, querystring: CommandQuery } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    await service.command(agent, request.params.uuid, request.query.command);
+    return reply.status(204).send();
+  });
+};
+export default units;

@@ -1,0 +1,17 @@
+export { IgnoreMatcher, parseIgnoreRules, globToRegexBody, type IgnoreRule } from './pepeignore.js';
+export { applyIgnoreRules, collectEntries, type ArchiveEntry } from './entries.js';
+export { tarStream, tarEntryName, splitUstarName } from './tar.js';
+export { zipStream, zipEntryName, dosDateTime } from './zip.js';
+export { assertTgzParameters, createTgzCompressor, VALID_WBITS, VALID_LEVELS } from './compress.js';
+export {
+  buildFirmware,
+  firmwareArchiveStream,
+  pythonIndentedJson,
+  defaultWorkRoot,
+  ARCHIVE_CONTENT_TYPES,
+  PEPEIGNORE_FILE,
+  type ArchiveFormat,
+  type FirmwareBuild,
+  type FirmwareBuildInput,
+  type TreeExporter,
+} from './build.js';

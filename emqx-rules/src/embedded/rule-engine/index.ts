@@ -1,0 +1,11 @@
+export { RuleEngine, compileRuleSql, ruleNotFound } from './engine.js';
+export type { RepublishMessage, RuleEngineOptions, RulePublishEvent } from './engine.js';
+export { ruleRoutes } from './routes.js';
+export { parseRuleSql, SqlSyntaxError, UnsupportedSqlError, EmptyFromError } from './parser.js';
+export type { SelectStatement, Expr, Condition, Field, PathSegment } from './ast.js';
+export { evaluateStatement } from './evaluator.js';
+export { tokenize, unquote } from './lexer.js';
+export type { Token } from './lexer.js';
+export { TopicIndex } from './topic-index.js';
+export { supportedFunctions } from './functions.js';
+export { REPUBLISH_DEFAULTS } from './actions.js';
