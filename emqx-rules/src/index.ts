@@ -1,5 +1,6 @@
-// @pepeunit/emqx-rules — EMQX management-API client, the idempotent EMQX controller and the
-// embedded EMQX-compatible broker. (The rule SQL catalogue and rule reconciler join later.)
+// @pepeunit/emqx-rules — EMQX management-API client, the idempotent EMQX controller, the rule
+// catalogue/generator/reconciler (rules/) and the embedded EMQX-compatible broker with its rule
+// engine (embedded/).
 export {
   EmqxManagementClient,
   EmqxApiError,
@@ -27,3 +28,6 @@ export type * from './emqx-types.js';
 export type { Logger } from './logger.js';
 export { startEmbeddedBroker } from './embedded/index.js';
 export type { ApiKey, ClientEvent, EmbeddedBroker, EmbeddedBrokerHooks, EmbeddedBrokerOptions, ManagementRoutes, PublishedMessage } from './embedded/index.js';
+export * from './rules/index.js';
+export { RuleEngine, parseRuleSql, compileRuleSql, SqlSyntaxError, UnsupportedSqlError, EmptyFromError, supportedFunctions } from './embedded/index.js';
+export type { RepublishMessage, RuleEngineOptions, RulePublishEvent } from './embedded/index.js';

@@ -114,7 +114,7 @@ export class NRecordsTrimmer {
       query: `DELETE FROM n_last_entry
                WHERE unit_node_uuid IN {uuids:Array(UUID)}
                  AND create_datetime < fromUnixTimestamp64Milli({cutoffs:Array(Int64)}[indexOf({uuids:Array(UUID)}, unit_node_uuid)])`,
-      query_params: { uuids: cutoffs.map((c) => c.uuid), cutoffs: cutoffs.map((c) => c.cutoff_ms) },
+      query_params: { uuids: cutoffs.map((c) => c.uuid), cutoffs: cutoffs.map((c) => Number(c.cutoff_ms)) },
     });
     return cutoffs.length;
   }

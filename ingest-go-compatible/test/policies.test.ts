@@ -31,10 +31,14 @@ after(async () => {
   await env?.close();
 });
 
+/** Publishes one message at a time; the ingest's clock moves 1 ms after each is received. */
 async function publishAll(uuid: string, payloads: readonly string[]): Promise<void> {
-  const before = ingest.nodeMessageCount(uuid);
-  for (const p of payloads) device.publish(nodeTopic(uuid), p, { qos: 0 });
-  await waitFor(`ingest to receive ${payloads.length} messages`, () => ingest.nodeMessageCount(uuid) >= before + payloads.length);
+  for (const p of payloads) {
+    const before = ingest.nodeMessageCount(uuid);
+    device.publish(nodeTopic(uuid), p, { qos: 0 });
+    await waitFor('the ingest to receive the message', () => ingest.nodeMessageCount(uuid) > before, 5000, 2);
+    clock += 1;
+  }
 }
 
 test('go-compatible intake: the four policies land in their tables with per-node parameters', async () => {
@@ -42,12 +46,15 @@ test('go-compatible intake: the four policies land in their tables with per-node
   const limited = await insertNode(env.pool, stages({ filters: '{type_input_value: Text, max_rate: 60, max_size: 0}', policy: '{policy_type: LastValue}' }));
   const nSmall = await insertNode(env.pool, stages({ filters: '{type_input_value: Number, max_rate: 0, max_size: 0}', policy: '{policy_type: NRecords, n_records_count: 3}' }));
   const nLarge = await insertNode(env.pool, stages({ policy: '{policy_type: NRecords, n_records_count: 50}' }));
-  const window = await insertNode(env.pool, stages({ policy: '{policy_type: TimeWindow, time_window_size: 600}' }));
+  const window = await insertNode(env.pool, stages({ policy: '{policy_type: TimeWindow, time_window_size: 86400}' }));
   const broken = await insertNode(env.pool, '{"active_period": {"type": "Permanent"}');
   const unchanged = await insertNode(env.pool, stages({ policy: '{policy_type: LastValue}' }), { active: false });
   await env.pool.query(`UPDATE units_nodes SET data_pipe_status = 'Active' WHERE uuid = $1`, [unchanged]);
 
-  clock = Date.parse('2026-03-01T10:00:00.250Z');
+  // Today 00:00:00.250 UTC: TimeWindow rows (1 day) must not be expired already (ClickHouse
+  // drops expired rows at insert time).
+  const day = new Date(Math.floor(Date.now() / 86_400_000) * 86_400_000).toISOString().slice(0, 10);
+  clock = Date.parse(`${day}T00:00:00.250Z`);
   ingest = await startIngest(ingestConfig(env, broker.mqttPort, { PU_DP_BUFFER_FLUSH_INTERVAL: '3600' }), log, { now: () => clock });
   assert.equal(ingest.subscription, `${'ingest.test.local'}/+/pepeunit`);
 
@@ -84,7 +91,7 @@ test('go-compatible intake: the four policies land in their tables with per-node
   );
   const lvBy = new Map(lv.rows.map((r) => [r.uuid, r]));
   assert.equal(lvBy.get(lastValue)?.state, 'three');
-  assert.equal(lvBy.get(lastValue)?.ts, '2026-03-01 10:00:00.000');
+  assert.equal(lvBy.get(lastValue)?.ts, `${day} 00:00:00.000`, 'whole seconds, UTC');
   assert.equal(lvBy.get(limited)?.state, 'first');
 
   // NRecords: one row per message with the node's own max_count (no cross-node contamination).
@@ -107,14 +114,15 @@ test('go-compatible intake: the four policies land in their tables with per-node
   assert.equal(await chCount(env, 'n_last_entry', 'unit_node_uuid = {u:UUID}', { u: nLarge }), 2);
 
   // TimeWindow: expiration = receive time + window, whole seconds.
+  const tomorrow = new Date(clock + 86_400_000).toISOString().slice(0, 10);
   const tw = await chRows<{ state: string; created: string; expires: string; size: number }>(
     env,
     `SELECT state, toString(create_datetime) AS created, toString(expiration_datetime) AS expires, size FROM window_entry WHERE unit_node_uuid = {u:UUID} ORDER BY state`,
     { u: window },
   );
   assert.deepEqual(tw, [
-    { state: 'closed', created: '2026-03-01 10:00:00.250', expires: '2026-03-01 10:10:00', size: 6 },
-    { state: 'open', created: '2026-03-01 10:00:00.250', expires: '2026-03-01 10:10:00', size: 4 },
+    { state: 'closed', created: `${day} 00:00:00.264`, expires: `${tomorrow} 00:00:00`, size: 6 },
+    { state: 'open', created: `${day} 00:00:00.263`, expires: `${tomorrow} 00:00:00`, size: 4 },
   ]);
   assert.ok(stats.received >= 15);
 });

@@ -9,7 +9,7 @@ import Fastify from 'fastify';
 import { unitToken, silentLogger, loadBackendConfig } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend } from '@pepeunit/backend';
-import { benchServices, httpLoad, recordResult } from './support.ts';
+import { benchServices, httpLoad, recordResult, type LoadResult } from './support.ts';
 
 const seconds = Number(process.env.PU_BENCH_SECONDS ?? 10);
 const units = 200;
@@ -17,7 +17,7 @@ const domain = 'bench.pepeunit.local';
 const secret = 'bench-secret-key';
 
 const services = await benchServices('auth');
-const broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [] });
+const broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'bench', secret: 'bench-secret' }] });
 const config = loadBackendConfig({
   PU_DOMAIN: domain,
   PU_SECURE: 'False',
@@ -59,10 +59,19 @@ try {
   const authUrl = `http://127.0.0.1:${(backend.app.server.address() as { port: number }).port}${config.appPrefix}${config.apiV1Prefix}/units/auth`;
   process.stdout.write(`warming the decision cache (${bodies.length} distinct decisions) ...\n`);
   await httpLoad(authUrl, bodies, 2);
-  process.stdout.write(`measuring the authorization endpoint for ${seconds} s ...\n`);
-  const ours = await httpLoad(authUrl, bodies, seconds);
-  process.stdout.write(`measuring the trivial allow endpoint for ${seconds} s ...\n`);
-  const base = await httpLoad(`${trivialUrl}/allow`, bodies, seconds);
+  // Alternate the two endpoints over two rounds and keep each one's best round, so a burst of
+  // background load on the machine does not decide the ratio.
+  let ours: LoadResult | undefined;
+  let base: LoadResult | undefined;
+  for (let round = 1; round <= 2; round++) {
+    process.stdout.write(`round ${round}: authorization endpoint for ${seconds} s ...\n`);
+    const o = await httpLoad(authUrl, bodies, seconds);
+    process.stdout.write(`round ${round}: trivial allow endpoint for ${seconds} s ...\n`);
+    const b = await httpLoad(`${trivialUrl}/allow`, bodies, seconds);
+    if (!ours || o.rps > ours.rps) ours = o;
+    if (!base || b.rps > base.rps) base = b;
+  }
+  if (!ours || !base) throw new Error('no measurement');
   const ratio = ours.rps / base.rps;
   const expectedAllowShare = 4 / 5;
   process.stdout.write(

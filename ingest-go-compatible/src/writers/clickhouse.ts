@@ -67,13 +67,15 @@ export class ClickHouseTableTarget<Row> implements WriteTarget<Row> {
   ) {}
 
   async write(rows: Row[]): Promise<number> {
-    await this.client.insert({
-      table: this.table,
+    // `exec` sends our pre-serialised body as it is (`insert` wants row objects for JSONEachRow).
+    const result = await this.client.exec({
+      query: `INSERT INTO ${this.table} FORMAT JSONEachRow`,
       values: body(rows, this.line),
-      format: 'JSONEachRow',
       // One part per batch; the batch is all or nothing (it stays below max_insert_block_size).
       clickhouse_settings: { async_insert: 0, max_insert_block_size: '1048576' },
     });
+    // Read the (empty) response to the end so the socket goes back to the pool.
+    for await (const chunk of result.stream) void chunk;
     return rows.length;
   }
 

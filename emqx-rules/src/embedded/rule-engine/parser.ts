@@ -341,6 +341,7 @@ class Parser {
         this.next();
         this.fail();
       }
+      if (this.peek().type === 'RANGE') throw new UnsupportedSqlError(`ranges (${this.peek().text})`);
       if (this.isPunct('[')) {
         this.next();
         let negative = false;

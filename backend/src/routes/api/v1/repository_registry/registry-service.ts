@@ -221,7 +221,7 @@ export class RegistryService {
     const { rows } = await this.pg.query<{ uuid: string }>(
       `INSERT INTO repository_registry (uuid, platform, repository_url, is_public_repository, cipher_credentials_private_repository,
               local_repository_size, create_datetime, last_update_datetime, creator_uuid, search_text)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, 0, (now() AT TIME ZONE 'utc'), (now() AT TIME ZONE 'utc'), $5, lower($2))
+       VALUES (gen_random_uuid(), $1, $2::varchar, $3, $4, 0, (now() AT TIME ZONE 'utc'), (now() AT TIME ZONE 'utc'), $5, lower($2::varchar))
        ON CONFLICT (repository_url) DO NOTHING RETURNING uuid`,
       [body.platform, url, body.is_public_repository, cipherCredentials, agent.uuid],
     );
