@@ -148,10 +148,11 @@ export async function chRows<T>(env: Env, query: string, params: Record<string, 
 
 /**
  * A TCP proxy in front of a server that can be cut like an outage: `cut()` closes every
- * connection and refuses new ones until `restore()`. The cut waits (up to 2 s) for a moment
- * when no request is waiting for its response, so an insert the server already committed is
- * never reported as failed (which would make a retry write it twice, an HTTP-level ambiguity
- * no client can resolve); in-flight bytes of a request being sent are cut.
+ * connection and refuses new ones until `restore()`. The cut waits (up to 3 s) for a quiet
+ * moment (no request waiting for its response, no byte for 20 ms), so an insert the server
+ * already committed is never reported as failed: a response lost after the commit makes any
+ * client retry and write twice (an HTTP-level ambiguity no client can resolve without
+ * server-side deduplication), which is not what these tests measure.
  */
 export interface CuttableProxy {
   readonly port: number;
@@ -170,6 +171,7 @@ export async function startProxy(targetUrl: string): Promise<CuttableProxy> {
     upstream: net.Socket;
     lastClientByte: number;
     lastServerByte: number;
+    lastActivityAt: number;
   }
   const pairs = new Set<Pair>();
   const server = net.createServer((client) => {
@@ -178,15 +180,17 @@ export async function startProxy(targetUrl: string): Promise<CuttableProxy> {
       return;
     }
     const upstream = net.connect(targetPort, target.hostname);
-    const pair: Pair = { client, upstream, lastClientByte: 0, lastServerByte: 0 };
+    const pair: Pair = { client, upstream, lastClientByte: 0, lastServerByte: 0, lastActivityAt: Date.now() };
     pairs.add(pair);
     let seq = 0;
     client.on('data', (d) => {
       pair.lastClientByte = ++seq;
+      pair.lastActivityAt = Date.now();
       upstream.write(d);
     });
     upstream.on('data', (d) => {
       pair.lastServerByte = ++seq;
+      pair.lastActivityAt = Date.now();
       client.write(d);
     });
     const end = () => {
@@ -201,13 +205,13 @@ export async function startProxy(targetUrl: string): Promise<CuttableProxy> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.address() as net.AddressInfo).port;
-  const waitingForResponse = () => [...pairs].some((p) => p.lastClientByte > p.lastServerByte);
+  const busy = () => [...pairs].some((p) => p.lastClientByte > p.lastServerByte || Date.now() - p.lastActivityAt < 20);
   return {
     port,
     url: `http://127.0.0.1:${port}`,
     async cut() {
-      const deadline = Date.now() + 2000;
-      while (waitingForResponse() && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      const deadline = Date.now() + 3000;
+      while (busy() && Date.now() < deadline) await new Promise((r) => setImmediate(r));
       down = true;
       for (const p of [...pairs]) {
         p.client.destroy();

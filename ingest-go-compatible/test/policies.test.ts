@@ -126,3 +126,94 @@ test('go-compatible intake: the four policies land in their tables with per-node
   ]);
   assert.ok(stats.received >= 15);
 });
+
+test('rules intake: envelopes, broker timestamps, Aggregation window boundaries and functions', async () => {
+  await ingest.close();
+  const fn = async (f: string) => insertNode(env.pool, stages({ filters: '{type_input_value: Number, max_rate: 0, max_size: 0}', policy: `{policy_type: Aggregation, time_window_size: 60, aggregation_functions: ${f}}` }));
+  const avg = await fn('Avg');
+  const min = await fn('Min');
+  const max = await fn('Max');
+  const sum = await fn('Sum');
+  const notForwarded = await insertNode(env.pool, stages({ policy: '{policy_type: LastValue}' }));
+  const T0 = Math.floor(Date.now() / 86_400_000) * 86_400_000; // aligned to every window size
+  clock = T0 + 30_000;
+  ingest = await startIngest(ingestConfig(env, broker.mqttPort, { PU_DP_INTAKE_MODE: 'rules', PU_DP_BUFFER_FLUSH_INTERVAL: '3600', PU_MQTT_MAX_PAYLOAD_SIZE: '1' }), log, { now: () => clock });
+  assert.equal(ingest.subscription, '$share/pepeunit_ingest/pepeunit_ingest/#');
+
+  // What the broker's republish rule sends: the original topic, payload and receive time.
+  const forward = async (node: string, payload: string, ts?: number) => {
+    const before = ingest.stats().received;
+    const envelope = JSON.stringify({ payload, topic: nodeTopic(node), clientid: 'device-1', ...(ts === undefined ? {} : { ts }) });
+    device.publish(`pepeunit_ingest/${nodeTopic(node)}`, envelope, { qos: 0 });
+    await waitFor('the envelope to be received', () => ingest.stats().received > before, 5000, 2);
+  };
+  for (const node of [avg, min, max, sum]) {
+    await forward(node, '10', T0 + 1_000);
+    await forward(node, '20'); // no ts: the ingest's clock (T0 + 30 s)
+    await forward(node, '30', T0 + 59_999);
+    await forward(node, '5', T0 + 60_000); // exactly on the boundary: the next window
+  }
+  await forward(avg, 'abc', T0 + 2_000);
+  const before = ingest.stats();
+  assert.equal(before.dropped.not_numeric, 1);
+  assert.equal(before.accepted.Aggregation, 16);
+  const open = ingest.writers.aggregation.window(avg, 60, T0);
+  assert.deepEqual(
+    { sum: open?.sum, count: open?.count, min: open?.min, max: open?.max },
+    { sum: 60, count: 3, min: 10, max: 30 },
+    'an open window holds four numbers, whatever its message count',
+  );
+
+  clock = T0 + 60_000; // the first window ends at T0 + 60 s: not closed yet (strictly before)
+  assert.equal(await ingest.flush(), true);
+  assert.equal(await chCount(env, 'aggregation_entry'), 0);
+
+  clock = T0 + 60_001;
+  assert.equal(await ingest.flush(), true);
+  const rows = await chRows<{ uuid: string; state: number; aggregation_type: string; time_window_size: number; created: string; start: string; end: string }>(
+    env,
+    `SELECT toString(unit_node_uuid) AS uuid, state, aggregation_type, time_window_size,
+            toUnixTimestamp64Milli(create_datetime) AS created, toUnixTimestamp64Milli(start_window_datetime) AS start, toUnixTimestamp64Milli(end_window_datetime) AS end
+       FROM aggregation_entry ORDER BY aggregation_type`,
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.uuid, r.aggregation_type, r.state, r.time_window_size, Number(r.created), Number(r.start), Number(r.end)]),
+    [
+      [avg, 'Avg', 20, 60, T0 + 60_001, T0, T0 + 60_000],
+      [min, 'Min', 10, 60, T0 + 60_001, T0, T0 + 60_000],
+      [max, 'Max', 30, 60, T0 + 60_001, T0, T0 + 60_000],
+      [sum, 'Sum', 60, 60, T0 + 60_001, T0, T0 + 60_000],
+    ],
+  );
+
+  // A message for a window already written is refused, never a second row for it.
+  await forward(sum, '1000', T0 + 10_000);
+  assert.equal(ingest.stats().dropped.late_window, 1);
+
+  clock = T0 + 120_001;
+  assert.equal(await ingest.flush(), true);
+  const second = await chRows<{ state: number; n: string }>(env, `SELECT any(state) AS state, count() AS n FROM aggregation_entry WHERE start_window_datetime = fromUnixTimestamp64Milli({s:Int64})`, { s: T0 + 60_000 });
+  assert.equal(Number(second[0]?.n), 4);
+  assert.equal(second[0]?.state, 5);
+
+  // Envelope problems are counted, not fatal.
+  device.publish('pepeunit_ingest/whatever', 'not json', { qos: 0 });
+  device.publish(`pepeunit_ingest/${nodeTopic(avg)}`, JSON.stringify({ payload: 'x'.repeat(1500), topic: nodeTopic(avg), ts: T0 + 130_000 }), { qos: 0 });
+  device.publish('pepeunit_ingest/a/b', JSON.stringify({ payload: '1', topic: 'a/b', ts: T0 }), { qos: 0 });
+  const stats = await waitFor('the three bad messages to be counted', () => {
+    const s = ingest.stats();
+    return s.dropped.bad_envelope === 1 && s.dropped.payload_too_large === 1 && s.dropped.bad_topic === 1 ? s : false;
+  });
+  assert.equal(stats.accepted.Aggregation, 16);
+
+  // Per-node intake counter on the HTTP endpoint: a node the rules do not forward costs nothing.
+  const debug = await (await fetch(`${ingest.metricsUrl}/debug/nodes/${avg}`)).json();
+  assert.deepEqual(debug, { uuid: avg, received: 6, status: 'Active', policy: 'Aggregation', error: null });
+  const quiet = await (await fetch(`${ingest.metricsUrl}/debug/nodes/${notForwarded}`)).json();
+  assert.equal(quiet.received, 0);
+  const metricsText = await (await fetch(`${ingest.metricsUrl}/metrics`)).text();
+  assert.match(metricsText, /pepeunit_ingest_dropped_total\{reason="late_window",service="ingest"\} 1/);
+  assert.match(metricsText, /pepeunit_ingest_messages_accepted_total\{policy="Aggregation",service="ingest"\} 16/);
+  assert.match(metricsText, /pepeunit_ingest_rows_written_total\{table="aggregation_entry",service="ingest"\} 8/);
+  assert.match(metricsText, /pepeunit_ingest_messages_received_total\{mode="rules",service="ingest"\} 21/);
+});

@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile, chmod, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile, chmod, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import {
   VALID_WBITS,
   assertTgzParameters,
   buildFirmware,
+  cleanupStaleBuilds,
   collectEntries,
   createTgzCompressor,
   firmwareArchiveStream,
@@ -211,4 +212,15 @@ test('buildFirmware: .pepeignore applied, env.json/schema.json written with 4-sp
   aborted.destroy();
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(await readdir(workRoot), []);
+});
+
+test('cleanupStaleBuilds removes only build directories older than the limit', async () => {
+  const workRoot = join(root, 'stale');
+  await mkdir(join(workRoot, 'old'), { recursive: true });
+  await mkdir(join(workRoot, 'fresh'), { recursive: true });
+  const hourAgo = new Date(Date.now() - 2 * 3600_000);
+  await utimes(join(workRoot, 'old'), hourAgo, hourAgo);
+  assert.equal(await cleanupStaleBuilds(workRoot, 3600_000), 1);
+  assert.deepEqual(await readdir(workRoot), ['fresh']);
+  assert.equal(await cleanupStaleBuilds(join(root, 'does-not-exist')), 0);
 });

@@ -1,10 +1,6 @@
 import { createLogger } from '@pepeunit/common';
 import { startRegistryBackend } from './registry-test-kit.js';
-import { createFixtureRepository, makeTempDir } from '../git/helpers.js';
-const root = await makeTempDir();
-const fan = await createFixtureRepository(root, 'fan');
 const t = await startRegistryBackend('dbg', {}, createLogger('x', { level: 'warn' }));
-const a = await t.user('alice_dbg');
-const r = await t.call('POST', '/repository_registry', { token: a.token, body: { platform: 'Gitlab', repository_url: fan.url, is_public_repository: true } });
+const r = await t.call('GET', '/repository_registry/search?platform=Gitlab');
 console.log(r.status, r.raw);
 await t.close();

@@ -131,19 +131,32 @@ describe('repository registry', () => {
     const none = await t.call('GET', '/repository_registry/search?search_string=humidity%20ds18b20');
     assert.equal(none.body.count, 0);
 
-    const all = await t.call('GET', '/repository_registry/search?search_string=pepeunit');
-    assert.equal(all.body.count, 2, 'both READMEs/tomls mention pepeunit topics or stacks');
-    const page = await t.call('GET', '/repository_registry/search?search_string=pepeunit&limit=1&offset=1');
+    const all = await t.call('GET', '/repository_registry/search?search_string=pu-registry');
+    assert.equal(all.body.count, 2, 'both URLs hold the fixture directory name');
+    const page = await t.call('GET', '/repository_registry/search?search_string=pu-registry&limit=1&offset=1');
     assert.equal(page.body.count, 2);
     assert.equal(page.body.repositories_registry.length, 1);
     const gitlabOnly = await t.call('GET', '/repository_registry/search?platform=Gitlab');
     assert.deepEqual(gitlabOnly.body.repositories_registry.map((r: { uuid: string }) => r.uuid), [created.body.uuid]);
     const wildcard = await t.call('GET', '/repository_registry/search?search_string=%25');
+
     assert.equal(wildcard.body.count, 0, 'LIKE wildcards are matched literally');
   });
 
   test('a broken URL ends in Error with its message, leaves no clone and is never stuck in Processing', async () => {
+    // unknown to the platform API: a clear message before any git command
+    const unknownToApi = await t.call('POST', '/repository_registry', {
+      token: alice.token,
+      body: { platform: 'Github', repository_url: `file://${join(root, 'nowhere', 'ghost.git')}`, is_public_repository: true },
+    });
+    assert.equal(unknownToApi.status, 201, unknownToApi.raw);
+    assert.equal(unknownToApi.body.sync_status, 'Error');
+    assert.match(unknownToApi.body.sync_error, /^422: 5: Git Repo Validation Error: Repository file:\/\/.*ghost\.git not found: the Github API does not know it \(HTTP 404\)$/);
+    assert.equal((await t.call('DELETE', `/repository_registry/${unknownToApi.body.uuid}`, { token: alice.token })).status, 204);
+
+    // known to the API, but git cannot read it
     const missing = `file://${join(root, 'nowhere', 'missing.git')}`;
+    stub.add(missing, { sizeBytes: 1 });
     const res = await t.call('POST', '/repository_registry', { token: alice.token, body: { platform: 'Gitlab', repository_url: missing, is_public_repository: true } });
     assert.equal(res.status, 201, res.raw);
     assert.equal(res.body.sync_status, 'Error');

@@ -83,10 +83,17 @@ test('update: reference rules and messages; the unit visibility bounds the node'
   assert.equal(lessRestrictive.body.detail, '422: 2: Validation Error: The visibility level of the parent object Unit is lower than that of the child object UnitNode');
   assert.equal((await env.call('GET', `/unit_nodes/${out}`)).status, 403, 'Bot cannot see Internal nodes');
 
+  const events: { nodeUuid: string; action: string }[] = [];
+  const stop = env.backend.app.datapipe.onChange((event) => {
+    events.push({ nodeUuid: event.nodeUuid, action: event.action });
+  });
   const ok = await env.call('PATCH', `/unit_nodes/${input(A())}`, {
     token: env.owner.token,
     body: { visibility_level: 'Private', max_connections: 5, is_data_pipe_active: false },
   });
+  await env.call('PATCH', `/unit_nodes/${output(A())}`, { token: env.owner.token, body: { max_connections: 9 } });
+  stop();
+  assert.deepEqual(events, [{ nodeUuid: input(A()), action: 'Delete' }], 'turning the pipe off notifies the DataPipe consumers; other changes do not');
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(ok.body.visibility_level, 'Private');
   assert.equal(ok.body.max_connections, 5);

@@ -36,6 +36,10 @@ async function chCount(query: string, params: Record<string, unknown>): Promise<
 }
 
 test('create: unit from the repo target version, nodes from schema_example.json, automatic permissions', async () => {
+  const events: { nodeUuid: string; action: string }[] = [];
+  const stop = env.backend.app.datapipe.onChange((event) => {
+    events.push({ nodeUuid: event.nodeUuid, action: event.action });
+  });
   const created = await env.call('POST', '/units', {
     token: env.owner.token,
     body: { repo_uuid: repoUuid, visibility_level: 'Public', name: 'fan_unit', is_auto_update_from_repo_unit: true },
@@ -63,6 +67,12 @@ test('create: unit from the repo target version, nodes from schema_example.json,
     assert.equal(node.is_data_pipe_active, pipeable, node.topic_name);
     assert.equal(node.data_pipe_yml, pipeable ? defaultPipe : null);
   }
+  stop();
+  assert.deepEqual(
+    events.map((e) => e.action + ':' + e.nodeUuid).sort(),
+    nodes.rows.filter((n) => n.is_data_pipe_active).map((n) => 'Update:' + n.uuid).sort(),
+    'nodes created with the default LastValue pipe are announced to the DataPipe consumers',
+  );
   const perms = await pg().query(
     `SELECT agent_type, resource_type, count(*)::int AS n FROM permissions
       WHERE agent_user_uuid = $1 OR agent_unit_uuid = $2 GROUP BY 1, 2 ORDER BY 1, 2`,
@@ -334,11 +344,18 @@ test('update: manual pin to v1 reconciles nodes and env, bad commits are refused
   const still = (await pg().query('SELECT is_auto_update_from_repo_unit, repo_commit FROM units WHERE uuid = $1', [unit.uuid])).rows[0];
   assert.deepEqual(still, { is_auto_update_from_repo_unit: true, repo_commit: null }, 'refused updates changed nothing');
 
+  const removedPipe = nodesBefore.find((n) => n.topic_name === 'new_input/pepeunit')!.uuid;
+  const events: string[] = [];
+  const stop = env.backend.app.datapipe.onChange((event) => {
+    events.push(`${event.action}:${event.nodeUuid}:${event.node?.topic_name}`);
+  });
   const pinned = await env.call('PATCH', `/units/${unit.uuid}`, {
     token: env.owner.token,
     body: { is_auto_update_from_repo_unit: false, repo_branch: 'main', repo_commit: env.sample.v1, name: 'fan_unit_v1', visibility_level: 'Private' },
   });
+  stop();
   assert.equal(pinned.status, 200, JSON.stringify(pinned.body));
+  assert.deepEqual(events, [`Delete:${removedPipe}:new_input/pepeunit`], 'the removed piped node is announced with its row; raw_input has no pipe');
   assert.equal(pinned.body.name, 'fan_unit_v1');
   assert.equal(pinned.body.repo_commit, env.sample.v1);
   const nodesAfter = (await pg().query('SELECT uuid, topic_name, visibility_level FROM units_nodes WHERE unit_uuid = $1 ORDER BY topic_name', [unit.uuid])).rows;
@@ -436,6 +453,8 @@ test('delete: removes the unit, its nodes, and its ClickHouse rows (logs and Dat
     body: { repo_uuid: repoUuid, visibility_level: 'Public', name: 'victim_unit', is_auto_update_from_repo_unit: true },
   });
   const victimNodes = (await pg().query('SELECT uuid FROM units_nodes WHERE unit_uuid = $1', [victim.body.uuid])).rows.map((r) => r.uuid as string);
+  const pipedVictimNodes = (await pg().query('SELECT uuid FROM units_nodes WHERE unit_uuid = $1 AND is_data_pipe_active', [victim.body.uuid])).rows.map((r) => r.uuid as string);
+  assert.equal(pipedVictimNodes.length, 3, 'the three /pepeunit topics of v2 got the default pipe');
   const survivorNode = (await pg().query('SELECT uuid FROM units_nodes WHERE unit_uuid = $1 LIMIT 1', [unit.uuid])).rows[0].uuid as string;
   const ch = env.backend.deps.clickhouse;
   const now = '2026-01-01 00:00:00.000';
@@ -454,8 +473,14 @@ test('delete: removes the unit, its nodes, and its ClickHouse rows (logs and Dat
     format: 'JSONEachRow',
   });
   assert.equal((await env.call('DELETE', `/units/${victim.body.uuid}`, { token: env.other.token })).status, 403);
+  const events: string[] = [];
+  const stop = env.backend.app.datapipe.onChange((event) => {
+    events.push(`${event.action}:${event.nodeUuid}`);
+  });
   const deleted = await env.call('DELETE', `/units/${victim.body.uuid}`, { token: env.owner.token });
+  stop();
   assert.equal(deleted.status, 204);
+  assert.deepEqual(events.sort(), pipedVictimNodes.map((uuid) => `Delete:${uuid}`).sort(), 'nodes with an active pipe are announced as deleted');
   assert.equal((await pg().query('SELECT count(*)::int AS n FROM units_nodes WHERE unit_uuid = $1', [victim.body.uuid])).rows[0].n, 0);
   assert.equal(await chCount('SELECT count() AS n FROM unit_logs WHERE unit_uuid = {u:UUID}', { u: victim.body.uuid }), 0);
   for (const table of ['n_last_entry', 'window_entry', 'aggregation_entry']) {

@@ -67,6 +67,8 @@ export class QueuedWriter<Row> {
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private lastErrorLogAt = 0;
+  /** While someone waits in drainUntil, retries come at least every 500 ms. */
+  private draining = 0;
 
   constructor(
     readonly target: WriteTarget<Row>,
@@ -128,28 +130,38 @@ export class QueuedWriter<Row> {
    */
   async drainUntil(deadlineMs: number): Promise<boolean> {
     this.stopped = false;
-    if (this.retryTimer) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-    for (;;) {
-      await this.idle();
-      if (this.isEmpty()) return true;
-      const now = Date.now();
-      if (now >= deadlineMs) return false;
-      if (this.failures > 0 && now < this.retryAt) await sleep(Math.min(this.retryAt - now, deadlineMs - now));
-      if (Date.now() >= deadlineMs) return false;
-      this.failures = Math.min(this.failures, 1);
-      this.retryAt = 0;
-      this.running = this.loop().finally(() => {
-        this.running = null;
-      });
+    this.draining += 1;
+    if (this.failures > 0) this.retryAt = Math.min(this.retryAt, Date.now() + 500);
+    try {
+      for (;;) {
+        await this.idle();
+        if (this.isEmpty()) return true;
+        const now = Date.now();
+        if (now >= deadlineMs) return false;
+        if (this.failures > 0 && now < this.retryAt) {
+          // The retry timer may start the loop meanwhile; re-check from the top either way.
+          await sleep(Math.min(this.retryAt - now, deadlineMs - now));
+          continue;
+        }
+        this.clearRetryTimer();
+        if (!this.running) {
+          this.running = this.loop().finally(() => {
+            this.running = null;
+          });
+        }
+      }
+    } finally {
+      this.draining -= 1;
     }
   }
 
   /** Stops retry timers (the loop in flight finishes). */
   stop(): void {
     this.stopped = true;
+    this.clearRetryTimer();
+  }
+
+  private clearRetryTimer(): void {
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -167,7 +179,7 @@ export class QueuedWriter<Row> {
   }
 
   private isEmpty(): boolean {
-    return this.queued === 0 && (this.options.sourceSize?.() ?? 0) === 0;
+    return this.queued === 0 && this.inFlightRows === 0 && (this.options.sourceSize?.() ?? 0) === 0;
   }
 
   private armRetry(): void {
@@ -255,7 +267,8 @@ export class QueuedWriter<Row> {
         // Not written: back in front (push mode rows stay counted in the budget).
         this.putBackFront(rest);
         this.failures += 1;
-        const backoff = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** Math.min(this.failures - 1, 16));
+        const cap = this.draining > 0 ? Math.min(500, this.maxBackoffMs) : this.maxBackoffMs;
+        const backoff = Math.min(cap, this.minBackoffMs * 2 ** Math.min(this.failures - 1, 16));
         this.retryAt = Date.now() + backoff * (0.8 + Math.random() * 0.4);
         this.armRetry();
         return;
@@ -270,7 +283,10 @@ export class QueuedWriter<Row> {
   /** Writes `rows`; returns the rows left unwritten by a transient failure. */
   private async attempt(rows: Row[]): Promise<Row[]> {
     try {
+      const t0 = Date.now();
+      if (process.env.TEST_LOG) console.error('WRITE START', t0 % 100000, this.table, rows.length, JSON.stringify(rows[0]).slice(50, 90));
       const written = await this.target.write(rows);
+      if (process.env.TEST_LOG) console.error('WRITE OK', t0 % 100000, Date.now() % 100000, this.table, rows.length);
       this.options.metrics.rowsWritten[this.table] += written;
       if (this.options.budget) this.options.budget.used -= rows.length;
       this.options.onWritten?.(rows);
@@ -278,6 +294,7 @@ export class QueuedWriter<Row> {
     } catch (error) {
       this.options.metrics.writeErrors[this.table] += 1;
       const kind = this.target.classify(error);
+      if (process.env.TEST_LOG) console.error('WRITE FAIL', Date.now() % 100000, this.table, rows.length, messageOf(error));
       if (kind === 'transient') {
         this.logThrottled('warn', { table: this.table, rows: rows.length, err: messageOf(error) }, 'write failed; will retry');
         return rows;

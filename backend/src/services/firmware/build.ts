@@ -8,7 +8,7 @@
  * stream closes (fully sent, aborted by the client, or failed).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
@@ -53,6 +53,31 @@ export function pythonIndentedJson(value: unknown): string {
 
 export function defaultWorkRoot(): string {
   return join(tmpdir(), 'pepeunit-firmware');
+}
+
+/**
+ * Removes build directories older than `maxAgeMs` (left by a process that crashed mid-download).
+ * Younger ones may belong to another process sharing the temp directory and are kept.
+ */
+export async function cleanupStaleBuilds(workRoot = defaultWorkRoot(), maxAgeMs = 60 * 60_000): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(workRoot);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const path = join(workRoot, name);
+    try {
+      if (Date.now() - (await stat(path)).mtimeMs < maxAgeMs) continue;
+      await rm(path, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // vanished meanwhile or not ours to remove: ignore
+    }
+  }
+  return removed;
 }
 
 export async function buildFirmware(input: FirmwareBuildInput): Promise<FirmwareBuild> {

@@ -5,6 +5,7 @@ export { zipStream, zipEntryName, dosDateTime } from './zip.js';
 export { assertTgzParameters, createTgzCompressor, VALID_WBITS, VALID_LEVELS } from './compress.js';
 export {
   buildFirmware,
+  cleanupStaleBuilds,
   firmwareArchiveStream,
   pythonIndentedJson,
   defaultWorkRoot,

@@ -331,16 +331,16 @@ export class RegistryService {
     where.push(...searchConditions(words, ['search_text'], values));
     const clause = `WHERE ${where.join(' AND ')}`;
     const count = await this.pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM repository_registry ${clause}`, values);
-    let rank = 'false';
+    let rank = '';
     const firstWord = words.split(/\s+/).find(Boolean);
     if (firstWord) {
       values.push(`%${firstWord.replace(/[\\%_]/g, (m) => `\\${m}`)}%`);
       const p = `$${values.length}`;
-      rank = `(coalesce(title, '') ILIKE ${p} OR coalesce(readme_heading, '') ILIKE ${p} OR repository_url ILIKE ${p})`;
+      rank = `(coalesce(title, '') ILIKE ${p} OR coalesce(readme_heading, '') ILIKE ${p} OR repository_url ILIKE ${p}) DESC, `;
     }
     const page = paging(query, this.config, values);
     const { rows } = await this.pg.query<RegistryRow>(
-      `SELECT ${COLUMNS} FROM repository_registry ${clause} ORDER BY ${rank} DESC, create_datetime DESC, uuid ${page}`,
+      `SELECT ${COLUMNS} FROM repository_registry ${clause} ORDER BY ${rank}create_datetime DESC, uuid ${page}`,
       values,
     );
     return { count: count.rows[0]?.n ?? 0, rows };

@@ -22,6 +22,7 @@ import { normalizePostgresUrl } from '@pepeunit/common/postgres';
 import { GitRepoError, PepeunitError, RepositoryRegistryError, ValidationError } from '../../../../errors.js';
 import type { Cipher } from '../../../../security/cipher.js';
 import {
+  GitPlatformClientError as PlatformClientFailure,
   GitSyncError,
   scrubSecrets,
   type GitCredentials,
@@ -536,7 +537,13 @@ export class RegistrySyncService {
         const limit = this.gitStore.maxRepoSizeBytes;
         if (client) {
           emit({ stage: 'precheck', message: `Asking the ${registry.platform} API for the repository size` });
-          const reported = await client.getRepoSize();
+          const reported = await client.getRepoSize().catch((error: unknown) => {
+            if (error instanceof PlatformClientFailure && error.kind === 'InvalidCredentials' && !credentials) {
+              // the reference said "Invalid Credentials" for a public repository that does not exist
+              throw new GitRepoError(`Repository ${registry.repository_url} not found: the ${registry.platform} API does not know it (HTTP ${error.status ?? 'error'})`);
+            }
+            throw error;
+          });
           if (reported < 0 || reported > limit) {
             throw new GitRepoError(`Repository size ${formatMb(reported)} MB reported by the ${registry.platform} API exceeds the limit of ${formatMb(limit)} MB`);
           }

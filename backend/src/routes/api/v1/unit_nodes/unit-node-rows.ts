@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { FastifyInstance } from 'fastify';
 import { isPipeableTopicName, type BackendConfig } from '@pepeunit/common';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { grantPermission } from '../permission/permission-service.js';
@@ -13,6 +14,7 @@ import { isoNaive } from '../../../../schemas/common.js';
 import type { UnitNodeRead } from '../../../../schemas/unit-nodes.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import type { SchemaExample } from '../units/unit-schema.js';
+import { loadUnitNodeStreamRow, type UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
 
 type Db = Pool | PoolClient;
 
@@ -110,16 +112,17 @@ export async function createUnitNodes(
 
 /**
  * Makes the unit's nodes match `schema`: creates nodes for new names, deletes nodes whose
- * names disappeared (edges and permissions cascade). Returns created and deleted uuids.
+ * names disappeared (edges and permissions cascade). Returns created and deleted uuids, and the
+ * rows (stream form, read before deletion) of deleted nodes whose DataPipe was active.
  */
 export async function reconcileUnitNodes(
   client: PoolClient,
   unit: NodeOwnerUnit,
   schema: SchemaExample,
   config: BackendConfig,
-): Promise<{ created: string[]; deleted: string[] }> {
-  const { rows } = await client.query<{ uuid: string; type: 'Input' | 'Output'; topic_name: string }>(
-    'SELECT uuid, type, topic_name FROM units_nodes WHERE unit_uuid = $1',
+): Promise<{ created: string[]; deleted: string[]; deletedPipes: UnitNodeStreamRow[] }> {
+  const { rows } = await client.query<{ uuid: string; type: 'Input' | 'Output'; topic_name: string; is_data_pipe_active: boolean }>(
+    'SELECT uuid, type, topic_name, is_data_pipe_active FROM units_nodes WHERE unit_uuid = $1 ORDER BY create_datetime, uuid',
     [unit.uuid],
   );
   const keep = new Set<string>([
@@ -128,14 +131,42 @@ export async function reconcileUnitNodes(
   ]);
   const existing = new Set<string>();
   const deleted: string[] = [];
+  const deletedPipes: UnitNodeStreamRow[] = [];
   for (const row of rows) {
     const key = `${row.type}\0${row.topic_name}`;
-    if (keep.has(key) && !existing.has(key)) existing.add(key);
-    else deleted.push(row.uuid); // gone from the schema (or a duplicate of the same name)
+    if (keep.has(key) && !existing.has(key)) {
+      existing.add(key);
+      continue;
+    }
+    deleted.push(row.uuid); // gone from the schema (or a duplicate of the same name)
+    if (row.is_data_pipe_active) {
+      const streamRow = await activePipeRow(client, row.uuid);
+      if (streamRow) deletedPipes.push(streamRow);
+    }
   }
   if (deleted.length > 0) await client.query('DELETE FROM units_nodes WHERE uuid = ANY($1::uuid[])', [deleted]);
   const created = await createUnitNodes(client, unit, schema, config, existing);
-  return { created, deleted };
+  return { created, deleted, deletedPipes };
+}
+
+/** The stream form of a node (for DataPipe "Delete" notifications sent after the row is gone). */
+export async function activePipeRow(db: Db, nodeUuid: string): Promise<UnitNodeStreamRow | null> {
+  // loadUnitNodeStreamRow only runs `db.query`, which a pooled client has too.
+  return loadUnitNodeStreamRow(db as Pool, nodeUuid);
+}
+
+/**
+ * Tells the DataPipe consumers (ingest NOTIFY, Redis stream, rules reconciler) about nodes
+ * created with an active pipe (default LastValue) and deleted nodes whose pipe was active, so
+ * they do not wait for a periodic reload. Best effort: `notifyChanged` never rejects.
+ */
+export async function announceDataPipeNodes(app: FastifyInstance, created: readonly string[], deletedPipes: readonly UnitNodeStreamRow[]): Promise<void> {
+  if (!app.hasDecorator('datapipe')) return;
+  if (created.length > 0) {
+    const active = await app.pg.query<{ uuid: string }>('SELECT uuid FROM units_nodes WHERE uuid = ANY($1::uuid[]) AND is_data_pipe_active', [[...created]]);
+    for (const { uuid } of active.rows) await app.datapipe.notifyChanged(uuid, 'Update');
+  }
+  for (const row of deletedPipes) await app.datapipe.notifyChanged(row.uuid, 'Delete', { node: row });
 }
 
 /** A child may never be less restrictive than its parent: raise the unit's nodes to its level. */

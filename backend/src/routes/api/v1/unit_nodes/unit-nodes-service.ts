@@ -95,9 +95,12 @@ export class UnitNodesService {
         WHERE uuid = $1 RETURNING *`,
       [uuid, visibility, body.is_rewritable_input ?? null, body.is_data_pipe_active ?? null, body.max_connections ?? null],
     );
-    // TODO(issue 6): notify the ingest (NOTIFY / Redis stream backend_data_pipe_nodes) when
-    // is_data_pipe_active is present in the request, as the reference does (§7.6).
     await app.acl.invalidate('unit node updated');
+    // Reference (§7.6): a request carrying is_data_pipe_active on a /pepeunit node tells the
+    // DataPipe consumers (NOTIFY, Redis stream when configured); a no-op when the FF is off.
+    if (body.is_data_pipe_active !== undefined && body.is_data_pipe_active !== null && isPipeableTopicName(node.topic_name) && app.hasDecorator('datapipe')) {
+      await app.datapipe.notifyChanged(uuid, body.is_data_pipe_active ? 'Update' : 'Delete');
+    }
     return toUnitNodeRead(rows[0]!);
   }
 

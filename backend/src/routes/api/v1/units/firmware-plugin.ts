@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
+import { cleanupStaleBuilds } from '../../../../services/firmware/index.js';
 import { loadUnit } from './unit-rows.js';
 import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareResult } from './unit-firmware.js';
 
@@ -23,6 +24,8 @@ declare module 'fastify' {
  */
 export default fp(
   async (app: FastifyInstance) => {
+    const stale = await cleanupStaleBuilds().catch(() => 0);
+    if (stale > 0) app.log.info({ removed: stale }, 'stale firmware build directories removed');
     app.decorate('unitsFirmware', {
       updateUnitsFirmware: (repoUuid: string) => updateUnitsFirmware(app, repoUuid),
       sendCommand: async (unitUuid: string, command: UnitCommand) => sendUnitCommand(app, await loadUnit(app.pg, unitUuid), command),

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
 import { pythonJsonDumps } from '@pepeunit/common/datapipe/index';
 import { MqttError, PepeunitError } from '../../../../errors.js';
-import { deleteDataPipeRows, reconcileUnitNodes } from '../unit_nodes/unit-node-rows.js';
+import { announceDataPipeNodes, deleteDataPipeRows, reconcileUnitNodes } from '../unit_nodes/unit-node-rows.js';
+import type { UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
 import { loadRepoSource, RepoVersions } from './repo-versions.js';
 import { assertEnvComplete, generatedEnv, parseEnvObject, unifiedEnv } from './unit-env.js';
 import { commandTopic, validateSchemaExample, type SchemaExample } from './unit-schema.js';
@@ -158,25 +159,28 @@ export async function planUnitSync(app: FastifyInstance, unit: UnitRow, versions
   return plan;
 }
 
-/** Writes a plan inside the caller's transaction; returns the created and deleted node uuids. */
-export async function applyUnitSync(
-  app: FastifyInstance,
-  client: PoolClient,
-  unit: UnitRow,
-  plan: SyncPlan,
-): Promise<{ created: string[]; deleted: string[] }> {
-  if (plan.unchanged || !plan.schema) return { created: [], deleted: [] };
+export interface NodeChanges {
+  created: string[];
+  deleted: string[];
+  /** Deleted nodes whose DataPipe was active (stream rows read before deletion). */
+  deletedPipes: UnitNodeStreamRow[];
+}
+
+/** Writes a plan inside the caller's transaction; returns the node changes. */
+export async function applyUnitSync(app: FastifyInstance, client: PoolClient, unit: UnitRow, plan: SyncPlan): Promise<NodeChanges> {
+  if (plan.unchanged || !plan.schema) return { created: [], deleted: [], deletedPipes: [] };
   if (plan.cipherEnv !== undefined) await client.query('UPDATE units SET cipher_env_dict = $2 WHERE uuid = $1', [unit.uuid, plan.cipherEnv]);
   const changes = await reconcileUnitNodes(client, unit, plan.schema, app.config);
   await client.query(`UPDATE units SET last_update_datetime = (now() AT TIME ZONE 'utc') WHERE uuid = $1`, [unit.uuid]);
   return changes;
 }
 
-/** Best-effort ClickHouse clean-up after nodes were deleted. */
-export async function cleanupDeletedNodes(app: FastifyInstance, deleted: readonly string[]): Promise<void> {
-  if (deleted.length === 0) return;
-  await deleteDataPipeRows(app.clickhouse, deleted).catch((error: unknown) =>
-    app.log.warn({ err: (error as Error).message, nodes: deleted.length }, 'could not delete DataPipe rows of removed unit nodes'),
+/** After a committed sync: DataPipe notifications and best-effort ClickHouse clean-up of deleted nodes. */
+export async function afterNodeChanges(app: FastifyInstance, changes: NodeChanges): Promise<void> {
+  await announceDataPipeNodes(app, changes.created, changes.deletedPipes);
+  if (changes.deleted.length === 0) return;
+  await deleteDataPipeRows(app.clickhouse, changes.deleted).catch((error: unknown) =>
+    app.log.warn({ err: (error as Error).message, nodes: changes.deleted.length }, 'could not delete DataPipe rows of removed unit nodes'),
   );
 }
 
@@ -210,7 +214,7 @@ export async function updateUnitsFirmware(app: FastifyInstance, repoUuid: string
         return { unit: locked, changes: await applyUnitSync(app, client, locked, plan) };
       });
       if (changes.created.length > 0 || changes.deleted.length > 0) nodesChanged = true;
-      await cleanupDeletedNodes(app, changes.deleted);
+      await afterNodeChanges(app, changes);
       await sendUnitCommand(app, unit, 'Update', versions);
       result.updated++;
     } catch (error) {

@@ -14,7 +14,10 @@ import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/en
 import type { TargetVersionRead, UnitCreate, UnitRead, UnitsQuery, UnitUpdate } from '../../../../schemas/units.js';
 import { buildFirmware, assertTgzParameters, type ArchiveFormat, type FirmwareBuild } from '../../../../services/firmware/index.js';
 import { grantPermission } from '../permission/permission-service.js';
+import type { UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
 import {
+  activePipeRow,
+  announceDataPipeNodes,
   createUnitNodes,
   deleteDataPipeRows,
   nodesAndEdgesForSchema,
@@ -26,12 +29,13 @@ import { loadRepoSource, RepoVersions, type RepoSource } from './repo-versions.j
 import { assertEnvComplete, generatedEnv, parseEnvObject, unifiedEnv, type EnvDict } from './unit-env.js';
 import { buildCurrentSchema, type CurrentSchema } from './unit-schema.js';
 import {
+  afterNodeChanges,
   applyUnitSync,
-  cleanupDeletedNodes,
   deleteUnitLogs,
   planUnitSync,
   schemaAt,
   sendUnitCommand,
+  type NodeChanges,
   type UnitCommand,
 } from './unit-firmware.js';
 import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, type UnitRow } from './unit-rows.js';
@@ -93,6 +97,7 @@ export class UnitsService {
 
     const uuid = randomUUID();
     let row: UnitRow;
+    let createdNodes: string[] = [];
     try {
       row = await inTransaction(app.pg, async (client) => {
         const { rows } = await client.query<UnitRow>(
@@ -105,7 +110,7 @@ export class UnitsService {
         await grantPermission(client, { type: 'User', uuid: agent.uuid }, { type: 'Unit', uuid });
         await grantPermission(client, { type: 'Unit', uuid }, { type: 'Repo', uuid: source.repo.uuid });
         await grantPermission(client, { type: 'Unit', uuid }, { type: 'Unit', uuid });
-        await createUnitNodes(client, unit, schema, app.config);
+        createdNodes = await createUnitNodes(client, unit, schema, app.config);
         return unit;
       });
     } catch (error) {
@@ -113,6 +118,7 @@ export class UnitsService {
       throw error;
     }
     await app.acl.invalidate('unit created');
+    await announceDataPipeNodes(app, createdNodes, []);
     return toUnitRead(row);
   }
 
@@ -137,7 +143,7 @@ export class UnitsService {
 
   async update(agent: Extract<Agent, { type: 'User' }>, uuid: string, body: UnitUpdate): Promise<UnitRead> {
     const { app } = this;
-    let deleted: string[] = [];
+    let changes: NodeChanges = { created: [], deleted: [], deletedPipes: [] };
     let updated: UnitRow;
     try {
       updated = await inTransaction(app.pg, async (client) => {
@@ -162,15 +168,15 @@ export class UnitsService {
           [uuid, merged.visibility_level, merged.name, merged.is_auto_update_from_repo_unit, merged.target_firmware_platform, merged.repo_branch, merged.repo_commit],
         );
         await raiseNodesVisibility(client, uuid, merged.visibility_level);
-        deleted = (await applyUnitSync(app, client, merged, plan)).deleted;
+        changes = await applyUnitSync(app, client, merged, plan);
         return loadUnit(client, uuid);
       });
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new UnitError('Name is not unique');
       throw error;
     }
-    await cleanupDeletedNodes(app, deleted);
     await app.acl.invalidate('unit updated');
+    await afterNodeChanges(app, changes);
     try {
       await sendUnitCommand(app, updated, 'Update');
       updated = await loadUnit(app.pg, uuid);
@@ -192,12 +198,22 @@ export class UnitsService {
     const { app } = this;
     const unit = await loadUnit(app.pg, uuid);
     requireCreator(agent, unit);
-    const { rows } = await app.pg.query<{ uuid: string }>('SELECT uuid FROM units_nodes WHERE unit_uuid = $1', [uuid]);
+    const { rows } = await app.pg.query<{ uuid: string; is_data_pipe_active: boolean }>(
+      'SELECT uuid, is_data_pipe_active FROM units_nodes WHERE unit_uuid = $1',
+      [uuid],
+    );
     const nodeUuids = rows.map((row) => row.uuid);
+    const activePipes: UnitNodeStreamRow[] = [];
+    for (const row of rows) {
+      if (!row.is_data_pipe_active) continue;
+      const streamRow = await activePipeRow(app.pg, row.uuid);
+      if (streamRow) activePipes.push(streamRow);
+    }
     await deleteUnitLogs(app, uuid);
     await deleteDataPipeRows(app.clickhouse, nodeUuids);
     await app.pg.query('DELETE FROM units WHERE uuid = $1', [uuid]);
     await app.acl.invalidate('unit deleted');
+    await announceDataPipeNodes(app, [], activePipes);
     try {
       await deleteUnitLogs(app, uuid);
       await deleteDataPipeRows(app.clickhouse, nodeUuids);

@@ -45,6 +45,8 @@ export const CSV_INSERT_BATCH = 5000;
 /** Advisory lock class (first key) serialising imports/deletes of one node across replicas. */
 const NODE_DATA_LOCK = 72420061;
 
+const UPLOAD_HINT = 'multipart/form-data, the file in the field "data"';
+
 const StorageError = (message: string) => new PepeunitError(503, 8, 'DataPipe Storage Error', message);
 
 /** Runs `fn` while holding the node's data lock (Postgres advisory lock, so across replicas too). */
@@ -112,13 +114,13 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     return checkDataPipeYaml(upload.data, yamlOptions);
   }
 
-  app.post('/check_data_pipe_config', { schema: { tags, consumes: ['multipart/form-data'], response: { 200: DataPipeCheckResult } } }, async (request) => {
+  app.post('/check_data_pipe_config', { schema: { tags, description: `Validates a DataPipe YAML (${UPLOAD_HINT}); 200 with the list of {stage, message}, empty when valid.`, consumes: ['multipart/form-data'], response: { 200: DataPipeCheckResult } } }, async (request) => {
     requireAgent(await request.agent(), ['Bot', 'User', 'Unit', 'Backend']);
     const result = await uploadedYaml(request);
     return result.errors;
   });
 
-  app.post('/set_data_pipe_config', { schema: { tags, consumes: ['multipart/form-data'], querystring: UuidQuery } }, async (request, reply) => {
+  app.post('/set_data_pipe_config', { schema: { tags, description: `Sets the node's DataPipe config (${UPLOAD_HINT}); creator only, pipe must be active. 422 body: {detail, errors: [{stage, message}]}.`, consumes: ['multipart/form-data'], querystring: UuidQuery } }, async (request, reply) => {
     const agent = await request.agent();
     requireAgent(agent, ['User']);
     const node = await loadNode(app.pg, request.query.uuid);
@@ -152,13 +154,16 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
       .send(yaml);
   });
 
-  app.get('/get_data_pipe_data/', { schema: { tags, querystring: DataPipeDataQuery, response: { 200: PipeDataResult } } }, async (request) => {
+  const readData = async (request: FastifyRequest<{ Querystring: DataPipeDataQuery }>) => {
     const agent = await request.agent();
     const node = await loadNode(app.pg, request.query.uuid);
     await requireNodeReader(app.pg, agent, node);
     const filters = parseReadFilters(request.query, app.config.maxPaginationSize, Date.now());
     return readPipeData({ pg: app.pg, clickhouse: app.clickhouse }, currentConfigOrNull(node), filters);
-  });
+  };
+  app.get('/get_data_pipe_data/', { schema: { tags, querystring: DataPipeDataQuery, response: { 200: PipeDataResult } } }, readData);
+  // The reference (FastAPI) redirects the path without the trailing slash; we answer it directly.
+  app.get('/get_data_pipe_data', { schema: { hide: true, querystring: DataPipeDataQuery, response: { 200: PipeDataResult } } }, readData);
 
   app.get('/get_data_pipe_data_csv/:uuid', { schema: { tags, params: UuidParams, produces: ['application/zip'] } }, async (request, reply) => {
     const agent = await request.agent();
@@ -177,7 +182,7 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
       .send(zipSingleFile(`${name}.csv`, exportCsvChunks(app.clickhouse, policy, node.uuid, nRecords)));
   });
 
-  app.post('/set_data_pipe_data_csv', { schema: { tags, consumes: ['multipart/form-data'], querystring: UuidQuery } }, async (request, reply) => {
+  app.post('/set_data_pipe_data_csv', { schema: { tags, description: `Replaces the node's data with a CSV (${UPLOAD_HINT}) once every row passes; creator only. 422 body: {detail, errors: [{row, message}]}.`, consumes: ['multipart/form-data'], querystring: UuidQuery } }, async (request, reply) => {
     const agent = await request.agent();
     requireAgent(agent, ['User']);
     const node = await loadNode(app.pg, request.query.uuid);
