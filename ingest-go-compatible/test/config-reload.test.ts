@@ -94,7 +94,7 @@ test('NOTIFY <uuid> applies a new, broken, changed and disabled config within 2 
   const broken = await waitFor('status Error', async () => ((await status(uuid))?.data_pipe_status === 'Error' ? status(uuid) : false), 2000, 5);
   assert.match(broken?.data_pipe_error ?? '', /^DataPipe config is invalid: Filters: Field required/);
   assert.equal(ingest.configStore.get(uuid), undefined);
-  const debug = await (await fetch(`${ingest.metricsUrl}/debug/nodes/${uuid}`)).json();
+  const debug = (await (await fetch(`${ingest.metricsUrl}/debug/nodes/${uuid}`)).json()) as { status: string };
   assert.equal(debug.status, 'Error');
 
   // A changed valid config: running again, with fresh state (no rate limit memory).

@@ -209,7 +209,7 @@ test('rules intake: envelopes, broker timestamps, Aggregation window boundaries 
   // Per-node intake counter on the HTTP endpoint: a node the rules do not forward costs nothing.
   const debug = await (await fetch(`${ingest.metricsUrl}/debug/nodes/${avg}`)).json();
   assert.deepEqual(debug, { uuid: avg, received: 6, status: 'Active', policy: 'Aggregation', error: null });
-  const quiet = await (await fetch(`${ingest.metricsUrl}/debug/nodes/${notForwarded}`)).json();
+  const quiet = (await (await fetch(`${ingest.metricsUrl}/debug/nodes/${notForwarded}`)).json()) as { received: number };
   assert.equal(quiet.received, 0);
   const metricsText = await (await fetch(`${ingest.metricsUrl}/metrics`)).text();
   assert.match(metricsText, /pepeunit_ingest_dropped_total\{reason="late_window",service="ingest"\} 1/);

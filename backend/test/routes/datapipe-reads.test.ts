@@ -311,6 +311,16 @@ test('SQL injection attempts in every filter are 422s and execute nothing', asyn
     assert.equal(res.body.count, 0, a);
   }
   assert.deepEqual((await get({ uuid: nodes.inj, type: 'NRecords', search_string: "' OR '1'='1" })).body.pipe_data.map((r: { state: string }) => r.state), ["x' OR '1'='1"]);
+  for (const odd of ['\\', '\\\'', '\t\n\r', '{p0:String}', '$1', '😀', '%_%', '\u2028']) {
+    for (const type of ['NRecords', 'LastValue']) {
+      const res = await get({ uuid: type === 'LastValue' ? nodes.lv : nodes.nr, type, search_string: odd });
+      assert.equal(res.status, 200, `${type} ${JSON.stringify(odd)}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.count, 0, JSON.stringify(odd));
+    }
+  }
+  const nul = await get({ uuid: nodes.lv, type: 'LastValue', search_string: 'a\u0000b' });
+  assert.equal(nul.status, 422);
+  assert.match(nul.body.detail, /NUL/);
   assert.equal(await countAll(), before, 'no table changed');
   const tables = await ch().query({ query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN ('n_last_entry', 'window_entry', 'aggregation_entry') ORDER BY name", format: 'JSONEachRow' });
   assert.deepEqual((await tables.json<{ name: string }>()).map((t) => t.name), ['aggregation_entry', 'n_last_entry', 'window_entry']);

@@ -231,6 +231,17 @@ test('check_data_pipe_config: 200 with [] for valid documents and the reference 
   assert.equal(set.body.detail, '422: 8: DataPipe Validation Error: 2 validation errors for DataPipeConfig');
   assert.equal(set.body.errors.length, 2);
   assert.equal(await storedYml(nodes.cfg), before);
+  for (const [contentType, payload] of [
+    ['multipart/form-data; boundary=abc', 'not multipart at all'],
+    ['multipart/form-data', '--x\r\n'],
+    ['multipart/form-data; boundary=abc', '--abc\r\nContent-Disposition: form-data; name="data"; filename="f"\r\n\r\nactive_period:'],
+  ]) {
+    const garbage = await backend.app.inject({ method: 'POST', url: `${dp}/check_data_pipe_config`, headers: { 'content-type': contentType! }, payload });
+    assert.ok(garbage.statusCode >= 400 && garbage.statusCode < 500, `${contentType} ${JSON.stringify(payload)}: ${garbage.statusCode} ${garbage.body}`);
+  }
+  const otherField = await call('POST', `${dp}/check_data_pipe_config`, { multipart: { content: Y.lastvalue, field: 'file' } });
+  assert.equal(otherField.status, 422);
+  assert.match(otherField.body.detail, /The multipart field "data"/);
   const noFile = await call('POST', `${dp}/check_data_pipe_config`, { body: { data: 'x' } });
   assert.equal(noFile.status, 422);
   assert.match(noFile.body.detail, /multipart\/form-data/);

@@ -228,7 +228,7 @@ describe('repository registry', () => {
       [fan.main.c2, '{\n  "WIFI_SSID": "",\n  "WIFI_PASS": "",\n  "PWM_FAN_PIN": 4\n}'],
     ]);
     const files: Record<string, Buffer> = {};
-    for (let i = 0; i < 6; i++) files[`blob-${i}.bin`] = randomContent(1024 * 1024);
+    for (let i = 0; i < 3; i++) files[`blob-${i}.bin`] = randomContent(1024 * 1024);
     const newHead = await commitFiles(fan.workPath, files, 'big commit');
     await git(fan.workPath, 'push', '--quiet', 'origin', 'main');
 

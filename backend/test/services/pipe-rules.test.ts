@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import pg from 'pg';
+import type { BackendConfig } from '@pepeunit/common';
 import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { EmqxManagementClient, PIPE_RULE_PREFIX, startEmbeddedBroker, type EmbeddedBroker } from '@pepeunit/emqx-rules';
@@ -163,7 +164,8 @@ describe('pipe rules service', () => {
   it('registerPipeRules reconciles a node on every app.datapipe change', async () => {
     const app = Fastify();
     app.decorate('pg', pool);
-    app.decorate('config', { domain: DOMAIN, featureFlags: { datapipe: true } });
+    // Only the two fields the service reads.
+    app.decorate('config', { domain: DOMAIN, featureFlags: { datapipe: true } } as unknown as BackendConfig);
     const events = createDataPipeEvents({ pg: pool, redisUrl: '', enabled: true });
     app.decorate('datapipe', events);
     const service = registerPipeRules(app, { client, intervalMs: 0, initialDelayMs: -1 });

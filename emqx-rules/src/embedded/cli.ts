@@ -6,6 +6,7 @@
 // --api-port (18083; 0 = free), --state-file <path>, --api-key-file <path>, --log-level.
 // API credentials: EMQX_API_KEY + EMQX_API_SECRET, and/or --api-key-file in EMQX's
 // api_key.bootstrap_file format (one `key:secret[:role]` per line).
+// Rules created through /api/v5/rules are kept in `<state-file>.rules.json` when --state-file is set.
 // Prints one JSON line {"event":"ready","mqttUrl":...,"apiUrl":...} on stdout when listening;
 // SIGTERM/SIGINT close it and exit 0. Logs go to stderr as JSON lines.
 import { readFileSync } from 'node:fs';

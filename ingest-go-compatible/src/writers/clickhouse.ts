@@ -66,13 +66,15 @@ export class ClickHouseTableTarget<Row> implements WriteTarget<Row> {
     private readonly line: (row: Row) => string,
   ) {}
 
-  async write(rows: Row[]): Promise<number> {
+  async write(rows: Row[], token: string): Promise<number> {
     // `exec` sends our pre-serialised body as it is (`insert` wants row objects for JSONEachRow).
     const result = await this.client.exec({
       query: `INSERT INTO ${this.table} FORMAT JSONEachRow`,
       values: body(rows, this.line),
       // One part per batch; the batch is all or nothing (it stays below max_insert_block_size).
-      clickhouse_settings: { async_insert: 0, max_insert_block_size: '1048576' },
+      // The token makes a retried batch a no-op when the table deduplicates
+      // (non_replicated_deduplication_window > 0, or a Replicated engine); ignored otherwise.
+      clickhouse_settings: { async_insert: 0, max_insert_block_size: '1048576', insert_deduplication_token: token },
     });
     // Read the (empty) response to the end so the socket goes back to the pool.
     for await (const chunk of result.stream) void chunk;

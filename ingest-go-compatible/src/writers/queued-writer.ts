@@ -5,6 +5,13 @@
  * a batch refused for its DATA (not the connection) is bisected so the poison rows are dropped
  * and counted while every other row is written: one bad value never blocks the other nodes.
  *
+ * A batch that failed for a transient reason is retried INTACT with the same
+ * `insert_deduplication_token` (`<writer id>-<sequence>`; halves of a bisected batch get
+ * `.0`/`.1`), so when the first attempt was in fact committed (response lost with the
+ * connection), a table with `non_replicated_deduplication_window` (or a Replicated table)
+ * ignores the retry: exactly once instead of at least once. Rows queued behind it are merged
+ * into big batches as usual.
+ *
  * Two modes:
  * - push (`enqueue`): the ClickHouse tables. Queued rows count against a RetryBudget shared by
  *   the writers (PU_DP_RETRY_BUFFER_MAX_ROWS); beyond it the oldest rows of the writer are
@@ -20,8 +27,8 @@ export type WriteErrorKind = 'data' | 'transient';
 
 export interface WriteTarget<Row> {
   readonly table: TableName;
-  /** Writes the rows; resolves with the number of rows written (or matched). */
-  write(rows: Row[]): Promise<number>;
+  /** Writes the rows; resolves with the number of rows written (or matched). `token` identifies the batch across retries. */
+  write(rows: Row[], token: string): Promise<number>;
   /** `data`: the rows themselves were refused (bisect); `transient`: retry everything later. */
   classify(error: unknown): WriteErrorKind;
 }
@@ -54,8 +61,20 @@ export interface QueuedWriterOptions<Row> {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Rows that were attempted once keep their token for every retry. */
+interface SealedBatch<Row> {
+  rows: Row[];
+  token: string;
+}
+
+let writerIds = 0;
+
 export class QueuedWriter<Row> {
+  /** Failed batches, oldest first: retried intact before anything else. */
+  private sealed: SealedBatch<Row>[] = [];
   private segments: Row[][] = [];
+  private readonly id = `${process.pid.toString(36)}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}-${++writerIds}`;
+  private sequence = 0;
   private queued = 0;
   private inFlightRows = 0;
   private running: Promise<void> | null = null;
@@ -171,8 +190,10 @@ export class QueuedWriter<Row> {
   /** Takes every row still held (after `stop` + `idle`), e.g. to persist at shutdown. */
   takeAll(): Row[] {
     const out: Row[] = [];
+    for (const batch of this.sealed) for (const row of batch.rows) out.push(row);
     for (const seg of this.segments) for (const row of seg) out.push(row);
     if (this.options.budget) this.options.budget.used -= this.queued;
+    this.sealed = [];
     this.segments = [];
     this.queued = 0;
     return out;
@@ -192,6 +213,20 @@ export class QueuedWriter<Row> {
 
   private discardOldest(count: number): void {
     let left = count;
+    while (left > 0 && this.sealed.length > 0) {
+      const batch = this.sealed[0] as SealedBatch<Row>;
+      if (batch.rows.length <= left) {
+        this.sealed.shift();
+        left -= batch.rows.length;
+        this.queued -= batch.rows.length;
+      } else {
+        // What is left of it is a new batch (new token): its rows were never committed together.
+        batch.rows = batch.rows.slice(left);
+        batch.token = this.nextToken();
+        this.queued -= left;
+        left = 0;
+      }
+    }
     while (left > 0 && this.segments.length > 0) {
       const seg = this.segments[0] as Row[];
       if (seg.length <= left) {
@@ -212,7 +247,20 @@ export class QueuedWriter<Row> {
     }
   }
 
-  private takeBatch(): Row[] {
+  private nextToken(): string {
+    return `${this.id}-${++this.sequence}`;
+  }
+
+  private takeBatch(): SealedBatch<Row> {
+    const retry = this.sealed.shift();
+    if (retry) {
+      this.queued -= retry.rows.length;
+      return retry;
+    }
+    return { rows: this.takeRows(), token: this.nextToken() };
+  }
+
+  private takeRows(): Row[] {
     if (this.queued === 0 && this.options.source) {
       const pulled = this.options.source();
       if (pulled.length > 0) {
@@ -242,24 +290,23 @@ export class QueuedWriter<Row> {
     return batch;
   }
 
-  private putBackFront(rows: Row[]): void {
-    if (rows.length === 0) return;
+  private putBackFront(batches: SealedBatch<Row>[]): void {
     if (this.options.putBack) {
-      this.options.putBack(rows);
+      for (const batch of batches) this.options.putBack(batch.rows);
       return;
     }
-    this.segments.unshift(rows);
-    this.queued += rows.length;
+    this.sealed.unshift(...batches);
+    for (const batch of batches) this.queued += batch.rows.length;
   }
 
   private async loop(): Promise<void> {
     for (;;) {
       const batch = this.takeBatch();
-      if (batch.length === 0) return;
-      this.inFlightRows = batch.length;
-      let rest: Row[];
+      if (batch.rows.length === 0) return;
+      this.inFlightRows = batch.rows.length;
+      let rest: SealedBatch<Row>[];
       try {
-        rest = await this.attempt(batch);
+        rest = await this.attempt(batch.rows, batch.token);
       } finally {
         this.inFlightRows = 0;
       }
@@ -280,13 +327,10 @@ export class QueuedWriter<Row> {
     }
   }
 
-  /** Writes `rows`; returns the rows left unwritten by a transient failure. */
-  private async attempt(rows: Row[]): Promise<Row[]> {
+  /** Writes a batch; returns the batches left unwritten by a transient failure. */
+  private async attempt(rows: Row[], token: string): Promise<SealedBatch<Row>[]> {
     try {
-      const t0 = Date.now();
-      if (process.env.TEST_LOG) console.error('WRITE START', t0 % 100000, this.table, rows.length, JSON.stringify(rows[0]).slice(50, 90));
-      const written = await this.target.write(rows);
-      if (process.env.TEST_LOG) console.error('WRITE OK', t0 % 100000, Date.now() % 100000, this.table, rows.length);
+      const written = await this.target.write(rows, token);
       this.options.metrics.rowsWritten[this.table] += written;
       if (this.options.budget) this.options.budget.used -= rows.length;
       this.options.onWritten?.(rows);
@@ -294,10 +338,9 @@ export class QueuedWriter<Row> {
     } catch (error) {
       this.options.metrics.writeErrors[this.table] += 1;
       const kind = this.target.classify(error);
-      if (process.env.TEST_LOG) console.error('WRITE FAIL', Date.now() % 100000, this.table, rows.length, messageOf(error));
       if (kind === 'transient') {
         this.logThrottled('warn', { table: this.table, rows: rows.length, err: messageOf(error) }, 'write failed; will retry');
-        return rows;
+        return [{ rows, token }];
       }
       if (rows.length === 1) {
         this.options.metrics.dropped.poison_row += 1;
@@ -306,9 +349,10 @@ export class QueuedWriter<Row> {
         return [];
       }
       const mid = rows.length >>> 1;
-      const left = await this.attempt(rows.slice(0, mid));
-      if (left.length > 0) return left.concat(rows.slice(mid));
-      return this.attempt(rows.slice(mid));
+      const right = { rows: rows.slice(mid), token: `${token}.1` };
+      const left = await this.attempt(rows.slice(0, mid), `${token}.0`);
+      if (left.length > 0) return [...left, right];
+      return this.attempt(right.rows, right.token);
     }
   }
 

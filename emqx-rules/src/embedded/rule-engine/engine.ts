@@ -457,7 +457,7 @@ export class RuleEngine {
           return 'failed';
         }
         const topic = renderTemplate(action.topic, selected);
-        if (topic === '' || /[+#\u0000]/.test(topic) || topic.startsWith('$share/') || topic.startsWith('$queue/')) {
+        if (topic === '' || /[+#]/.test(topic) || topic.includes('\u0000') || topic.startsWith('$share/') || topic.startsWith('$queue/')) {
           this.logger.warn({ rule: ruleId, topic }, 'republish topic is not a valid topic name');
           return 'failed';
         }

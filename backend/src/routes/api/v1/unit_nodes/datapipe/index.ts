@@ -71,7 +71,18 @@ async function readUpload(request: FastifyRequest, maxBytes: number, what: strin
   if (!request.isMultipart()) {
     throw new DataPipeError(`Upload the ${what} as multipart/form-data with the file in the field "data"`);
   }
-  const part = await request.file({ limits: { fileSize: maxBytes, files: 1 } });
+  // Errors here come from parsing the client's body (busboy): they are the client's 4xx.
+  const malformed = (err: unknown) => {
+    const e = err as { statusCode?: number; message?: string };
+    if (err instanceof PepeunitError || (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500)) return err;
+    return new DataPipeError(`The upload is not a valid multipart/form-data body: ${e.message ?? String(err)}`);
+  };
+  let part;
+  try {
+    part = await request.file({ limits: { fileSize: maxBytes, files: 1 } });
+  } catch (err) {
+    throw malformed(err);
+  }
   if (!part || part.fieldname !== 'data') {
     part?.file.resume();
     throw new DataPipeError(`The multipart field "data" with the ${what} file is required`);
@@ -80,7 +91,7 @@ async function readUpload(request: FastifyRequest, maxBytes: number, what: strin
     return { ok: true, data: await part.toBuffer() };
   } catch (err) {
     if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') return { ok: false, tooLarge: true };
-    throw err;
+    throw malformed(err);
   }
 }
 

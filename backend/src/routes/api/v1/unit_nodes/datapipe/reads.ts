@@ -137,6 +137,7 @@ export function parseReadFilters(query: DataPipeDataQuery, maxPaginationSize: nu
   const relative = query.relative_time === undefined || query.relative_time === '' ? null : query.relative_time;
   const relativeCutoffMs = relative === null ? null : relativeCutoff(relative, nowMs);
   const search = query.search_string ? query.search_string : null;
+  if (search !== null && search.includes('\u0000')) throw new ValidationError('search_string must not contain NUL characters');
   const queryId = fingerprint([
     query.uuid.toLowerCase(),
     query.type,
