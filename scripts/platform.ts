@@ -160,7 +160,7 @@ async function main(): Promise<void> {
       PU_DP_MQTT_HOST: env.PU_MQTT_HOST,
       PU_DP_MQTT_PORT: env.PU_MQTT_PORT,
       PU_DP_REDIS_URL: env.PU_DP_REDIS_URL ?? '',
-      PU_DP_INTAKE_MODE: env.PU_DP_INTAKE_MODE ?? 'go-compatible',
+      PU_DP_INTAKE_MODE: env.PU_DP_INTAKE_MODE ?? 'rules',
       PU_DP_SHARE_GROUP: env.PU_DP_SHARE_GROUP ?? 'pepeunit-ingest',
     },
     logFile: join(logDir, 'ingest.log'),

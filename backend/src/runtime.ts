@@ -8,6 +8,7 @@ import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
+import { registerPipeRules } from './services/pipe-rules.js';
 // -- system topics (issue 5) --
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
 // -- registry sync job (issue 4) --
@@ -109,6 +110,8 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   const actualPort = address && typeof address === 'object' ? address.port : config.port;
   const callbackBase = opts.callbackBaseUrl ?? (config.raw.PU_BACKEND_PUBLIC_URL ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
   emqx = createEmqxControl(config, logger, callbackBase);
+  // Broker rules forward only topics with an enabled DataPipe to the ingest (issue 6 pre-filter).
+  const pipeRules = registerPipeRules(app, { client: emqx.client });
   if (opts.listen !== false) {
     // The broker calls back into this process, so configure it only once we listen.
     await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
@@ -122,7 +125,6 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     config,
     registry: app.metrics,
     logger,
-    // TODO(lead): PU_BACKEND_SHARE_GROUP is not declared in common/config.ts yet; empty = plain filter (embedded broker).
     shareGroup: String(config.raw.PU_BACKEND_SHARE_GROUP ?? '') || null,
     ...opts.systemTopics,
   });
@@ -139,6 +141,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
       await systemTopics.close();
       await registrySync.stop();
       await app.close();
+      await pipeRules.close();
       await control.close();
       await deps.close();
     },

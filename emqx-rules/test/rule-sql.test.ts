@@ -2,7 +2,7 @@
 // evaluation semantics (reference/emqx-5.md §3).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileRuleSql, evaluateStatement, parseRuleSql, tokenize } from '../src/embedded/rule-engine/index.js';
+import { TopicIndex, compileRuleSql, evaluateStatement, parseRuleSql, tokenize } from '../src/embedded/rule-engine/index.js';
 import type { Columns } from '../src/embedded/rule-engine/evaluator.js';
 import { pipeRuleSql } from '../src/rules/index.js';
 
@@ -187,5 +187,28 @@ describe('rule SQL evaluation', () => {
       e: 'ab',
       f: -4,
     });
+  });
+});
+
+describe('rule topic index', () => {
+  it('finds exactly the filters matching a topic among many, with MQTT wildcard rules', () => {
+    const index = new TopicIndex<string>();
+    for (let node = 0; node < 5000; node += 1) index.insert(`d/node-${node}/pepeunit`, `pipe-${node}`);
+    index.insert('d/+/pepeunit', 'plus');
+    index.insert('d/#', 'hash');
+    index.insert('#', 'all');
+    index.insert('+/node-7/+', 'middle');
+    index.insert('$SYS/#', 'sys');
+    const sorted = (topic: string): string[] => [...index.match(topic)].sort();
+    assert.deepEqual(sorted('d/node-7/pepeunit'), ['all', 'hash', 'middle', 'pipe-7', 'plus']);
+    assert.deepEqual(sorted('d/node-7'), ['all', 'hash']);
+    assert.deepEqual(sorted('d'), ['all', 'hash'], '`d/#` also matches `d`');
+    assert.deepEqual(sorted('other/x'), ['all']);
+    assert.deepEqual(sorted('$SYS/brokers'), ['sys'], 'leading wildcards never match $ topics');
+    assert.equal(index.size, 5005);
+    index.remove('d/node-7/pepeunit', 'pipe-7');
+    index.remove('#', 'all');
+    assert.deepEqual(sorted('d/node-7/pepeunit'), ['hash', 'middle', 'plus']);
+    assert.equal(index.size, 5003);
   });
 });

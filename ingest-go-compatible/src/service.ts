@@ -208,8 +208,8 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
     if (left.lastValue.length > 0) records.push({ kind: 'last_value', payload: left.lastValue });
     let lost = 0;
     if (records.length > 0) {
-      // Persisting gets at least 5 s beyond the write deadline.
-      const spillDeadline = Math.max(deadline, Date.now() + 5000);
+      // Persisting gets some time beyond the write deadline (up to 5 s).
+      const spillDeadline = Math.max(deadline, Date.now() + Math.min(5000, shutdownTimeoutMs));
       let saved = false;
       let lastError: unknown;
       for (let attempt = 0; !saved && (attempt === 0 || Date.now() < spillDeadline); attempt++) {

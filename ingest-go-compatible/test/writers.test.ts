@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { createLogger, silentLogger } from '@pepeunit/common';
 const log = process.env.TEST_LOG ? createLogger('ingest-test', { level: 'debug' }) : silentLogger;
 import type { EmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
+import { IngestMetrics, QueuedWriter, nLastEntryLine, ClickHouseTableTarget, startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
+import type { NLastEntryRow } from '@pepeunit/ingest-go-compatible/pipeline';
 import { chCount, chRows, createEnv, ingestConfig, insertNode, nodeTopic, stages, startBroker, startProxy, waitFor, type CuttableProxy, type Env } from './helpers.js';
 
 let env: Env;
@@ -128,6 +129,37 @@ test('a ClickHouse outage under load loses nothing: rows == accepted after recov
   await stop(ingest);
   await env.db.clickhouse.command({ query: 'TRUNCATE TABLE n_last_entry' });
   await env.db.clickhouse.command({ query: 'TRUNCATE TABLE window_entry' });
+});
+
+test('a batch whose response was lost is retried intact with its token: written once', async () => {
+  await env.db.clickhouse.command({ query: 'ALTER TABLE n_last_entry MODIFY SETTING non_replicated_deduplication_window = 1000' });
+  const real = new ClickHouseTableTarget('n_last_entry', env.db.clickhouse, nLastEntryLine);
+  const tokens: string[] = [];
+  let lose = 1;
+  // Commits, then fails like a connection cut before the response.
+  const flaky = {
+    table: real.table,
+    classify: (e: unknown) => real.classify(e),
+    async write(rows: NLastEntryRow[], token: string) {
+      tokens.push(token);
+      await real.write(rows, token);
+      if (lose-- > 0) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      return rows.length;
+    },
+  };
+  const metrics = new IngestMetrics('rules');
+  const writer = new QueuedWriter(flaky, { metrics, logger: silentLogger, minBackoffMs: 10 });
+  const node = '5b0a4a7e-6d8f-4b7e-9d0e-6f1c2a3b4c5d';
+  const row = (i: number): NLastEntryRow => ({ unit_node_uuid: node, state: String(i), state_type: 'Text', create_datetime: Date.now() + i, max_count: 10, size: 1 });
+  writer.enqueue([row(1), row(2), row(3)]);
+  await writer.idle();
+  writer.enqueue([row(4)]); // queued behind the failed batch, never merged into it
+  assert.equal(await writer.drainUntil(Date.now() + 5000), true);
+  assert.equal(tokens[0], tokens[1], 'the retry carries the first attempt\'s token');
+  assert.notEqual(tokens[2], tokens[0]);
+  assert.equal(metrics.writeErrors.n_last_entry, 1);
+  assert.equal(await chCount(env, 'n_last_entry', 'unit_node_uuid = {u:UUID}', { u: node }), 4, 'no duplicate of the committed batch');
+  await env.db.clickhouse.command({ query: 'TRUNCATE TABLE n_last_entry' });
 });
 
 test('beyond PU_DP_RETRY_BUFFER_MAX_ROWS the oldest rows are dropped and counted', async () => {

@@ -19,6 +19,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -46,8 +48,8 @@ else await main();
 // ---- the load process ----------------------------------------------------------------------
 
 async function loadChild(): Promise<void> {
-  const [, , , port, unitsJson, rateText, secondsText] = process.argv;
-  const units = JSON.parse(unitsJson as string) as string[];
+  const [, , , port, unitsFile, rateText, secondsText] = process.argv;
+  const units = JSON.parse(readFileSync(unitsFile as string, 'utf8')) as string[];
   const rate = Number(rateText);
   const duration = Number(secondsText) * 1000;
   const clients: MqttClient[] = [];
@@ -84,6 +86,8 @@ async function loadChild(): Promise<void> {
   const start = Date.now();
   let sent = 0;
   let k = 0;
+  // Per unit: state, single log, state, log pair, ... (half states, half logs for every unit).
+  const turn = new Uint32Array(clients.length);
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const elapsed = Date.now() - start;
@@ -92,10 +96,12 @@ async function loadChild(): Promise<void> {
         const i = k++ % clients.length;
         const client = clients[i] as MqttClient;
         const t = topics[i]!;
-        if ((sent & 1) === 0) {
+        const n = turn[i]!;
+        turn[i] = n + 1;
+        if ((n & 1) === 0) {
           client.publish(t.state, state, { qos: 0 });
           report.states += 1;
-        } else if ((sent & 2) === 0) {
+        } else if ((n & 2) === 0) {
           client.publish(t.log, single, { qos: 0 });
           report.logMessages += 1;
           report.logLines += 1;
@@ -119,8 +125,8 @@ async function loadChild(): Promise<void> {
 
 // ---- the benchmark ------------------------------------------------------------------------
 
-async function runLoad(mqttPort: number, units: string[]): Promise<LoadReport> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tests/bench/system-topics.bench.ts'), '--load', String(mqttPort), JSON.stringify(units), String(offeredRate), String(seconds)], {
+async function runLoad(mqttPort: number, unitsFile: string): Promise<LoadReport> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tests/bench/system-topics.bench.ts'), '--load', String(mqttPort), unitsFile, String(offeredRate), String(seconds)], {
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: root,
   });
@@ -158,6 +164,10 @@ async function measure(count: () => number, expected: number, during: Promise<Lo
   const load = await during;
   const total = previous - base;
   return { total, rate: total / Math.max(0.001, (last - first) / 1000), load };
+}
+
+function cpuMicros(usage: NodeJS.CpuUsage): number {
+  return usage.user + usage.system;
 }
 
 async function main(): Promise<void> {
@@ -209,6 +219,10 @@ async function main(): Promise<void> {
       [units],
     );
     const filter = systemTopicsFilter(domain);
+    const unitsDir = mkdtempSync(join(tmpdir(), 'pepeunit-bench-units-'));
+    cleanup.push(async () => rmSync(unitsDir, { recursive: true, force: true }));
+    const unitsFile = join(unitsDir, 'units.json');
+    writeFileSync(unitsFile, JSON.stringify(units));
 
     // Phase 1: plain mqtt.js subscriber in this process.
     process.stdout.write('phase 1: plain mqtt.js subscriber (baseline)\n');
@@ -219,9 +233,11 @@ async function main(): Promise<void> {
     });
     await plain.subscribeAsync(filter, { qos: 0 });
     const expected = Math.floor(offeredRate * seconds);
-    const baseline = await measure(() => plainReceived, expected, runLoad(mqttPort, units));
+    let cpu = process.cpuUsage();
+    const baseline = await measure(() => plainReceived, expected, runLoad(mqttPort, unitsFile));
+    const baselineCpuUs = cpuMicros(process.cpuUsage(cpu)) / Math.max(1, baseline.total);
     await plain.endAsync();
-    process.stdout.write(`  received ${baseline.total} of ${baseline.load.states + baseline.load.logMessages} sent: ${Math.round(baseline.rate)} msg/s\n`);
+    process.stdout.write(`  received ${baseline.total} of ${baseline.load.states + baseline.load.logMessages} sent: ${Math.round(baseline.rate)} msg/s; this process ${baselineCpuUs.toFixed(1)} us CPU/msg\n`);
 
     // Phase 2: the backend's consumer (same instance, writers and metrics as in production).
     process.stdout.write('phase 2: backend system-topic consumer\n');
@@ -230,10 +246,12 @@ async function main(): Promise<void> {
     client.on('message', (topic, payload) => consumer.handleMessage(topic, payload));
     await client.subscribeAsync(filter, { qos: 0 });
     const stats = consumer.stats;
-    const ours = await measure(() => stats.state + stats.log, expected, runLoad(mqttPort, units));
+    cpu = process.cpuUsage();
+    const ours = await measure(() => stats.state + stats.log, expected, runLoad(mqttPort, unitsFile));
     const flushStart = Date.now();
     await consumer.flush();
     const flushMs = Date.now() - flushStart;
+    const oursCpuUs = cpuMicros(process.cpuUsage(cpu)) / Math.max(1, ours.total);
     const countResult = await backend.deps.clickhouse.query({ query: 'SELECT count() AS n FROM unit_logs', format: 'JSONEachRow' });
     const rows = Number(((await countResult.json()) as Array<{ n: string | number }>)[0]?.n ?? 0);
     const sentMessages = ours.load.states + ours.load.logMessages;
@@ -241,6 +259,7 @@ async function main(): Promise<void> {
     const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0);
     process.stdout.write(
       `  consumed ${ours.total} of ${sentMessages} sent: ${Math.round(ours.rate)} msg/s (states ${stats.state}: ${stats.statesAccepted} accepted, ${stats.statesThrottled} throttled, ${stats.stateWriter.written} written; logs ${stats.log} messages, ${stats.logRowsAccepted} lines accepted of ${ours.load.logLines} sent)\n` +
+        `  this process ${oursCpuUs.toFixed(1)} us CPU/msg (backend incl. mqtt.js, writers, Postgres client, embedded ClickHouse)\n` +
         `  ClickHouse unit_logs rows: ${rows} (accepted ${stats.logRowsAccepted}); final flush ${flushMs} ms; insert failures ${stats.logWriter.insertFailures}; drops ${dropped.length ? JSON.stringify(Object.fromEntries(dropped)) : 'none'}\n` +
         `result: ${Math.round(ours.rate)} msg/s consumed vs ${Math.round(baseline.rate)} msg/s plain subscriber, ratio ${ratio.toFixed(2)} (target >= 20000 msg/s)\n`,
     );
@@ -249,8 +268,8 @@ async function main(): Promise<void> {
     recordResult({
       benchmark: `system-topics (state+log consumer, ${unitCount} units, embedded broker + controller)`,
       command: 'npm run bench -- system-topics',
-      result: `${Math.round(ours.rate)} msg/s consumed (${ours.total}/${sentMessages} msgs, ${rows} log rows = accepted, ${stats.stateWriter.written} state writes); offered ${offeredRate} msg/s`,
-      baseline: `plain mqtt.js subscriber: ${Math.round(baseline.rate)} msg/s (${baseline.total}/${baseline.load.states + baseline.load.logMessages})`,
+      result: `${Math.round(ours.rate)} msg/s consumed (${ours.total}/${sentMessages} msgs, ${rows} log rows = accepted, ${stats.stateWriter.written} state writes, ${oursCpuUs.toFixed(1)} us CPU/msg); offered ${offeredRate} msg/s`,
+      baseline: `plain mqtt.js subscriber: ${Math.round(baseline.rate)} msg/s (${baseline.total}/${baseline.load.states + baseline.load.logMessages}, ${baselineCpuUs.toFixed(1)} us CPU/msg)`,
       ratio: ratio.toFixed(2),
     });
     if (ours.rate < 20_000) process.stdout.write(`WARNING: below the 20,000 msg/s target on this machine\n`);

@@ -15,7 +15,7 @@ import { createTestDatabases, testBackendConfig, testLogger, testServices, type 
 import { UnitSimulator, systemSchema, type UnitEnv } from '../src/simulator.ts';
 
 const domain = 'test.pepeunit.local';
-const interval = 2; // PU_STATE_SEND_INTERVAL: states saved at most once per second, firmware timeout 4 s
+const interval = 3; // PU_STATE_SEND_INTERVAL: states saved at most once per 2 s, firmware timeout 6 s
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
@@ -135,7 +135,7 @@ test('two states within the interval give exactly one Postgres write', async () 
   assert.match(row.unit_state_dict, /"freq": 80000000\.0/, 'reference text format');
 
   // After PU_STATE_SEND_INTERVAL - 1 seconds the next state is saved again.
-  await new Promise((r) => setTimeout(r, 1_050));
+  await new Promise((r) => setTimeout(r, (interval - 1) * 1000 + 50));
   await sim.publishState();
   await until('the third state to be written', async () => (await backend.systemTopics.flush(), stats.stateWriter.written - written === 2));
 });
@@ -212,20 +212,23 @@ test('firmware status: Success when the device reports the target version after 
 });
 
 test('firmware status: Error after twice the interval when the device keeps its old version', async () => {
-  const requestedAt = new Date(Date.now() - 3_000); // 2 × 2 s timeout reached one second from now
+  const requestedAt = new Date(Date.now() - (interval + 1) * 1000); // the 2 × interval timeout is reached interval - 1 s from now
   const unit = await createUnit({ is_auto_update_from_repo_unit: false, repo_branch: 'main', repo_commit: 'target-sha', firmware_update_status: 'RequestSent', last_firmware_update_datetime: requestedAt });
   const sim = await simulator(unit);
   await sim.publishState();
   await until('the first state to be written', async () => (await backend.systemTopics.flush(), (await unitRow(unit)).current_commit_version === 'old-sha'));
+  const firstStateSeen = Date.now(); // later than the consumer's accept time of that state
   assert.equal((await unitRow(unit)).firmware_update_status, 'RequestSent', 'not yet: less than 2 × interval');
-  await new Promise((r) => setTimeout(r, Math.max(0, requestedAt.getTime() + 4_100 - Date.now())));
+  // Past both the timeout and the state throttle (PU_STATE_SEND_INTERVAL - 1 s after the first state).
+  const secondStateAt = Math.max(requestedAt.getTime() + 2 * interval * 1000, firstStateSeen + (interval - 1) * 1000) + 100;
+  await new Promise((r) => setTimeout(r, Math.max(0, secondStateAt - Date.now())));
   await sim.publishState();
   const row = await until('Error', async () => {
     await backend.systemTopics.flush();
     const r = await unitRow(unit);
     return r.firmware_update_status === 'Error' ? r : null;
   });
-  assert.equal(row.firmware_update_error, '422: 11: Update Error: Device firmware update time is twice as fast as 2s times');
+  assert.equal(row.firmware_update_error, `422: 11: Update Error: Device firmware update time is twice as fast as ${interval}s times`);
   assert.equal(row.last_firmware_update_datetime, null);
 });
 

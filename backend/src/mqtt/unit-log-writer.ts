@@ -172,7 +172,11 @@ export class UnitLogWriter {
   async flush(timeoutMs = this.#closeTimeoutMs): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.#inFlight) await this.#inFlight;
+      if (this.#inFlight) {
+        // A finished batch may start the next one at once: wait until nothing is in flight.
+        await this.#inFlight;
+        continue;
+      }
       if (this.#queue.length === 0) break;
       if (Date.now() >= deadline) break;
       const wait = this.#retryAt - Date.now();

@@ -130,9 +130,11 @@ export class UnitStateWriter {
 
   #kick(): void {
     if (this.#inFlight || this.#pending.size === 0 || Date.now() < this.#retryAt) return;
-    this.#inFlight = this.#write().finally(() => {
-      this.#inFlight = null;
-    });
+    this.#inFlight = this.#write()
+      .catch((err: unknown) => this.#logger.error({ err: err instanceof Error ? err.message : String(err) }, 'unit state flush failed unexpectedly'))
+      .finally(() => {
+        this.#inFlight = null;
+      });
   }
 
   async #write(): Promise<void> {
@@ -237,7 +239,11 @@ export class UnitStateWriter {
   async flush(timeoutMs = 10_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.#inFlight) await this.#inFlight;
+      if (this.#inFlight) {
+        // A finished batch may start the next one at once: wait until nothing is in flight.
+        await this.#inFlight;
+        continue;
+      }
       if (this.#pending.size === 0 || Date.now() >= deadline) break;
       const wait = this.#retryAt - Date.now();
       if (wait > 0) await new Promise<void>((r) => setTimeout(r, Math.min(wait, Math.max(0, deadline - Date.now()))).unref());

@@ -19,7 +19,7 @@ describe('repos', () => {
   let alice: TestUser;
   let bob: TestUser;
   let registryUuid: string;
-  const repos: Record<string, string> = {};
+  const repos = {} as Record<"alice" | "bob" | "secret" | "internal", string>;
 
   const create = (user: TestUser, name: string, extra: Record<string, unknown> = {}) =>
     t.call('POST', '/repos', {
