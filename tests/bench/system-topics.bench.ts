@@ -12,10 +12,14 @@
  *
  * Phase 1 (baseline): a plain mqtt.js client subscribed to `<domain>/+/+/+/pepeunit` counts
  * messages and does nothing else. Phase 2: the backend's consumer is subscribed instead.
+ * Phase 3: the consumer's own ceiling, the same mix handed to `handleMessage` directly (no broker,
+ * no mqtt.js), batched writes to Postgres/ClickHouse included. CPU per message of this process
+ * and of the broker (from /proc) shows which side limits the end-to-end figure.
  * Afterwards every log line the consumer accepted must be a row in ClickHouse (no loss), and
  * states must have been written at most once per unit (throttle).
  *
- * Knobs: PU_BENCH_SECONDS (10), PU_BENCH_UNITS (500), PU_BENCH_RATE (total offered msg/s, 30000).
+ * Knobs: PU_BENCH_SECONDS (10), PU_BENCH_UNITS (500), PU_BENCH_RATE (total offered msg/s, 30000),
+ * PU_BENCH_BROKER_PROFILE (directory for a V8 CPU profile of the broker process).
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -32,6 +36,10 @@ const secret = 'bench-secret-key';
 const seconds = Number(process.env.PU_BENCH_SECONDS ?? 10);
 const unitCount = Number(process.env.PU_BENCH_UNITS ?? 500);
 const offeredRate = Number(process.env.PU_BENCH_RATE ?? 30_000);
+
+const STATE_PAYLOAD = JSON.stringify({ ifconfig: ['10.0.0.2', '255.255.255.0', '10.0.0.1', '10.0.0.1'], millis: 595925249, mem_free: 12368, mem_alloc: 25648, freq: 80000000, statvfs: [4096, 4096, 763, 716, 716, 0, 0, 0, 0, 255], pu_commit_version: '7f1b2c3d4e5f60718293a4b5c6d7e8f901234567' });
+const SINGLE_LOG_PAYLOAD = JSON.stringify({ level: 'Info', text: 'sensor read ok: temperature 21.5 C, humidity 40 %' });
+const PAIR_LOG_PAYLOAD = JSON.stringify([{ level: 'Debug', text: 'wifi rssi -61 dBm' }, { level: 'Warning', text: 'heap below 16 KiB' }]);
 
 interface LoadReport {
   connected: number;
@@ -78,9 +86,9 @@ async function loadChild(): Promise<void> {
     const unit = (c.options.clientId as string).slice('bench-'.length);
     return { state: `${domain}/output_base_topic/${unit}/state/pepeunit`, log: `${domain}/output_base_topic/${unit}/log/pepeunit` };
   });
-  const state = JSON.stringify({ ifconfig: ['10.0.0.2', '255.255.255.0', '10.0.0.1', '10.0.0.1'], millis: 595925249, mem_free: 12368, mem_alloc: 25648, freq: 80000000, statvfs: [4096, 4096, 763, 716, 716, 0, 0, 0, 0, 255], pu_commit_version: '7f1b2c3d4e5f60718293a4b5c6d7e8f901234567' });
-  const single = JSON.stringify({ level: 'Info', text: 'sensor read ok: temperature 21.5 C, humidity 40 %' });
-  const pair = JSON.stringify([{ level: 'Debug', text: 'wifi rssi -61 dBm' }, { level: 'Warning', text: 'heap below 16 KiB' }]);
+  const state = STATE_PAYLOAD;
+  const single = SINGLE_LOG_PAYLOAD;
+  const pair = PAIR_LOG_PAYLOAD;
   const report: LoadReport = { connected: clients.length, connectErrors, states: 0, logMessages: 0, logLines: 0, seconds: 0 };
   process.stdout.write(`${JSON.stringify({ event: 'connected', connected: clients.length, connectErrors })}\n`);
   const start = Date.now();
@@ -148,7 +156,11 @@ async function measure(count: () => number, expected: number, during: Promise<Lo
   let previous = count();
   const base = previous;
   let loadDone: LoadReport | undefined;
-  void during.then((r) => (loadDone = r));
+  let loadDoneAt = 0;
+  void during.then((r) => {
+    loadDone = r;
+    loadDoneAt = Date.now();
+  });
   let quietSince = Date.now();
   for (;;) {
     await new Promise((r) => setTimeout(r, 20));
@@ -159,7 +171,8 @@ async function measure(count: () => number, expected: number, during: Promise<Lo
       previous = now;
       quietSince = Date.now();
     }
-    if (loadDone && (now - base >= Math.min(expected, loadDone.states + loadDone.logMessages) || Date.now() - quietSince > 2_000)) break;
+    // Done when everything arrived, nothing moved for 2 s, or (a very slow machine) 3 minutes after the load ended.
+    if (loadDone && (now - base >= Math.min(expected, loadDone.states + loadDone.logMessages) || Date.now() - quietSince > 2_000 || Date.now() - loadDoneAt > 180_000)) break;
   }
   const load = await during;
   const total = previous - base;
@@ -170,12 +183,29 @@ function cpuMicros(usage: NodeJS.CpuUsage): number {
   return usage.user + usage.system;
 }
 
+/** CPU time (user + system) of another process in microseconds, from /proc (Linux); null elsewhere. */
+function procCpuMicros(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // After "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based) → indexes 11 and 12 here.
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100;
+  } catch {
+    return null;
+  }
+}
+
+function perMessage(before: number | null, after: number | null, messages: number): string {
+  return before === null || after === null ? 'n/a' : `${((after - before) / Math.max(1, messages)).toFixed(1)} us`;
+}
+
 async function main(): Promise<void> {
   const { benchServices, recordResult } = await import('./support.ts');
   const { startBackend } = await import('@pepeunit/backend');
   process.stdout.write(`system-topics benchmark: ${unitCount} units, ${offeredRate} msg/s offered, ${seconds} s per phase\n`);
   const services = await benchServices('systopics');
-  const brokerProcess = spawn(process.execPath, ['--import', 'tsx', join(root, 'emqx-rules/src/embedded/cli.ts'), '--mqtt-port', '0', '--api-port', '0', '--log-level', 'error'], {
+  // PU_BENCH_BROKER_PROFILE=<dir> writes a V8 CPU profile of the broker there (to see where its time goes).
+  const profile = process.env.PU_BENCH_BROKER_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PU_BENCH_BROKER_PROFILE}`] : [];
+  const brokerProcess = spawn(process.execPath, [...profile, '--import', 'tsx', join(root, 'emqx-rules/src/embedded/cli.ts'), '--mqtt-port', '0', '--api-port', '0', '--log-level', 'error'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, EMQX_API_KEY: 'bench', EMQX_API_SECRET: 'bench-secret' },
   });
@@ -224,6 +254,9 @@ async function main(): Promise<void> {
     const unitsFile = join(unitsDir, 'units.json');
     writeFileSync(unitsFile, JSON.stringify(units));
 
+    const brokerPid = brokerProcess.pid ?? 0;
+    const expected = Math.floor(offeredRate * seconds);
+
     // Phase 1: plain mqtt.js subscriber in this process.
     process.stdout.write('phase 1: plain mqtt.js subscriber (baseline)\n');
     const plain = await mqtt.connectAsync({ host: '127.0.0.1', port: mqttPort, protocolVersion: 4, username: backendToken(domain, secret), password: '', clientId: `bench-plain-${process.pid}`, reconnectPeriod: 0 });
@@ -232,47 +265,88 @@ async function main(): Promise<void> {
       plainReceived += 1;
     });
     await plain.subscribeAsync(filter, { qos: 0 });
-    const expected = Math.floor(offeredRate * seconds);
     let cpu = process.cpuUsage();
+    let brokerCpu = procCpuMicros(brokerPid);
     const baseline = await measure(() => plainReceived, expected, runLoad(mqttPort, unitsFile));
     const baselineCpuUs = cpuMicros(process.cpuUsage(cpu)) / Math.max(1, baseline.total);
+    const baselineBrokerUs = perMessage(brokerCpu, procCpuMicros(brokerPid), baseline.total);
     await plain.endAsync();
-    process.stdout.write(`  received ${baseline.total} of ${baseline.load.states + baseline.load.logMessages} sent: ${Math.round(baseline.rate)} msg/s; this process ${baselineCpuUs.toFixed(1)} us CPU/msg\n`);
+    process.stdout.write(
+      `  received ${baseline.total} of ${baseline.load.states + baseline.load.logMessages} sent: ${Math.round(baseline.rate)} msg/s; CPU per message: this process ${baselineCpuUs.toFixed(1)} us, broker ${baselineBrokerUs}\n`,
+    );
 
     // Phase 2: the backend's consumer (same instance, writers and metrics as in production).
     process.stdout.write('phase 2: backend system-topic consumer\n');
     const consumer = backend.systemTopics;
     const client = backend.deps.mqtt;
-    client.on('message', (topic, payload) => consumer.handleMessage(topic, payload));
+    const onMessage = (topic: string, payload: Buffer): void => consumer.handleMessage(topic, payload);
+    client.on('message', onMessage);
     await client.subscribeAsync(filter, { qos: 0 });
     const stats = consumer.stats;
     cpu = process.cpuUsage();
+    brokerCpu = procCpuMicros(brokerPid);
     const ours = await measure(() => stats.state + stats.log, expected, runLoad(mqttPort, unitsFile));
     const flushStart = Date.now();
     await consumer.flush();
     const flushMs = Date.now() - flushStart;
     const oursCpuUs = cpuMicros(process.cpuUsage(cpu)) / Math.max(1, ours.total);
-    const countResult = await backend.deps.clickhouse.query({ query: 'SELECT count() AS n FROM unit_logs', format: 'JSONEachRow' });
-    const rows = Number(((await countResult.json()) as Array<{ n: string | number }>)[0]?.n ?? 0);
+    const oursBrokerUs = perMessage(brokerCpu, procCpuMicros(brokerPid), ours.total);
+    await client.unsubscribeAsync(filter);
+    client.off('message', onMessage);
     const sentMessages = ours.load.states + ours.load.logMessages;
     const ratio = ours.rate / baseline.rate;
-    const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0);
     process.stdout.write(
       `  consumed ${ours.total} of ${sentMessages} sent: ${Math.round(ours.rate)} msg/s (states ${stats.state}: ${stats.statesAccepted} accepted, ${stats.statesThrottled} throttled, ${stats.stateWriter.written} written; logs ${stats.log} messages, ${stats.logRowsAccepted} lines accepted of ${ours.load.logLines} sent)\n` +
-        `  this process ${oursCpuUs.toFixed(1)} us CPU/msg (backend incl. mqtt.js, writers, Postgres client, embedded ClickHouse)\n` +
-        `  ClickHouse unit_logs rows: ${rows} (accepted ${stats.logRowsAccepted}); final flush ${flushMs} ms; insert failures ${stats.logWriter.insertFailures}; drops ${dropped.length ? JSON.stringify(Object.fromEntries(dropped)) : 'none'}\n` +
-        `result: ${Math.round(ours.rate)} msg/s consumed vs ${Math.round(baseline.rate)} msg/s plain subscriber, ratio ${ratio.toFixed(2)} (target >= 20000 msg/s)\n`,
+        `  CPU per message: this process ${oursCpuUs.toFixed(1)} us (mqtt.js + consumer + writers + Postgres client + embedded ClickHouse), broker ${oursBrokerUs}; final flush ${flushMs} ms\n`,
+    );
+
+    // Phase 3: the consumer's own ceiling, without broker and mqtt.js: the same mix handed to
+    // handleMessage directly (slices of 2 000 per event-loop turn), until everything is written.
+    process.stdout.write('phase 3: consumer alone (direct handleMessage, batched writes included)\n');
+    const stateBody = Buffer.from(STATE_PAYLOAD);
+    const singleBody = Buffer.from(SINGLE_LOG_PAYLOAD);
+    const pairBody = Buffer.from(PAIR_LOG_PAYLOAD);
+    const direct = Math.max(expected, 100_000);
+    const stateTopics = units.map((u) => `${domain}/output_base_topic/${u}/state/pepeunit`);
+    const logTopics = units.map((u) => `${domain}/output_base_topic/${u}/log/pepeunit`);
+    cpu = process.cpuUsage();
+    const directStart = performance.now();
+    for (let sent = 0; sent < direct; ) {
+      const end = Math.min(direct, sent + 2_000);
+      for (; sent < end; sent++) {
+        const i = sent % units.length;
+        const n = Math.floor(sent / units.length);
+        if ((n & 1) === 0) consumer.handleMessage(stateTopics[i]!, stateBody);
+        else consumer.handleMessage(logTopics[i]!, (n & 2) === 0 ? singleBody : pairBody);
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await consumer.flush();
+    const directSeconds = (performance.now() - directStart) / 1000;
+    const directRate = direct / directSeconds;
+    const directCpuUs = cpuMicros(process.cpuUsage(cpu)) / direct;
+    process.stdout.write(`  ${direct} messages in ${directSeconds.toFixed(2)} s: ${Math.round(directRate)} msg/s, ${directCpuUs.toFixed(1)} us CPU/msg\n`);
+
+    // No loss: every accepted log line of phases 2 and 3 is a row.
+    const countResult = await backend.deps.clickhouse.query({ query: 'SELECT count() AS n FROM unit_logs', format: 'JSONEachRow' });
+    const rows = Number(((await countResult.json()) as Array<{ n: string | number }>)[0]?.n ?? 0);
+    const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0);
+    process.stdout.write(
+      `ClickHouse unit_logs rows: ${rows}, accepted log lines: ${stats.logRowsAccepted}; insert failures ${stats.logWriter.insertFailures}; drops ${dropped.length ? JSON.stringify(Object.fromEntries(dropped)) : 'none'}; state writes ${stats.stateWriter.written} for ${unitCount} units\n` +
+        `result: end to end ${Math.round(ours.rate)} msg/s consumed vs ${Math.round(baseline.rate)} msg/s plain mqtt.js subscriber (ratio ${ratio.toFixed(2)}); consumer alone ${Math.round(directRate)} msg/s (target >= 20000 msg/s)\n`,
     );
     if (rows !== stats.logRowsAccepted) throw new Error(`log lines lost: ${stats.logRowsAccepted} accepted but ${rows} rows in ClickHouse`);
     if (stats.stateWriter.written > unitCount) throw new Error(`states written ${stats.stateWriter.written} times for ${unitCount} units within one interval`);
     recordResult({
       benchmark: `system-topics (state+log consumer, ${unitCount} units, embedded broker + controller)`,
       command: 'npm run bench -- system-topics',
-      result: `${Math.round(ours.rate)} msg/s consumed (${ours.total}/${sentMessages} msgs, ${rows} log rows = accepted, ${stats.stateWriter.written} state writes, ${oursCpuUs.toFixed(1)} us CPU/msg); offered ${offeredRate} msg/s`,
-      baseline: `plain mqtt.js subscriber: ${Math.round(baseline.rate)} msg/s (${baseline.total}/${baseline.load.states + baseline.load.logMessages}, ${baselineCpuUs.toFixed(1)} us CPU/msg)`,
+      result:
+        `end to end ${Math.round(ours.rate)} msg/s (${ours.total}/${sentMessages} msgs, offered ${offeredRate}/s; backend ${oursCpuUs.toFixed(1)} us CPU/msg, broker ${oursBrokerUs}); ` +
+        `consumer alone ${Math.round(directRate)} msg/s (${directCpuUs.toFixed(1)} us CPU/msg); ${rows} log rows = accepted; ${stats.stateWriter.written} state writes`,
+      baseline: `plain mqtt.js subscriber: ${Math.round(baseline.rate)} msg/s (${baseline.total}/${baseline.load.states + baseline.load.logMessages}; ${baselineCpuUs.toFixed(1)} us CPU/msg, broker ${baselineBrokerUs})`,
       ratio: ratio.toFixed(2),
     });
-    if (ours.rate < 20_000) process.stdout.write(`WARNING: below the 20,000 msg/s target on this machine\n`);
+    if (ours.rate < 20_000) process.stdout.write('NOTE: end to end below 20,000 msg/s on this machine; compare the CPU per message of the broker and of this process to see which side limits.\n');
   } finally {
     for (const step of cleanup) await step().catch((err: unknown) => process.stderr.write(`cleanup: ${String(err)}\n`));
     brokerProcess.kill('SIGTERM');

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { EmbeddedBroker } from '@pepeunit/emqx-rules';
+import type { IngestStats } from '@pepeunit/ingest-go-compatible';
 import {
   chCount,
   connectDevice,
@@ -49,14 +50,7 @@ after(async () => {
   await env?.close();
 });
 
-interface Stats {
-  acceptedTotal: number;
-  accepted: Record<string, number>;
-  dropped: Record<string, number>;
-  rowsWritten: Record<string, number>;
-  writeErrors: Record<string, number>;
-  retryBufferRows: number;
-}
+type Stats = IngestStats;
 
 test(`a ${outageSeconds} s ClickHouse outage under load: rows == accepted afterwards`, { timeout: 120_000 + outageSeconds * 2000 }, async () => {
   // A response lost with a cut connection leaves an insert's fate unknown; the ingest retries

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { unitToken } from '@pepeunit/common';
+import { sharedFilter, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../src/harness.ts';
@@ -107,10 +107,12 @@ after(async () => {
   await db?.drop();
 });
 
-test('the controller is applied and the backend subscribed <domain>/+/+/+/pepeunit', async () => {
+test('the controller is applied and the backend subscribed <domain>/+/+/+/pepeunit (shared)', async () => {
   const sources = await backend.emqx.client!.listAuthorizationSources();
   assert.ok(sources.some((s) => s.type === 'http'), 'real authz callbacks are in force');
-  assert.equal(backend.systemTopics.subscription, `${domain}/+/+/+/pepeunit`);
+  // A shared subscription (PU_BACKEND_SHARE_GROUP, default pepeunit-backend) so replicas split the load.
+  const group = String(backend.deps.config.raw.PU_BACKEND_SHARE_GROUP ?? '');
+  assert.equal(backend.systemTopics.subscription, group ? sharedFilter(group, `${domain}/+/+/+/pepeunit`) : `${domain}/+/+/+/pepeunit`);
   // A token of a unit that does not exist is refused at CONNECT, so nothing reaches the consumer.
   await assert.rejects(UnitSimulator.start({ env: envOf(randomUUID(), broker.mqttPort), schema: systemSchema(domain, randomUUID()), stateIntervalMs: 0 }));
 });
@@ -260,6 +262,29 @@ test('the simulator downloads env and schema with its token on EnvUpdate/SchemaU
     assert.deepEqual(seen, [`/pepeunit/api/v1/units/env/${unit} token-ok`, `/pepeunit/api/v1/units/get_current_schema/${unit} token-ok`]);
   } finally {
     await new Promise<void>((r) => api.close(() => r()));
+  }
+});
+
+test('two backend replicas split the shared subscription; every log line is stored once', async () => {
+  const replica = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
+  try {
+    await replica.systemTopics.ready();
+    const unit = await createUnit();
+    const sim = await simulator(unit);
+    const a = backend.systemTopics.stats;
+    const b = replica.systemTopics.stats;
+    const before = { a: a.logRowsAccepted, b: b.logRowsAccepted };
+    for (let i = 0; i < 40; i++) await sim.sendLogs({ level: 'Info', text: `shared ${i}` });
+    await until('40 lines accepted across both replicas', () => a.logRowsAccepted - before.a + (b.logRowsAccepted - before.b) === 40);
+    assert.ok(a.logRowsAccepted > before.a && b.logRowsAccepted > before.b, `both replicas got messages (${a.logRowsAccepted - before.a} / ${b.logRowsAccepted - before.b})`);
+    await Promise.all([backend.systemTopics.flush(), replica.systemTopics.flush()]);
+    const rows = await logRows(unit);
+    assert.equal(rows.length, 40);
+    assert.equal(new Set(rows.map((r) => r.text)).size, 40, 'no line twice');
+  } finally {
+    await replica.close();
+    // The replica pointed the broker's callbacks at itself; point them back.
+    await backend.emqx.apply();
   }
 });
 

@@ -72,7 +72,6 @@ function pythonJson(value: unknown): string {
 
 /** JSON string with non-ASCII escaped as `\uXXXX` (Python's default `ensure_ascii=True`). */
 function asciiJsonString(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return JSON.stringify(text).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

@@ -8,9 +8,9 @@
  * (too large, invalid UTF-8, malformed JSON, unknown level or purpose, non-uuid unit) is dropped
  * and counted per reason; nothing here throws into the MQTT client.
  *
- * Several replicas: with `shareGroup` the subscription is `$share/<group>/<filter>` so the
- * broker splits messages between replicas (EMQX). The embedded broker (aedes) has no shared
- * subscriptions, so the default is the plain filter (one backend process).
+ * Several replicas: with `shareGroup` (PU_BACKEND_SHARE_GROUP) the subscription is
+ * `$share/<group>/<filter>`, so the broker (EMQX or the embedded one) splits messages between
+ * replicas; without it, the plain filter (every subscriber gets every message).
  */
 import type { MqttClient } from 'mqtt';
 import type { Pool } from 'pg';
@@ -84,8 +84,8 @@ export interface SystemTopicsOptions {
   readonly registry?: Registry;
   readonly logger?: MinimalLogger;
   /**
-   * Shared-subscription group (`$share/<group>/...`), e.g. `pepeunit-backend`, for several
-   * replicas on EMQX. null/empty (default): plain filter; required for the embedded broker.
+   * Shared-subscription group (`$share/<group>/...`), e.g. `pepeunit-backend`, so several
+   * replicas split the messages. null/empty (the default of this function): plain filter.
    */
   readonly shareGroup?: string | null;
   /** Target commit of a unit for the firmware status; default: `repo_commit` of manual units. */
