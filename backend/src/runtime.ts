@@ -9,6 +9,7 @@ import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
 import { registerPipeRules } from './services/pipe-rules.js';
+import { RepoVersions, loadRepoSource } from './routes/api/v1/units/repo-versions.js';
 // -- system topics (issue 5) --
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
 // -- registry sync job (issue 4) --
@@ -126,6 +127,16 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     registry: app.metrics,
     logger,
     shareGroup: String(config.raw.PU_BACKEND_SHARE_GROUP ?? '') || null,
+    // Target version of a unit (§7.3) for the firmware-update status: read from the shared clone.
+    resolveTargetVersion: async (unitUuid: string) => {
+      const { rows } = await deps.pg.query('SELECT repo_uuid, is_auto_update_from_repo_unit, repo_branch, repo_commit FROM units WHERE uuid = $1', [unitUuid]);
+      const unit = rows[0];
+      if (!unit) return null;
+      // A manual unit's target is its pinned commit (validated against the branch when it was set).
+      if (!unit.is_auto_update_from_repo_unit) return unit.repo_commit ?? null;
+      const versions = new RepoVersions(app.gitStore, await loadRepoSource(deps.pg, unit.repo_uuid));
+      return (await versions.unitTarget(unit)).commit;
+    },
     ...opts.systemTopics,
   });
   // -- registry sync job (issue 4): periodic sync, start-up reset of stuck syncs, clone missing copies --
