@@ -99,8 +99,9 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     await deps.close();
     throw err;
   }
-  let emqx: EmqxControl | undefined;
-  const app = await buildApp({ ...deps, clearBrokerAuthzCache: () => emqx?.clearAuthzCache() ?? Promise.resolve() });
+  // The EMQX control needs the listening port, the app needs a way to clear the broker's cache.
+  const broker: { control?: EmqxControl } = {};
+  const app = await buildApp({ ...deps, clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve() });
   let url = '';
   if (opts.listen !== false) {
     url = await app.listen({ host: config.host, port: config.port });
@@ -110,7 +111,8 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   const address = app.server.address();
   const actualPort = address && typeof address === 'object' ? address.port : config.port;
   const callbackBase = opts.callbackBaseUrl ?? (config.raw.PU_BACKEND_PUBLIC_URL ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
-  emqx = createEmqxControl(config, logger, callbackBase);
+  const emqx = createEmqxControl(config, logger, callbackBase);
+  broker.control = emqx;
   // Broker rules forward only topics with an enabled DataPipe to the ingest (issue 6 pre-filter).
   const pipeRules = registerPipeRules(app, { client: emqx.client });
   if (opts.listen !== false) {

@@ -11,7 +11,7 @@
  *   it matches at any depth (against the last path component(s));
  * - `*` matches anything but `/`, `?` one character but `/`, `[...]` a character class
  *   (`[!...]` / `[^...]` negated, never `/`); a backslash escapes the next character;
- * - `**`: leading `**​/` matches in every directory, trailing `/**` everything inside, `/**​/`
+ * - `**`: leading `**/` matches in every directory, trailing `/**` everything inside, `/**/`
  *   zero or more directories; other runs of asterisks behave like `*`;
  * - the last matching pattern decides; a path inside an excluded directory stays excluded (git
  *   cannot re-include a file whose parent directory is excluded) — `isExcluded` callers walk
