@@ -11,8 +11,9 @@
  *   it matches at any depth (against the last path component(s));
  * - `*` matches anything but `/`, `?` one character but `/`, `[...]` a character class
  *   (`[!...]` / `[^...]` negated, never `/`); a backslash escapes the next character;
- * - `**`: leading `**/` matches in every directory, trailing `/**` everything inside, `/**/`
- *   zero or more directories; other runs of asterisks behave like `*`;
+ * - `**`: a leading double-star-slash matches in every directory, a trailing slash-double-star
+ *   everything inside, slash-double-star-slash zero or more directories; other runs of asterisks
+ *   behave like `*`;
  * - the last matching pattern decides; a path inside an excluded directory stays excluded (git
  *   cannot re-include a file whose parent directory is excluded) — `isExcluded` callers walk
  *   top-down and drop excluded directories whole.
