@@ -102,6 +102,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_EMQX_API_SECRET', 'secret', '', 'EMQX API secret', { ours: true }),
   v('PU_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database (overrides the one in PU_CLICKHOUSE_DATABASE_URL; default "default")', { ours: true }),
   v('PU_GIT_ALLOWED_PROTOCOLS', 'string', 'https,http', 'URL schemes the registry may clone from (comma-separated; tests add file)', { ours: true }),
+  v('PU_GIT_PLATFORM_API_BASE_URL', 'string', '', 'Override of the GitHub/GitLab API base URL (empty: derived from the repository URL as the reference does; tests point it at a local server)', { ours: true }),
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
   v('PU_BACKEND_SHARE_GROUP', 'string', 'pepeunit-backend', 'Shared-subscription group of the system-topic consumer, so backend replicas split the load (empty: plain subscription)', { ours: true }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),

@@ -60,6 +60,7 @@ export async function startRegistryBackend(label: string, env: NodeJS.ProcessEnv
     ...env,
   });
   const backend = await startBackend(config, logger, { listen: false });
+  await backend.registrySync.startup; // start-up tasks (stuck rows, missing clones) done before the test acts
   const responses: string[] = [];
   const call: RegistryBackend['call'] = async (method, url, opts = {}) => {
     const res = await backend.app.inject({

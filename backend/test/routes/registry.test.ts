@@ -344,6 +344,24 @@ describe('repository registry', () => {
     assert.equal(byUrl.body.count, 1);
   });
 
+  test('every registry and repos endpoint is in the OpenAPI document', async () => {
+    const doc = await t.backend.app.inject({ method: 'GET', url: '/pepeunit/api/v1/openapi.json' });
+    assert.equal(doc.statusCode, 200);
+    const paths = Object.keys(doc.json().paths as Record<string, unknown>);
+    for (const path of [
+      '/pepeunit/api/v1/repository_registry/',
+      '/pepeunit/api/v1/repository_registry/search',
+      '/pepeunit/api/v1/repository_registry/sync_all',
+      '/pepeunit/api/v1/repository_registry/sync_status/{uuid}',
+      '/pepeunit/api/v1/repository_registry/branch_commits/{uuid}',
+      '/pepeunit/api/v1/repos/',
+      '/pepeunit/api/v1/repos/sync_local_repository/{uuid}',
+      '/pepeunit/api/v1/repos/available_platforms/{uuid}',
+    ]) {
+      assert.ok(paths.includes(path), `${path} documented`);
+    }
+  });
+
   test('the Backend agent clones missing copies (backend_sync_registry); others get 403', async () => {
     await rm(join(t.saveRepoPath, fanUuid), { recursive: true, force: true });
     const denied = await t.call('PATCH', '/repository_registry/backend_sync_registry', { token: admin.token });

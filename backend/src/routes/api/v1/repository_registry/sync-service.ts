@@ -200,8 +200,8 @@ export class RegistrySyncService {
     if (this.isRunningHere(kind, uuid)) return true;
     if (rowStatus !== 'Processing') return false;
     const table: SyncTable = kind === 'registry' ? 'repository_registry' : 'repos';
-    const healed = await this.healIfInterrupted({ id: `${kind}:${uuid}`, table, uuid });
-    return !healed;
+    const { idle } = await this.healIfInterrupted({ id: `${kind}:${uuid}`, table, uuid });
+    return !idle;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ export class RegistrySyncService {
     for (const row of rows) {
       if (this.isRunningHere(row.kind, row.uuid)) continue;
       const table: SyncTable = row.kind === 'registry' ? 'repository_registry' : 'repos';
-      if (await this.healIfInterrupted({ id: `${row.kind}:${row.uuid}`, table, uuid: row.uuid })) healed++;
+      if ((await this.healIfInterrupted({ id: `${row.kind}:${row.uuid}`, table, uuid: row.uuid })).healed) healed++;
     }
     if (healed > 0) this.logger.warn({ healed }, 'registry syncs interrupted by a stopped process were set to Error');
     return healed;
@@ -662,21 +662,24 @@ export class RegistrySyncService {
     return rows[0];
   }
 
-  /** Sets a `Processing` row whose lock is free to `Error`. Returns true when it did. */
-  private async healIfInterrupted(target: Target): Promise<boolean> {
+  /**
+   * Sets a `Processing` row whose lock is free to `Error`. `idle`: no sync of the copy runs
+   * anywhere; `healed`: the row was changed.
+   */
+  private async healIfInterrupted(target: Target): Promise<{ idle: boolean; healed: boolean }> {
     const client = await this.lockPool.connect();
     let releaseError: Error | undefined;
     try {
       const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockName(target)]);
-      if (!rows[0]?.locked) return false;
+      if (!rows[0]?.locked) return { idle: false, healed: false };
       try {
-        if (this.isRunningHere(target.table === 'repos' ? 'repo' : 'registry', target.uuid)) return false;
+        if (this.isRunningHere(target.table === 'repos' ? 'repo' : 'registry', target.uuid)) return { idle: false, healed: false };
         const updated = await client.query(
           `UPDATE ${target.table} SET sync_status = 'Error', sync_error = $2, sync_progress = NULL,
                   sync_finished_datetime = (now() AT TIME ZONE 'utc') WHERE uuid = $1 AND sync_status = 'Processing'`,
           [target.uuid, INTERRUPTED_MESSAGE],
         );
-        return (updated.rowCount ?? 0) > 0;
+        return { idle: true, healed: (updated.rowCount ?? 0) > 0 };
       } finally {
         await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockName(target)]);
       }
