@@ -5,9 +5,11 @@
  */
 import { parsePipeTopic } from '@pepeunit/common';
 import { processMessage, type ProcessResult } from './pipeline/index.js';
-import type { ConfigStore } from './config-store.js';
+import type { ConfigStore, NodeEntry } from './config-store.js';
 import type { IngestMetrics } from './metrics.js';
 import type { IngestWriters } from './writers/index.js';
+
+const PIPE_SUFFIX = '/pepeunit';
 
 export class Dispatcher {
   constructor(
@@ -20,18 +22,29 @@ export class Dispatcher {
   /** `topic` is the device's topic `<domain>/<node>/pepeunit`; `atMs` the message time. */
   handle(topic: string, payload: Buffer, atMs: number): void {
     const metrics = this.metrics;
-    const parsed = parsePipeTopic(topic);
-    if (parsed === null) {
-      metrics.dropped.bad_topic += 1;
-      return;
+    // Fast path: the canonical `<domain>/<36-char uuid>/pepeunit` of a configured node is one
+    // map lookup (the store's keys are valid lower-case uuids, so no regex is needed); anything
+    // else goes through the full parser (upper-case uuids, junk, unknown nodes).
+    let entry: NodeEntry | undefined;
+    let uuid: string;
+    const first = topic.indexOf('/');
+    if (first > 0 && topic.length === first + 46 && topic.endsWith(PIPE_SUFFIX) && (entry = this.store.get(topic.slice(first + 1, first + 37))) !== undefined) {
+      uuid = entry.uuid;
+      metrics.countNode(uuid);
+    } else {
+      const parsed = parsePipeTopic(topic);
+      if (parsed === null) {
+        metrics.dropped.bad_topic += 1;
+        return;
+      }
+      uuid = parsed.nodeUuid;
+      metrics.countNode(uuid);
+      entry = this.store.get(uuid);
     }
-    const uuid = parsed.nodeUuid;
-    metrics.countNode(uuid);
     if (payload.length > this.maxPayloadBytes) {
       metrics.dropped.payload_too_large += 1;
       return;
     }
-    const entry = this.store.get(uuid);
     if (entry === undefined) {
       metrics.dropped.unknown_node += 1;
       return;

@@ -11,6 +11,9 @@ import { createLogger, exitWithParent, loadIngestConfig, loadOrExit } from '@pep
 import { startIngest } from './service.js';
 
 exitWithParent();
+// A supervisor that went away must not turn a log line into a crash or a hang (EPIPE).
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
 const config = loadOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', { level: process.env.PU_DP_LOG_LEVEL ?? 'info' });
 
@@ -21,12 +24,18 @@ try {
   const ingest = await startIngest(config, logger, { shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS });
   logger.info({ metrics: ingest.metricsUrl, mode: config.intakeMode, subscription: ingest.subscription }, 'ingest running');
   process.stdout.write(JSON.stringify({ event: 'ready', metricsUrl: ingest.metricsUrl, mode: ingest.mode, subscription: ingest.subscription }) + '\n');
-  closeWithGrace({ delay: SHUTDOWN_TIMEOUT_MS + 10_000 }, async ({ signal, err }) => {
-    if (err) logger.error({ err }, 'shutting down after an error');
-    else logger.info({ signal }, 'shutting down: flushing buffers');
-    const report = await ingest.close();
-    process.stdout.write(JSON.stringify({ event: 'stopped', ...report }) + '\n');
-  });
+  closeWithGrace(
+    {
+      delay: SHUTDOWN_TIMEOUT_MS + 10_000,
+      logger: { error: (msg: unknown) => logger.error({ detail: msg instanceof Error ? msg.message : String(msg) }, 'shutdown problem') },
+    },
+    async ({ signal, err }) => {
+      if (err) logger.error({ err }, 'shutting down after an error');
+      else logger.info({ signal }, 'shutting down: flushing buffers');
+      const report = await ingest.close();
+      process.stdout.write(JSON.stringify({ event: 'stopped', ...report }) + '\n');
+    },
+  );
 } catch (err) {
   logger.fatal({ err }, 'ingest failed to start');
   process.exit(1);

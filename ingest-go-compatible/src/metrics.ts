@@ -54,6 +54,8 @@ export interface IngestStats {
   retryBufferRows: number;
   configReloads: number;
   configReloadErrors: number;
+  /** Messages of nodes beyond the per-node counter capacity (counted together). */
+  nodeCounterOverflow: number;
 }
 
 export class IngestMetrics {
@@ -68,9 +70,10 @@ export class IngestMetrics {
   spilledRows = 0;
   spilledWindows = 0;
   /** Messages per node uuid (parsed topic), including nodes the ingest does not know. */
-  private readonly nodeCounts = new Map<string, number>();
+  private readonly nodeCounts = new Map<string, { n: number }>();
   private nodeCountsOverflow = 0;
-  private gauges: { buffered: () => number; retry: () => number; nodes: () => Record<string, number> } = {
+  /** @internal read by the collectors */
+  gauges: { buffered: () => number; retry: () => number; nodes: () => Record<string, number> } = {
     buffered: () => 0,
     retry: () => 0,
     nodes: () => ({}),
@@ -81,116 +84,7 @@ export class IngestMetrics {
     this.registry = registry;
     registry.setDefaultLabels({ service: 'ingest' });
     collectDefaultMetrics({ register: registry });
-    const self = this;
-    new Counter({
-      name: 'pepeunit_ingest_messages_received_total',
-      help: 'MQTT messages received by the intake',
-      labelNames: ['mode'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc({ mode: self.mode }, self.received);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_messages_accepted_total',
-      help: 'Messages accepted by a node pipeline and handed to its policy buffer',
-      labelNames: ['policy'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const p of POLICIES) this.inc({ policy: p }, self.accepted[p]);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_dropped_total',
-      help: 'Messages (or rows, for retry_buffer_full / poison_row / shutdown_unwritten) dropped, by reason',
-      labelNames: ['reason'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [reason, n] of Object.entries(self.dropped)) this.inc({ reason }, n);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_rows_written_total',
-      help: 'Rows written (ClickHouse tables; units_nodes rows updated for LastValue)',
-      labelNames: ['table'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const t of TABLES) this.inc({ table: t }, self.rowsWritten[t]);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_write_errors_total',
-      help: 'Failed write attempts (each retried or bisected)',
-      labelNames: ['table'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const t of TABLES) this.inc({ table: t }, self.writeErrors[t]);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_spilled_rows_total',
-      help: 'Rows and open aggregation windows persisted to Postgres on shutdown, restored at the next start',
-      labelNames: ['what'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc({ what: 'rows' }, self.spilledRows);
-        this.inc({ what: 'windows' }, self.spilledWindows);
-      },
-    });
-    new Gauge({
-      name: 'pepeunit_ingest_buffered_rows',
-      help: 'Entries held by the policy buffers, not yet handed to a writer',
-      registers: [registry],
-      collect() {
-        this.set(self.gauges.buffered());
-      },
-    });
-    new Gauge({
-      name: 'pepeunit_ingest_retry_buffer_rows',
-      help: 'Rows queued in the writers (waiting or being retried); bounded by PU_DP_RETRY_BUFFER_MAX_ROWS',
-      registers: [registry],
-      collect() {
-        this.set(self.gauges.retry());
-      },
-    });
-    new Gauge({
-      name: 'pepeunit_ingest_config_nodes',
-      help: 'Configured nodes held by the ingest, by status',
-      labelNames: ['status'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [status, n] of Object.entries(self.gauges.nodes())) this.set({ status }, n);
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_config_reloads_total',
-      help: 'Config reloads from Postgres, by kind (full/node) and trigger',
-      labelNames: ['kind', 'trigger'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [key, n] of self.reloads) {
-          const [kind, trigger] = key.split('|') as [string, string];
-          this.inc({ kind, trigger }, n);
-        }
-      },
-    });
-    new Counter({
-      name: 'pepeunit_ingest_config_reload_errors_total',
-      help: 'Config reloads that failed (retried)',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(self.configReloadErrors);
-      },
-    });
+    registerCollectors(registry, this);
   }
 
   /** Wires the gauges to live sources. */
@@ -205,15 +99,15 @@ export class IngestMetrics {
 
   /** Counts one message for a node (hot path). */
   countNode(uuid: string): void {
-    const n = this.nodeCounts.get(uuid);
-    if (n !== undefined) this.nodeCounts.set(uuid, n + 1);
-    else if (this.nodeCounts.size < NODE_COUNTER_CAPACITY) this.nodeCounts.set(uuid, 1);
+    const counter = this.nodeCounts.get(uuid);
+    if (counter !== undefined) counter.n += 1;
+    else if (this.nodeCounts.size < NODE_COUNTER_CAPACITY) this.nodeCounts.set(uuid, { n: 1 });
     else this.nodeCountsOverflow += 1;
   }
 
   /** Messages received for one node (0 when never seen). */
   nodeCount(uuid: string): number {
-    return this.nodeCounts.get(uuid.toLowerCase()) ?? 0;
+    return this.nodeCounts.get(uuid.toLowerCase())?.n ?? 0;
   }
 
   stats(): IngestStats {
@@ -234,6 +128,120 @@ export class IngestMetrics {
       retryBufferRows: this.gauges.retry(),
       configReloads: reloads,
       configReloadErrors: this.configReloadErrors,
+      nodeCounterOverflow: this.nodeCountsOverflow,
     };
   }
+}
+
+/** prom-client collectors that read the plain counters of `self` at scrape time. */
+function registerCollectors(registry: Registry, self: IngestMetrics): void {
+  new Counter({
+    name: 'pepeunit_ingest_messages_received_total',
+    help: 'MQTT messages received by the intake',
+    labelNames: ['mode'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ mode: self.mode }, self.received);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_messages_accepted_total',
+    help: 'Messages accepted by a node pipeline and handed to its policy buffer',
+    labelNames: ['policy'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of POLICIES) this.inc({ policy: p }, self.accepted[p]);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_dropped_total',
+    help: 'Messages (or rows, for retry_buffer_full / poison_row / shutdown_unwritten) dropped, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(self.dropped)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_rows_written_total',
+    help: 'Rows written (ClickHouse tables; units_nodes rows updated for LastValue)',
+    labelNames: ['table'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of TABLES) this.inc({ table: t }, self.rowsWritten[t]);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_write_errors_total',
+    help: 'Failed write attempts (each retried or bisected)',
+    labelNames: ['table'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of TABLES) this.inc({ table: t }, self.writeErrors[t]);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_spilled_rows_total',
+    help: 'Rows and open aggregation windows persisted to Postgres on shutdown, restored at the next start',
+    labelNames: ['what'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ what: 'rows' }, self.spilledRows);
+      this.inc({ what: 'windows' }, self.spilledWindows);
+    },
+  });
+  new Gauge({
+    name: 'pepeunit_ingest_buffered_rows',
+    help: 'Entries held by the policy buffers, not yet handed to a writer',
+    registers: [registry],
+    collect() {
+      this.set(self.gauges.buffered());
+    },
+  });
+  new Gauge({
+    name: 'pepeunit_ingest_retry_buffer_rows',
+    help: 'Rows queued in the writers (waiting or being retried); bounded by PU_DP_RETRY_BUFFER_MAX_ROWS',
+    registers: [registry],
+    collect() {
+      this.set(self.gauges.retry());
+    },
+  });
+  new Gauge({
+    name: 'pepeunit_ingest_config_nodes',
+    help: 'Configured nodes held by the ingest, by status',
+    labelNames: ['status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [status, n] of Object.entries(self.gauges.nodes())) this.set({ status }, n);
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_config_reloads_total',
+    help: 'Config reloads from Postgres, by kind (full/node) and trigger',
+    labelNames: ['kind', 'trigger'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, n] of self.reloads) {
+        const [kind, trigger] = key.split('|') as [string, string];
+        this.inc({ kind, trigger }, n);
+      }
+    },
+  });
+  new Counter({
+    name: 'pepeunit_ingest_config_reload_errors_total',
+    help: 'Config reloads that failed (retried)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(self.configReloadErrors);
+    },
+  });
 }

@@ -91,7 +91,6 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
     requestTimeoutMs: 60_000,
   });
 
-  let trimmer!: NRecordsTrimmer;
   const configStore = new ConfigStore({
     pool,
     postgresUrl,
@@ -99,11 +98,12 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
     syncIntervalSeconds: config.configSyncIntervalSeconds,
     metrics,
     logger,
+    // Runs only from loads, after `trimmer` below is initialised.
     onChange: (uuid, entry) => {
       if (entry?.compiled.policy.type === 'NRecords') trimmer.mark(uuid, entry.compiled.policy.nRecordsCount);
     },
   });
-  trimmer = new NRecordsTrimmer({
+  const trimmer = new NRecordsTrimmer({
     clickhouse,
     intervalSeconds: config.nRecordsCleanupIntervalSeconds,
     logger,
@@ -139,6 +139,7 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
     await intake?.close().catch(() => {});
     await configStore.close().catch(() => {});
     trimmer.stop();
+    writers.stop();
     await endpoint?.close().catch(() => {});
     await clickhouse.close().catch(() => {});
     await pool.end().catch(() => {});

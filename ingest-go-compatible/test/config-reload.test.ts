@@ -116,6 +116,7 @@ test('an empty NOTIFY reloads everything; statuses are written only when they ch
   const b = await insertNode(env.pool, stages({ policy: '{policy_type: TimeWindow, time_window_size: 60}' }));
   await notify('');
   await waitFor('both nodes loaded', () => ingest.configStore.get(a) && ingest.configStore.get(b), 2000, 5);
+  await ingest.configStore.whenIdle(); // statuses are written at the end of the reload
   assert.equal((await status(a))?.data_pipe_status, 'Active');
   // A status someone else wrote is corrected, and an unchanged one is not rewritten.
   const xminBefore = (await env.pool.query<{ xmin: string }>('SELECT xmin::text FROM units_nodes WHERE uuid = $1', [b])).rows[0]?.xmin;

