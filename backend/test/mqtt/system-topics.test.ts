@@ -117,9 +117,9 @@ test('malformed states are counted drops and do not consume the interval', async
   assert.equal((await unitRow(u)).current_commit_version, 'ok');
 });
 
-test('with units.last_state_update_datetime, two replicas write a unit state once per interval', async () => {
-  await pool.query('ALTER TABLE units ADD COLUMN last_state_update_datetime timestamp');
-  try {
+test('with units.last_state_update_datetime (migration 004), two replicas write a unit state once per interval', async () => {
+  await pool.query('ALTER TABLE units ADD COLUMN IF NOT EXISTS last_state_update_datetime timestamp');
+  {
     const replicaA = await consumer({ stateGuard: 'auto' });
     const replicaB = await consumer({ stateGuard: 'auto' });
     assert.equal(replicaA.guarded, true);
@@ -146,8 +146,6 @@ test('with units.last_state_update_datetime, two replicas write a unit state onc
     replicaA.handleMessage(stateTopic(ghost), json({}));
     await replicaA.flush();
     assert.equal(replicaA.stats.stateWriter.unknownUnits, 1);
-  } finally {
-    await pool.query('ALTER TABLE units DROP COLUMN last_state_update_datetime');
   }
 });
 
