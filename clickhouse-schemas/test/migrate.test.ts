@@ -56,7 +56,9 @@ const REFERENCE_TABLES: Record<string, { key: string; ttl: boolean; settings: st
   aggregation_entry: { key: 'unit_node_uuid, start_window_datetime', ttl: false, settings: ['index_granularity = 128'] },
 };
 const TABLE_NAMES = Object.keys(REFERENCE_COLUMNS);
-const FILES = ['001_unit_logs.sql', '002_n_last_entry.sql', '003_window_entry.sql', '004_aggregation_entry.sql'];
+const REFERENCE_FILES = ['001_unit_logs.sql', '002_n_last_entry.sql', '003_window_entry.sql', '004_aggregation_entry.sql'];
+// Our additions after the reference tables (settings only, see the file).
+const FILES = [...REFERENCE_FILES, '005_insert_deduplication.sql'];
 
 let workDir: string;
 /** Our own engine, unless the test runner shares one (PU_TEST_CLICKHOUSE_URL) to save memory. */
@@ -126,7 +128,7 @@ after(async () => {
 });
 
 describe('ClickHouse migrations', () => {
-  test('clickHouseMigrationsDir is absolute and holds the four numbered reference migrations', async () => {
+  test('clickHouseMigrationsDir is absolute and holds the numbered migrations (the four reference tables first)', async () => {
     assert.ok(path.isAbsolute(clickHouseMigrationsDir));
     assert.deepEqual((await readdir(clickHouseMigrationsDir)).filter((f) => f.endsWith('.sql')).sort(), FILES);
   });
@@ -206,7 +208,7 @@ describe('ClickHouse migrations', () => {
     assert.deepEqual(result, { applied: [], skipped: FILES });
     assert.deepEqual(await schemaSnapshot(c, db('mig_main')), before);
     const [count] = await rows<{ n: number | string }>(c, `SELECT count() AS n FROM ${db('mig_main')}.pepeunit_schema_migrations`);
-    assert.equal(Number(count?.n), 4);
+    assert.equal(Number(count?.n), FILES.length);
   });
 
   test('an applied file that was edited is refused, naming the file, and nothing else is applied', async () => {
@@ -214,7 +216,7 @@ describe('ClickHouse migrations', () => {
     const c = clientFor(db('mig_edit'));
     await migrateClickHouse(c, { database: db('mig_edit'), dir });
     await appendFile(path.join(dir, '002_n_last_entry.sql'), '\n-- an innocent-looking edit\n');
-    await writeFile(path.join(dir, '005_new_table.sql'), 'CREATE TABLE IF NOT EXISTS must_not_exist (a UInt8) ENGINE = MergeTree ORDER BY a;\n');
+    await writeFile(path.join(dir, '099_new_table.sql'), 'CREATE TABLE IF NOT EXISTS must_not_exist (a UInt8) ENGINE = MergeTree ORDER BY a;\n');
     await assert.rejects(migrateClickHouse(c, { database: db('mig_edit'), dir }), (err: unknown) => {
       assert.ok(err instanceof ClickHouseMigrationError);
       assert.equal(err.file, '002_n_last_entry.sql');
@@ -231,7 +233,7 @@ describe('ClickHouse migrations', () => {
     const c = clientFor(db('mig_grown'));
     await migrateClickHouse(c, { database: db('mig_grown'), dir });
     await writeFile(
-      path.join(dir, '005_load_history.sql'),
+      path.join(dir, '090_load_history.sql'),
       `-- two statements; the ';' in the comment and in the string must not split
 CREATE TABLE IF NOT EXISTS load_history (unit_uuid UUID, note String DEFAULT 'a;b', mps Float64) ENGINE = MergeTree ORDER BY unit_uuid;
 /* block comment; with a semicolon */
@@ -241,23 +243,23 @@ INSERT INTO load_history (unit_uuid, mps) VALUES ('00000000-0000-0000-0000-00000
 `,
     );
     const result = await migrateClickHouse(c, { database: db('mig_grown'), dir });
-    assert.deepEqual(result, { applied: ['005_load_history.sql'], skipped: FILES });
+    assert.deepEqual(result, { applied: ['090_load_history.sql'], skipped: FILES });
     assert.deepEqual(await rows(c, 'SELECT note, mps FROM load_history'), [{ note: 'a;b', mps: 1.5 }]);
   });
 
   test('a failing statement is reported with its file and is not recorded (fixed file applies next time)', async () => {
     const dir = await copyMigrations('broken');
-    const file = path.join(dir, '005_broken.sql');
+    const file = path.join(dir, '090_broken.sql');
     await writeFile(file, 'CREATE TABLE IF NOT EXISTS broken (a UInt8) ENGINE = MergeTree ORDER BY a;\nSELEC oops;\n');
     const c = clientFor(db('mig_broken'));
     await assert.rejects(migrateClickHouse(c, { database: db('mig_broken'), dir }), (err: unknown) => {
       assert.ok(err instanceof ClickHouseMigrationError);
-      assert.equal(err.file, '005_broken.sql');
-      assert.match(err.message, /migration '005_broken\.sql' \(statement 2 of 2\) failed/);
+      assert.equal(err.file, '090_broken.sql');
+      assert.match(err.message, /migration '090_broken\.sql' \(statement 2 of 2\) failed/);
       return true;
     });
     await writeFile(file, 'CREATE TABLE IF NOT EXISTS broken (a UInt8) ENGINE = MergeTree ORDER BY a;\n');
-    assert.deepEqual(await migrateClickHouse(c, { database: db('mig_broken'), dir }), { applied: ['005_broken.sql'], skipped: FILES });
+    assert.deepEqual(await migrateClickHouse(c, { database: db('mig_broken'), dir }), { applied: ['090_broken.sql'], skipped: FILES });
   });
 
   test('duplicate version numbers and badly named files are refused before anything is created', async () => {
@@ -283,7 +285,7 @@ INSERT INTO load_history (unit_uuid, mps) VALUES ('00000000-0000-0000-0000-00000
     for (const r of [ra, rb]) assert.deepEqual([...r.applied, ...r.skipped].sort(), FILES);
     assert.deepEqual([...new Set([...ra.applied, ...rb.applied])].sort(), FILES);
     const tracked = await rows<{ version: number }>(a, `SELECT version FROM ${db('mig_race')}.pepeunit_schema_migrations FINAL ORDER BY version`);
-    assert.deepEqual(tracked.map((r) => r.version), [1, 2, 3, 4]);
+    assert.deepEqual(tracked.map((r) => r.version), FILES.map((f) => Number(f.slice(0, 3))));
     assert.deepEqual(await migrateClickHouse(a, { database: db('mig_race') }), { applied: [], skipped: FILES });
   });
 
@@ -292,7 +294,7 @@ INSERT INTO load_history (unit_uuid, mps) VALUES ('00000000-0000-0000-0000-00000
     await c.command({ query: `CREATE DATABASE ${db('mig_adopt')}`, http_headers: { 'X-ClickHouse-Database': 'default' } });
     // What the reference's own runner leaves behind: its tracking table and the final tables.
     await c.command({ query: 'CREATE TABLE schema_versions (version UInt32, md5 String, script String, created_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY tuple(created_at)' });
-    for (const file of FILES) {
+    for (const file of REFERENCE_FILES) {
       const sql = (await readFile(path.join(clickHouseMigrationsDir, file), 'utf8')).replace('IF NOT EXISTS ', '');
       await c.command({ query: sql.replace(/;\s*$/, '') });
     }
