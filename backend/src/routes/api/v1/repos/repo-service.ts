@@ -18,7 +18,7 @@ import { NoAccessError, RepoError, ValidationError } from '../../../../errors.js
 import type { Agent } from '../../../../plugins/auth.js';
 import { checkVisibility, requireCreator, visibilityFilter } from '../../../../services/access.js';
 import { nameRule, paging, searchConditions } from '../../../../services/validators.js';
-import { privateRepoStorageKey, registryStorageKey, repoStorageKey } from '../../../../services/repo-storage.js';
+import { privateRepoStorageKey, registryStorageKey, repoStorageKey, repoVersionSettings } from '../../../../services/repo-storage.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import { isoNaive } from '../../../../schemas/common.js';
 import {
@@ -149,13 +149,7 @@ export class RepoService {
   }
 
   versionSettings(repo: RepoRow): RepoVersionSettings {
-    return {
-      defaultBranch: repo.default_branch,
-      defaultCommit: repo.default_commit,
-      isAutoUpdateRepo: repo.is_auto_update_repo,
-      isOnlyTagUpdate: repo.is_only_tag_update,
-      isCompilableRepo: repo.is_compilable_repo,
-    };
+    return repoVersionSettings(repo);
   }
 
   /** Branch list and the commits (newest first, with tags) of `branch` in the Repo's copy. */

@@ -26,7 +26,7 @@ import {
   type UnitVersionSettings,
 } from '../../../../git/index.js';
 import { CustomJSONDecodeError, GitRepoError, ValidationError } from '../../../../errors.js';
-import { repoStorageKey } from '../../../../services/repo-storage.js';
+import { repoStorageKey, repoVersionSettings } from '../../../../services/repo-storage.js';
 
 type Db = Pool | PoolClient;
 
@@ -78,13 +78,7 @@ export async function loadRepoSource(db: Db, repoUuid: string | null): Promise<R
 }
 
 export function repoSettings(repo: RepoRow): RepoVersionSettings {
-  return {
-    defaultBranch: repo.default_branch,
-    defaultCommit: repo.default_commit,
-    isAutoUpdateRepo: repo.is_auto_update_repo,
-    isOnlyTagUpdate: repo.is_only_tag_update,
-    isCompilableRepo: repo.is_compilable_repo,
-  };
+  return repoVersionSettings(repo);
 }
 
 export interface UnitVersionColumns {
