@@ -16,7 +16,8 @@ export const CSV_HEADERS: Readonly<Record<ClickHousePolicy, readonly string[]>> 
   Aggregation: ['unit_node_uuid', 'state', 'aggregation_type', 'time_window_size', 'create_datetime', 'start_window_datetime', 'end_window_datetime'],
 };
 
-interface ExportRow {
+/** One ClickHouse row as the export (and the reads) select it. */
+export interface ExportRow {
   node_text: string;
   state: string | number | null;
   state_text?: string;

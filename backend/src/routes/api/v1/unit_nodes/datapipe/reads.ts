@@ -13,6 +13,7 @@
  * - LastValue reads Postgres; the filters apply to `state` and `last_update_datetime`.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { ExportRow } from './csv-export.js';
 import type { Pool } from 'pg';
 import { N_RECORDS_MAX, ProcessingPolicyType, parseConfigDateTimeText, type DataPipeConfig } from '@pepeunit/common/datapipe';
 import { ValidationError } from '../../../../../errors.js';
@@ -180,19 +181,8 @@ function likePattern(search: string): string {
   return `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-interface RawRow {
-  node_text: string;
-  state: string | number | null;
-  state_text?: string;
-  state_type_text?: string;
-  aggregation_type_text?: string;
-  create_ms: number | string;
-  expiration_s?: number | string;
-  start_ms?: number | string;
-  end_ms?: number | string;
-  max_count?: number | string;
-  time_window_size?: number | string;
-  size?: number | string;
+/** A row as the read queries select it: the export's columns plus the keyset sort key. */
+interface RawRow extends ExportRow {
   _ts: number | string;
   _tb: string;
 }
