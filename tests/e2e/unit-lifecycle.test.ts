@@ -100,7 +100,7 @@ test('register, create, fetch with the unit token, run the device: states, logs 
   const schemaRes = await call('GET', `/units/get_current_schema/${unitUuid}`, unitToken);
   assert.equal(schemaRes.status, 200, JSON.stringify(schemaRes.body));
   const schema = (typeof schemaRes.body === 'string' ? JSON.parse(schemaRes.body) : schemaRes.body) as UnitSchema;
-  assert.deepEqual(schema.output_base_topic['state/pepeunit'], [`${env.PU_DOMAIN}/output_base_topic/${unitUuid}/state/pepeunit`]);
+  assert.deepEqual(schema.output_base_topic?.['state/pepeunit'], [`${env.PU_DOMAIN}/output_base_topic/${unitUuid}/state/pepeunit`]);
 
   // The device, connected with its token through the broker's authn/authz callbacks.
   const sim = await UnitSimulator.start({ env, schema, mqttUrl: broker.mqttUrl, commitVersion: 'factory-image', stateIntervalMs: 0 });
