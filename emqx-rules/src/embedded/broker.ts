@@ -23,6 +23,7 @@ import { silentLogger } from '../logger.js';
 import type { Logger } from '../logger.js';
 import { authenticate } from './access/authn.js';
 import { Authorizer } from './access/authz.js';
+import type { AuthorizationResult } from './access/authz.js';
 import type { AccessRequest } from './access/acl-file.js';
 import { parseSharedSubscription, topicLevels } from './access/topic-match.js';
 import { ConfigStore } from './config-store.js';
@@ -30,6 +31,7 @@ import { buildManagementApi } from './http-api.js';
 import type { ApiKey, ManagementContext, ManagementRoutes } from './http-api.js';
 import { ClientSession, SessionRegistry } from './sessions.js';
 import { SharedSubscriptions } from './shared-subscriptions.js';
+import { useFastBacklog } from './fast-queue.js';
 import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
 import type { RepublishMessage } from './rule-engine/index.js';
 
@@ -154,6 +156,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const peers = new WeakMap<object, { host: string; port: number }>();
   const sockets = new Set<Socket>();
   let store!: ConfigStore;
+  let ruleEngineRef: RuleEngine | undefined;
   let authorizer!: Authorizer;
 
   const kick = (session: ClientSession, reason = 'kicked'): void => {
@@ -229,29 +232,58 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
 
   type Verdict = 'allow' | 'drop' | 'disconnect';
 
-  const checkPublish = async (session: ClientSession, packet: PublishPacket, isWill: boolean): Promise<Verdict> => {
-    const zone = store.mqttZone();
-    const qos = packet.qos ?? 0;
-    if (!isWill) {
-      const payloadBytes = packet.payload ? Buffer.byteLength(packet.payload as Buffer) : 0;
-      const maxPacketSize = parseByteSize(zone.max_packet_size) ?? 1024 * 1024;
-      const maxLevels = typeof zone.max_topic_levels === 'number' ? zone.max_topic_levels : 128;
-      const maxQos = typeof zone.max_qos_allowed === 'number' ? zone.max_qos_allowed : 2;
-      // Protocol errors close the connection, as EMQX does for MQTT 3.1.1 clients.
-      if (payloadBytes + Buffer.byteLength(packet.topic) + 4 > maxPacketSize) return 'disconnect';
-      if (topicLevels(packet.topic) > maxLevels || qos > maxQos) return 'disconnect';
-      if (packet.retain && zone.retain_available === false) return 'disconnect';
-      if (packet.topic.startsWith('$share/') || packet.topic.startsWith('$queue/')) return 'disconnect';
-      session.counters.recv_msg += 1;
-      session.counters[`recv_msg.qos${qos as 0 | 1 | 2}`] += 1;
+  // `max_packet_size` is a byte-size string; parse it once per distinct value, not per publish.
+  let packetSizeSetting: unknown = Symbol('unset');
+  let packetSizeLimit = 1024 * 1024;
+  const maxPacketSizeOf = (value: unknown): number => {
+    if (value !== packetSizeSetting) {
+      packetSizeSetting = value;
+      packetSizeLimit = parseByteSize(value) ?? 1024 * 1024;
     }
-    const request: AccessRequest = { action: 'publish', topic: packet.topic, qos, retain: packet.retain === true };
-    const { decision, source } = await authorizer.authorize(session, request);
-    if (decision === 'allow') return 'allow';
-    logger.debug({ clientid: session.clientid, topic: packet.topic, source }, 'publish denied');
+    return packetSizeLimit;
+  };
+
+  /** Zone limits of a client publish (protocol errors close the connection, as EMQX does for MQTT 3.1.1); counts it when it passes. */
+  const publishWithinLimits = (session: ClientSession, packet: PublishPacket, qos: number): boolean => {
+    const zone = store.mqttZone();
+    const payloadBytes = packet.payload ? Buffer.byteLength(packet.payload as Buffer) : 0;
+    const maxPacketSize = maxPacketSizeOf(zone.max_packet_size);
+    const maxLevels = typeof zone.max_topic_levels === 'number' ? zone.max_topic_levels : 128;
+    const maxQos = typeof zone.max_qos_allowed === 'number' ? zone.max_qos_allowed : 2;
+    if (payloadBytes + Buffer.byteLength(packet.topic) + 4 > maxPacketSize) return false;
+    if (qos > maxQos || topicLevels(packet.topic) > maxLevels) return false;
+    if (packet.retain && zone.retain_available === false) return false;
+    if (packet.topic.startsWith('$share/') || packet.topic.startsWith('$queue/')) return false;
+    const counters = session.counters;
+    counters.recv_msg += 1;
+    if (qos === 0) counters['recv_msg.qos0'] += 1;
+    else if (qos === 1) counters['recv_msg.qos1'] += 1;
+    else counters['recv_msg.qos2'] += 1;
+    return true;
+  };
+
+  const verdictOf = (session: ClientSession, packet: PublishPacket, isWill: boolean, result: AuthorizationResult): Verdict => {
+    if (result.decision === 'allow') return 'allow';
+    logger.debug({ clientid: session.clientid, topic: packet.topic, source: result.source }, 'publish denied');
     if (store.authorizationSettings().deny_action === 'disconnect') return 'disconnect';
     if (!isWill) session.counters['recv_msg.dropped'] += 1;
     return 'drop';
+  };
+
+  const checkPublish = async (session: ClientSession, packet: PublishPacket, isWill: boolean): Promise<Verdict> => {
+    const qos = packet.qos ?? 0;
+    if (!isWill && !publishWithinLimits(session, packet, qos)) return 'disconnect';
+    const request: AccessRequest = { action: 'publish', topic: packet.topic, qos, retain: packet.retain === true };
+    return verdictOf(session, packet, isWill, await authorizer.authorize(session, request));
+  };
+
+  const settlePublish = (packet: PublishPacket, callback: (error?: Error | null) => void, verdict: Verdict): void => {
+    if (verdict === 'allow') return callback(null);
+    if (verdict === 'drop') {
+      deniedPackets.add(packet);
+      return callback(null);
+    }
+    return callback(new Error('publish refused (not authorized or protocol limit)'));
   };
 
   const authorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void => {
@@ -259,17 +291,28 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const session = sessions.of(client);
     if (!session) return callback(new Error('client is not authenticated'));
     const isWill = packet === (client as unknown as { will?: unknown }).will;
+    // Fast path: nothing of this client is waiting for an authorization callout, and the decision
+    // is known without one (superuser, ACL from authn, cached decision): settle synchronously.
+    if (session.pendingPublishes === 0) {
+      const qos = packet.qos ?? 0;
+      const request: AccessRequest = { action: 'publish', topic: packet.topic, qos, retain: packet.retain === true };
+      const known = authorizer.authorizeKnown(session, request);
+      if (known) {
+        if (!isWill && !publishWithinLimits(session, packet, qos)) return settlePublish(packet, callback, 'disconnect');
+        return settlePublish(packet, callback, verdictOf(session, packet, isWill, known));
+      }
+    }
+    const settle = (verdict: Verdict): void => settlePublish(packet, callback, verdict);
+    // Slow path: publishes are authorised one after another so a client's messages keep their order.
+    session.pendingPublishes += 1;
     session.publishQueue = session.publishQueue.then(() =>
       checkPublish(session, packet, isWill).then(
         (verdict) => {
-          if (verdict === 'allow') return callback(null);
-          if (verdict === 'drop') {
-            deniedPackets.add(packet);
-            return callback(null);
-          }
-          return callback(new Error('publish refused (not authorized or protocol limit)'));
+          session.pendingPublishes -= 1;
+          settle(verdict);
         },
         (error: unknown) => {
+          session.pendingPublishes -= 1;
           logger.error({ err: error, clientid: session.clientid }, 'publish authorization failed unexpectedly');
           callback(error instanceof Error ? error : new Error(String(error)));
         },
@@ -306,8 +349,12 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket => {
     const session = sessions.of(client);
     if (session) {
-      session.counters.send_msg += 1;
-      session.counters[`send_msg.qos${(packet.qos ?? 0) as 0 | 1 | 2}`] += 1;
+      const counters = session.counters;
+      counters.send_msg += 1;
+      const qos = packet.qos ?? 0;
+      if (qos === 0) counters['send_msg.qos0'] += 1;
+      else if (qos === 1) counters['send_msg.qos1'] += 1;
+      else counters['send_msg.qos2'] += 1;
     }
     return packet;
   };
@@ -321,6 +368,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     authorizeSubscribe,
     authorizeForward,
   });
+  // mqemitter's backlog (messages beyond `concurrency` in flight) is an array it `shift`s; under
+  // load that is O(backlog) per message. A ring buffer keeps it O(1).
+  useFastBacklog((aedes as unknown as { mq?: unknown }).mq);
 
   // Denied publishes with `deny_action: ignore` are acknowledged but never routed; with the
   // retainer disabled, retained publishes are routed without being stored.
@@ -341,7 +391,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const session = sessions.of(client);
     if (client && session) {
       if (packet.retain && !store.retainerEnabled()) routed = { ...packet, retain: false };
-      if (!packet.topic.startsWith('$SYS/') && hooks.listenerCount('message.publish') > 0) {
+      // The `message.publish` event is only built when a rule can select the topic or someone
+      // else listens; otherwise a publish costs one topic-index lookup here.
+      if (!packet.topic.startsWith('$SYS/') && (ruleEngineRef?.wants(packet.topic) === true || hooks.listenerCount('message.publish') > 0)) {
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
         const message: PublishedMessage = {
           id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
@@ -356,6 +408,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
           client_attrs: { ...session.clientAttrs },
         };
         try {
+          ruleEngineRef?.handlePublish(message);
           hooks.emit('message.publish', message);
         } catch (error) {
           logger.error({ err: error }, 'message.publish hook failed');
@@ -370,7 +423,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   // `emqx_broker:safe_publish`; their `clientid` column is the rule id.
   const publishFromRule = (message: RepublishMessage): void => {
     const retain = message.retain && store.retainerEnabled();
-    if (!message.directDispatch && !message.topic.startsWith('$SYS/') && hooks.listenerCount('message.publish') > 0) {
+    if (!message.directDispatch && !message.topic.startsWith('$SYS/') && (ruleEngineRef?.wants(message.topic) === true || hooks.listenerCount('message.publish') > 0)) {
       const event: PublishedMessage = {
         id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
         clientid: message.ruleId,
@@ -384,6 +437,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
         client_attrs: {},
         republish_by: message.ruleId,
       };
+      ruleEngineRef?.handlePublish(event);
       hooks.emit('message.publish', event);
     }
     const packet = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain, dup: false } as PublishPacket;
@@ -469,7 +523,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const rulesStateFile = options.rulesStateFile ?? (options.stateFile ? `${options.stateFile}.rules.json` : undefined);
     const ruleEngine = await RuleEngine.open({ nodeName, logger, republish: publishFromRule, stateFile: rulesStateFile });
     rules = ruleEngine;
-    hooks.on('message.publish', (message: PublishedMessage) => ruleEngine.handlePublish(message));
+    // The rule engine runs first on every `message.publish` event (before hooks listeners).
+    ruleEngineRef = ruleEngine;
     api = await buildManagementApi(context, options.apiKeys, [ruleRoutes(ruleEngine), ...(options.extraRoutes ?? [])]);
     let apiPort: number;
     try {

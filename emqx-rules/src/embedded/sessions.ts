@@ -44,6 +44,8 @@ export class ClientSession implements AccessSubject {
   };
   /** Publishes are authorised one after another so a client's messages keep their order. */
   publishQueue: Promise<void> = Promise.resolve();
+  /** Publishes waiting in `publishQueue` (0: a known decision may be applied synchronously). */
+  pendingPublishes = 0;
 
   constructor(
     readonly client: Client,

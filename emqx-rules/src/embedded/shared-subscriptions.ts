@@ -70,26 +70,38 @@ export class SharedSubscriptions {
   }
 
   private pick(group: Group, packet: AedesPublishPacket): Member | undefined {
-    const live = group.members.filter((member) => !member.client.closed);
+    const strategy = this.strategy();
+    const members = group.members;
+    if (strategy !== 'random' && strategy !== 'hash_clientid' && strategy !== 'hash_topic' && strategy !== 'sticky') {
+      // round_robin over the live members, without building the live list for every message.
+      let live = 0;
+      for (let index = 0; index < members.length; index += 1) if (!(members[index] as Member).client.closed) live += 1;
+      if (live === 0) return undefined;
+      const position = group.next % live;
+      group.next = (group.next + 1) % live;
+      for (let index = 0, seen = 0; index < members.length; index += 1) {
+        const member = members[index] as Member;
+        if (member.client.closed) continue;
+        if (seen === position) return member;
+        seen += 1;
+      }
+      return undefined;
+    }
+    const live = members.filter((member) => !member.client.closed);
     if (live.length === 0) return undefined;
     const hashIndex = (text: string): number => createHash('md5').update(text).digest().readUInt32BE(0) % live.length;
-    switch (this.strategy()) {
+    switch (strategy) {
       case 'random':
         return live[Math.floor(Math.random() * live.length)];
       case 'hash_clientid':
         return live[hashIndex(String((packet as { clientId?: string }).clientId ?? ''))];
       case 'hash_topic':
         return live[hashIndex(packet.topic)];
-      case 'sticky': {
+      default: {
         const current = live.find((member) => member.client === group.sticky);
         if (current) return current;
         const chosen = live[Math.floor(Math.random() * live.length)];
         group.sticky = chosen?.client;
-        return chosen;
-      }
-      default: {
-        const chosen = live[group.next % live.length];
-        group.next = (group.next + 1) % Math.max(live.length, 1);
         return chosen;
       }
     }

@@ -99,26 +99,57 @@ export interface AuthorizationResult {
   source: string;
 }
 
+const SUPERUSER: AuthorizationResult = Object.freeze({ decision: 'allow', source: 'superuser' });
+const ACL_ALLOW: AuthorizationResult = Object.freeze({ decision: 'allow', source: 'acl' });
+const ACL_DENY: AuthorizationResult = Object.freeze({ decision: 'deny', source: 'acl' });
+const CACHE_ALLOW: AuthorizationResult = Object.freeze({ decision: 'allow', source: 'cache' });
+const CACHE_DENY: AuthorizationResult = Object.freeze({ decision: 'deny', source: 'cache' });
+
+function cacheKey(request: AccessRequest): string {
+  return request.action === 'publish' ? `publish|${request.qos}|${request.retain}|${request.topic}` : `subscribe|${request.qos}|${request.topic}`;
+}
+
 export class Authorizer {
   constructor(
     private readonly sources: () => readonly AuthorizationSource[],
     private readonly settings: () => AuthorizationSettingsView,
   ) {}
 
-  async authorize(session: ClientSession, request: AccessRequest): Promise<AuthorizationResult> {
-    if (session.isSuperuser) return { decision: 'allow', source: 'superuser' };
+  /**
+   * The decision when it is known without asking a source: superuser, the ACL from the authn
+   * response, or a live cache entry; `undefined` when the sources must be asked.
+   */
+  authorizeKnown(session: ClientSession, request: AccessRequest): AuthorizationResult | undefined {
+    if (session.isSuperuser) return SUPERUSER;
     if (session.acl) {
       const fromAcl = checkResponseAcl(session.acl, session, request);
-      if (fromAcl) return { decision: fromAcl, source: 'acl' };
+      if (fromAcl) return fromAcl === 'allow' ? ACL_ALLOW : ACL_DENY;
     }
     const settings = this.settings();
-    const cacheable = settings.cache.enable && !settings.cache.excludes.some((filter) => topicMatches(request.topic, filter));
-    const key = request.action === 'publish' ? `publish|${request.qos}|${request.retain}|${request.topic}` : `subscribe|${request.qos}|${request.topic}`;
-    if (cacheable) {
-      const cached = session.authzCache.get(key);
-      if (cached && cached.expiresAt > Date.now()) return { decision: cached.decision, source: 'cache' };
-      if (cached) session.authzCache.delete(key);
+    if (!this.cacheable(settings, request)) return undefined;
+    const key = cacheKey(request);
+    const cached = session.authzCache.get(key);
+    if (!cached) return undefined;
+    if (cached.expiresAt > Date.now()) return cached.decision === 'allow' ? CACHE_ALLOW : CACHE_DENY;
+    session.authzCache.delete(key);
+    return undefined;
+  }
+
+  private cacheable(settings: AuthorizationSettingsView, request: AccessRequest): boolean {
+    if (!settings.cache.enable) return false;
+    const excludes = settings.cache.excludes;
+    for (let index = 0; index < excludes.length; index += 1) {
+      if (topicMatches(request.topic, excludes[index] as string)) return false;
     }
+    return true;
+  }
+
+  async authorize(session: ClientSession, request: AccessRequest): Promise<AuthorizationResult> {
+    const known = this.authorizeKnown(session, request);
+    if (known) return known;
+    const settings = this.settings();
+    const cacheable = this.cacheable(settings, request);
+    const key = cacheKey(request);
     let result: AuthorizationResult = { decision: settings.no_match, source: 'default' };
     for (const source of this.sources()) {
       if (!source.enabled) continue;

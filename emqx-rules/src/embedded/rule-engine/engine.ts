@@ -283,6 +283,18 @@ export class RuleEngine {
   // ---- runtime --------------------------------------------------------------------------
 
   /** Applies every enabled rule whose FROM matches the published topic. Never throws. */
+  /**
+   * Whether a publish on `topic` could fire an enabled rule (cheap: no event is built). The broker
+   * asks this first so publishes no rule selects cost nothing beyond one topic-index lookup.
+   */
+  wants(topic: string): boolean {
+    if (this.rules.size === 0 || topic.startsWith('$SYS/')) return false;
+    for (const id of this.index.match(topic)) {
+      if (this.rules.get(id)?.stored.enable) return true;
+    }
+    return false;
+  }
+
   handlePublish(message: RulePublishEvent): void {
     if (this.rules.size === 0 || message.topic.startsWith('$SYS/')) return;
     const ids = this.index.match(message.topic);
