@@ -126,6 +126,16 @@ test('register, create, fetch with the unit token, run the device: states, logs 
     return rows.length >= 2 && rows;
   });
   assert.deepEqual(levels.map((r) => [r.level, r.text]), [['Info', 'booted'], ['Error', 'sensor missing']]);
+  // ... and are listed by GET /units/log_list/ for the owner and the unit itself, filtered by level.
+  const listed = await call('GET', `/units/log_list/?uuid=${unitUuid}&level=Error`, unitToken);
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  assert.equal(listed.body.count, 1);
+  assert.equal(listed.body.unit_logs[0].text, 'sensor missing');
+  const all = await call('GET', `/units/log_list/?uuid=${unitUuid}&order_by_create_date=asc`, ownerToken);
+  assert.deepEqual(all.body.unit_logs.map((l: { level: string }) => l.level), ['Info', 'Error']);
+  const adminToken = (await call('POST', '/users/auth', '', { credentials: 'instance_admin', password: 'Passw0rd!' })).body.token;
+  assert.equal((await call('GET', `/units/log_list/?uuid=${unitUuid}`, adminToken)).status, 403, 'another user cannot read the logs');
+  assert.equal((await call('GET', `/units/log_list/?uuid=${unitUuid}&level=Fatal`, ownerToken)).status, 422);
 
   // Update: the command reaches the device, which reports the target version -> Success.
   await sleep((interval - 1) * 1000); // past the state throttle, so the post-update state is saved

@@ -125,6 +125,23 @@ const units: FastifyPluginAsyncTypebox = async (app) => {
     return reply.type('application/json; charset=utf-8').serializer((value: unknown) => JSON.stringify(value)).send(state);
   });
 
+  app.get('/log_list/', {
+    schema: {
+      tags,
+      querystring: Type.Object({
+        uuid: Type.String({ format: 'uuid' }),
+        level: Type.Optional(Type.Array(Type.Union(['Debug', 'Info', 'Warning', 'Error', 'Critical'].map((l) => Type.Literal(l))))),
+        order_by_create_date: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+        offset: Type.Optional(Type.Integer({ minimum: 0 })),
+        limit: Type.Optional(Type.Integer({ minimum: 0 })),
+      }),
+    },
+  }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit']);
+    return service.logs(agent, request.query as { uuid: string; level?: string[]; order_by_create_date?: 'asc' | 'desc'; offset?: number; limit?: number });
+  });
+
   app.post('/send_command_to_input_base_topic/:uuid', { schema: { tags, params: UuidParams, querystring: CommandQuery } }, async (request, reply) => {
     const agent = await request.agent();
     requireAgent(agent, ['User', 'Unit']);

@@ -12,6 +12,7 @@ import { checkVisibility, requireCreator, visibilityFilter } from '../../../../s
 import { nameRule, paging, searchConditions } from '../../../../services/validators.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import type { TargetVersionRead, UnitCreate, UnitRead, UnitsQuery, UnitUpdate } from '../../../../schemas/units.js';
+import { isoNaive } from '../../../../schemas/common.js';
 import { buildFirmware, assertTgzParameters, type ArchiveFormat, type FirmwareBuild } from '../../../../services/firmware/index.js';
 import { grantPermission } from '../permission/permission-service.js';
 import type { UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
@@ -418,6 +419,47 @@ export class UnitsService {
   async getStateStorage(agent: Agent, uuid: string): Promise<string> {
     const unit = await this.loadOwned(agent, uuid);
     return unit.cipher_state_storage ? this.app.cipher.decrypt(unit.cipher_state_storage) : '';
+  }
+
+  /**
+   * `GET /units/log_list/` (reference §7.7): the unit's logs from ClickHouse, newest first by
+   * default; an explicitly empty level list returns nothing. Values are bound; `limit` is capped at
+   * PU_MAX_PAGINATION_SIZE (0/absent = the cap).
+   */
+  async logs(agent: Agent, query: { uuid: string; level?: string[]; order_by_create_date?: 'asc' | 'desc'; offset?: number; limit?: number }) {
+    const unit = await this.loadOwned(agent, query.uuid);
+    const max = this.app.config.maxPaginationSize;
+    const limit = query.limit && query.limit > 0 ? query.limit : max;
+    if (limit > max) throw new ValidationError(`limit must be <= ${max}`);
+    const levels = query.level ?? ['Debug', 'Info', 'Warning', 'Error', 'Critical'];
+    if (levels.length === 0) return { count: 0, unit_logs: [] };
+    const params = { unit: unit.uuid, levels, limit, offset: query.offset ?? 0 };
+    const where = 'unit_uuid = {unit:UUID} AND level IN {levels:Array(String)}';
+    const order = query.order_by_create_date === 'asc' ? 'ASC' : 'DESC';
+    const [countResult, rowsResult] = await Promise.all([
+      this.app.clickhouse.query({ query: `SELECT count() AS n FROM unit_logs WHERE ${where}`, query_params: params, format: 'JSONEachRow' }),
+      this.app.clickhouse.query({
+        // Aliases must not shadow the filtered columns (ClickHouse substitutes aliases in WHERE).
+        query: `SELECT toString(uuid) AS uuid_text, toString(level) AS level_text, toString(unit_uuid) AS unit_text, text,
+                       toUnixTimestamp64Milli(create_datetime) AS create_ms, toUnixTimestamp(expiration_datetime) AS expiration_s
+                  FROM unit_logs WHERE ${where} ORDER BY create_datetime ${order} LIMIT {limit:UInt32} OFFSET {offset:UInt32}`,
+        query_params: params,
+        format: 'JSONEachRow',
+      }),
+    ]);
+    const count = Number(((await countResult.json()) as Array<{ n: string }>)[0]?.n ?? 0);
+    const rows = (await rowsResult.json()) as Array<{ uuid_text: string; level_text: string; unit_text: string; text: string; create_ms: string | number; expiration_s: string | number }>;
+    return {
+      count,
+      unit_logs: rows.map((r) => ({
+        uuid: r.uuid_text,
+        level: r.level_text,
+        unit_uuid: r.unit_text,
+        text: r.text,
+        create_datetime: isoNaive(new Date(Number(r.create_ms)))!,
+        expiration_datetime: isoNaive(new Date(Number(r.expiration_s) * 1000))!,
+      })),
+    };
   }
 
   async command(agent: Agent, uuid: string, command: UnitCommand): Promise<void> {
