@@ -12,35 +12,18 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
 import { repoStorageKey } from '../../src/services/repo-storage.ts';
+import { git } from '../git/helpers.ts';
 
-const exec = promisify(execFile);
 
 // Start (or find) Postgres and ClickHouse at import time: testServices() registers its
 // `after(close)` where it is first called, and called from inside a `before` hook node:test
 // would run that `after` right after the hook, stopping ClickHouse before the tests run.
 await testServices();
-const GIT_ENV: NodeJS.ProcessEnv = {
-  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^GIT_/i.test(name))),
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_AUTHOR_NAME: 'Test',
-  GIT_AUTHOR_EMAIL: 'test@example.org',
-  GIT_COMMITTER_NAME: 'Test',
-  GIT_COMMITTER_EMAIL: 'test@example.org',
-  LC_ALL: 'C',
-};
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await exec('git', args, { cwd, env: GIT_ENV });
-  return stdout.trim();
-}
 
 export const API = '/pepeunit/api/v1';
 export const DOMAIN = 'test.pepeunit.local';

@@ -33,7 +33,7 @@ import { ClientSession, SessionRegistry } from './sessions.js';
 import { SharedSubscriptions } from './shared-subscriptions.js';
 import { useFastBacklog } from './fast-queue.js';
 import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
-import type { RepublishMessage } from './rule-engine/index.js';
+import type { RepublishMessage, RulePublishEvent } from './rule-engine/index.js';
 
 export interface EmbeddedBrokerOptions {
   /** MQTT listener address (default 127.0.0.1). */
@@ -60,21 +60,8 @@ export interface EmbeddedBrokerOptions {
   rulesStateFile?: string;
 }
 
-/** A publish that passed authorization, with EMQX's rule-engine column names. */
-export interface PublishedMessage {
-  id: string;
-  clientid: string;
-  username: string | null;
-  peerhost: string;
-  topic: string;
-  qos: number;
-  flags: { retain: boolean; dup: boolean };
-  payload: Buffer;
-  publish_received_at: number;
-  client_attrs: Record<string, string>;
-  /** Id of the rule whose republish action published this message (EMQX header `republish_by`). */
-  republish_by?: string;
-}
+/** A publish that passed authorization, with EMQX's rule-engine column names (what the rule engine consumes). */
+export type PublishedMessage = RulePublishEvent;
 
 export interface ClientEvent {
   clientid: string;
