@@ -7,7 +7,7 @@
  *   npm test -- <path filter>    only test files whose path contains the filter
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { freePort, startService, type RunningService } from '@pepeunit/common';
 import { resolvePostgres } from '@pepeunit/common/postgres';
@@ -73,12 +73,62 @@ async function main(): Promise<number> {
     process.stdout.write(`ClickHouse for tests: ${env.PU_TEST_CLICKHOUSE_URL} (embedded chdb)\n`);
   }
   process.stdout.write(`Running ${files.length} test files\n`);
+  // The spec report goes to the terminal; a TAP copy goes to a file so that, when something
+  // fails, the failures and their diagnostics are repeated at the very end of the output (a CI
+  // log is often read from its tail, and the spec reporter interleaves 600 lines before them).
+  const tapFile = join(dataDir, 'last-run.tap');
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.PU_TEST_CONCURRENCY ?? '2'}`, '--test-timeout=600000', ...files.map((f) => relative(root, f))],
+    [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tapFile}`,
+      `--test-concurrency=${process.env.PU_TEST_CONCURRENCY ?? '2'}`,
+      '--test-timeout=600000',
+      ...files.map((f) => relative(root, f)),
+    ],
     { cwd: root, env, stdio: 'inherit' },
   );
-  return new Promise<number>((resolveCode) => child.on('exit', (code, signal) => resolveCode(code ?? (signal ? 1 : 0))));
+  const code = await new Promise<number>((resolveCode) => child.on('exit', (exitCode, signal) => resolveCode(exitCode ?? (signal ? 1 : 0))));
+  if (code !== 0) printFailures(tapFile);
+  return code;
+}
+
+/**
+ * Repeats what explains a failure from the TAP copy: every `not ok` block (with its YAML
+ * diagnostics) and every runner diagnostic about asynchronous activity after a test ended or
+ * an uncaught error, which the spec reporter prints far from the file it belongs to.
+ */
+function printFailures(tapFile: string): void {
+  let lines: string[];
+  try {
+    lines = readFileSync(tapFile, 'utf8').split('\n');
+  } catch {
+    return;
+  }
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i] as string;
+    const trimmed = text.trimStart();
+    if (/^# (Error|Warning): /.test(trimmed) || /asynchronous activity after the test ended|uncaught|unhandled/i.test(trimmed)) {
+      out.push(text);
+    } else if (trimmed.startsWith('not ok ')) {
+      out.push(text);
+      const indent = text.length - trimmed.length;
+      // The YAML block that follows (`---` ... `...`), at most 60 lines.
+      for (let j = i + 1, n = 0; j < lines.length && n < 60; j++, n++) {
+        const next = lines[j] as string;
+        out.push(next);
+        if (next.trim() === '...' && next.length - next.trimStart().length === indent + 2) break;
+      }
+    }
+  }
+  if (out.length === 0) return;
+  process.stdout.write(`\n==== failures and runner diagnostics (from ${relative(root, tapFile)}) ====\n${out.slice(0, 400).join('\n')}\n`);
 }
 
 let code = 1;

@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import net from 'node:net';
 import Fastify from 'fastify';
 import pg from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
@@ -24,6 +25,16 @@ let dbName: string;
 let pool: pg.Pool;
 let broker: EmbeddedBroker;
 let client: EmqxManagementClient;
+const poolErrors: Error[] = [];
+
+/** A loopback port nothing listens on (a server bound it, then closed). */
+async function refusedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 
 async function insertNode(opts: { active: boolean; config?: string | null; topicName?: string }): Promise<string> {
   const uuid = randomUUID();
@@ -49,6 +60,8 @@ before(async () => {
   const url = databaseUrl(ADMIN_URL, dbName);
   await migratePostgres(url);
   pool = new pg.Pool({ connectionString: url, max: 5 });
+  // An idle client's error would otherwise be an uncaught exception after some test ended.
+  pool.on('error', (error) => poolErrors.push(error));
   broker = await startEmbeddedBroker({ apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
   client = new EmqxManagementClient({ baseUrl: broker.apiUrl, apiKey: 'backend', apiSecret: 'backend-secret', maxRetries: 0 });
 });
@@ -58,6 +71,7 @@ after(async () => {
   await broker?.close();
   await pool?.end();
   if (dbName) await dropDatabase(ADMIN_URL, dbName);
+  assert.deepEqual(poolErrors.map(String), [], 'no idle Postgres connection failed');
 });
 
 describe('pipe rules service', () => {
@@ -136,7 +150,7 @@ describe('pipe rules service', () => {
 
   it('never throws when EMQX is unreachable, and retries until it answers', async () => {
     const node = await insertNode({ active: true });
-    const unreachable = new EmqxManagementClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'k', apiSecret: 's', maxRetries: 0, timeoutMs: 1000 });
+    const unreachable = new EmqxManagementClient({ baseUrl: `http://127.0.0.1:${await refusedPort()}`, apiKey: 'k', apiSecret: 's', maxRetries: 0, timeoutMs: 1000 });
     let current: EmqxManagementClient = unreachable;
     const service = createPipeRules({ pg: pool, client: () => current, domain: DOMAIN, intervalMs: 0, initialDelayMs: -1, retryBaseMs: 50 });
     try {

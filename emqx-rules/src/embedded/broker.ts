@@ -32,6 +32,9 @@ import type { ApiKey, ManagementContext, ManagementRoutes } from './http-api.js'
 import { ClientSession, SessionRegistry } from './sessions.js';
 import { SharedSubscriptions } from './shared-subscriptions.js';
 import { useFastBacklog } from './fast-queue.js';
+import { coalesceWrites } from './write-coalescing.js';
+import { FastPublish } from './fast-publish.js';
+import type { FastPublishStats } from './fast-publish.js';
 import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
 import type { RepublishMessage, RulePublishEvent } from './rule-engine/index.js';
 
@@ -58,6 +61,11 @@ export interface EmbeddedBrokerOptions {
    * set, else rules live in memory only).
    */
   rulesStateFile?: string;
+  /**
+   * Routes QoS 0 publishes whose authorization is known through the fast path (default true;
+   * false leaves every packet to aedes, e.g. to compare both paths).
+   */
+  fastPublish?: boolean;
 }
 
 /** A publish that passed authorization, with EMQX's rule-engine column names (what the rule engine consumes). */
@@ -91,6 +99,8 @@ export interface EmbeddedBroker {
   sessions: SessionRegistry;
   /** The rule engine (rules are managed through `/api/v5/rules`). */
   rules: RuleEngine;
+  /** How many publishes took the QoS 0 fast path, and how many reads went to aedes' parser. */
+  fastPublishStats: FastPublishStats;
   close(): Promise<void>;
 }
 
@@ -333,16 +343,18 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     );
   };
 
-  const authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket => {
+  const countForward = (client: Client, qos: number): void => {
     const session = sessions.of(client);
-    if (session) {
-      const counters = session.counters;
-      counters.send_msg += 1;
-      const qos = packet.qos ?? 0;
-      if (qos === 0) counters['send_msg.qos0'] += 1;
-      else if (qos === 1) counters['send_msg.qos1'] += 1;
-      else counters['send_msg.qos2'] += 1;
-    }
+    if (!session) return;
+    const counters = session.counters;
+    counters.send_msg += 1;
+    if (qos === 0) counters['send_msg.qos0'] += 1;
+    else if (qos === 1) counters['send_msg.qos1'] += 1;
+    else counters['send_msg.qos2'] += 1;
+  };
+
+  const authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket => {
+    countForward(client, packet.qos ?? 0);
     return packet;
   };
 
@@ -358,6 +370,33 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   // mqemitter's backlog (messages beyond `concurrency` in flight) is an array it `shift`s; under
   // load that is O(backlog) per message. A ring buffer keeps it O(1).
   useFastBacklog((aedes as unknown as { mq?: unknown }).mq);
+
+  /**
+   * The `message.publish` event of a client's publish, built only when a rule can select the
+   * topic or someone else listens (otherwise a publish costs one topic-index lookup here).
+   */
+  const emitClientPublish = (session: ClientSession, topic: string, qos: number, retain: boolean, dup: boolean, body: PublishPacket['payload'] | undefined): void => {
+    if (topic.startsWith('$SYS/') || (ruleEngineRef?.wants(topic) !== true && hooks.listenerCount('message.publish') === 0)) return;
+    const payload = Buffer.isBuffer(body) ? body : Buffer.from(body ?? '');
+    const message: PublishedMessage = {
+      id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
+      clientid: session.clientid,
+      username: session.username,
+      peerhost: session.peerhost,
+      topic,
+      qos,
+      flags: { retain, dup },
+      payload,
+      publish_received_at: Date.now(),
+      client_attrs: { ...session.clientAttrs },
+    };
+    try {
+      ruleEngineRef?.handlePublish(message);
+      hooks.emit('message.publish', message);
+    } catch (error) {
+      logger.error({ err: error }, 'message.publish hook failed');
+    }
+  };
 
   // Denied publishes with `deny_action: ignore` are acknowledged but never routed; with the
   // retainer disabled, retained publishes are routed without being stored.
@@ -378,32 +417,34 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const session = sessions.of(client);
     if (client && session) {
       if (packet.retain && !store.retainerEnabled()) routed = { ...packet, retain: false };
-      // The `message.publish` event is only built when a rule can select the topic or someone
-      // else listens; otherwise a publish costs one topic-index lookup here.
-      if (!packet.topic.startsWith('$SYS/') && (ruleEngineRef?.wants(packet.topic) === true || hooks.listenerCount('message.publish') > 0)) {
-        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
-        const message: PublishedMessage = {
-          id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
-          clientid: session.clientid,
-          username: session.username,
-          peerhost: session.peerhost,
-          topic: packet.topic,
-          qos: packet.qos ?? 0,
-          flags: { retain: packet.retain === true, dup: packet.dup === true },
-          payload,
-          publish_received_at: Date.now(),
-          client_attrs: { ...session.clientAttrs },
-        };
-        try {
-          ruleEngineRef?.handlePublish(message);
-          hooks.emit('message.publish', message);
-        } catch (error) {
-          logger.error({ err: error }, 'message.publish hook failed');
-        }
-      }
+      emitClientPublish(session, packet.topic, packet.qos ?? 0, packet.retain === true, packet.dup === true, packet.payload);
     }
     routePublish(routed, client, done);
   };
+
+  // QoS 0 publishes of connected MQTT 3.1.1 clients whose authorization is known take the fast
+  // path (fast-publish.ts); it makes the same decisions and counts, and emits the same events.
+  const fastPublish = new FastPublish(aedes, {
+    admit(client, topic, payload) {
+      const session = sessions.of(client);
+      if (!session || session.pendingPublishes !== 0) return undefined;
+      const known = authorizer.authorizeKnown(session, { action: 'publish', topic, qos: 0, retain: false });
+      if (!known) return undefined;
+      // A denial that disconnects, and any limit violation (which disconnects), keep aedes' path.
+      if (known.decision !== 'allow' && store.authorizationSettings().deny_action === 'disconnect') return undefined;
+      const packet = { cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false } as PublishPacket;
+      if (!publishWithinLimits(session, packet, 0)) return undefined;
+      return verdictOf(session, packet, false, known) === 'allow' ? 'allow' : 'drop';
+    },
+    published(client, topic, payload) {
+      const session = sessions.of(client);
+      if (session) emitClientPublish(session, topic, 0, false, false, payload);
+    },
+    forwarded(client) {
+      countForward(client, 0);
+    },
+  });
+  if (options.fastPublish === false) fastPublish.disable();
 
   // Messages published by a rule's republish action go through the `message.publish` hook (so
   // rules on the output topic fire, unless direct_dispatch) and normal routing, like EMQX's
@@ -439,6 +480,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     logger,
   );
   aedes.on('subscribe', (subscriptions, client) => {
+    fastPublish.learnSubscriptions(client);
     for (const subscription of subscriptions) {
       // aedes reports a refused subscription with qos 128.
       if ((subscription.qos as number) !== 128) sharedSubscriptions.add(client, subscription.topic, subscription.qos);
@@ -453,6 +495,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     if (!session) return;
     // Subscriptions restored from a persistent session are already in place here.
     const restored = (client as unknown as { subscriptions?: Record<string, { qos?: number }> }).subscriptions ?? {};
+    fastPublish.learnSubscriptions(client);
     for (const [topic, subscription] of Object.entries(restored)) sharedSubscriptions.add(client, topic, subscription.qos ?? 0);
     sessions.markConnected(session);
     scheduleExpiry(session);
@@ -482,7 +525,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     peers.set(socket, { host: normaliseIp(socket.remoteAddress), port: socket.remotePort ?? 0 });
-    aedes.handle(socket);
+    coalesceWrites(socket);
+    fastPublish.install(aedes.handle(socket) as unknown as Client);
   });
 
   let api: FastifyInstance | undefined;
@@ -546,7 +590,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       return closing;
     };
 
-    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, rules: ruleEngine, close };
+    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, rules: ruleEngine, fastPublishStats: fastPublish.stats, close };
   } catch (error) {
     await api?.close().catch(() => undefined);
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
