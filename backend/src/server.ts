@@ -2,6 +2,8 @@
  * Backend process entry: `node --import tsx backend/src/server.ts`.
  * Reads PU_* variables (one message naming every bad one), migrates, serves, shuts down gracefully.
  */
+// First: makes the disabled `debug` calls of mqtt-packet/mqtt.js free (see common/src/quiet-debug.ts).
+import '@pepeunit/common/quiet-debug';
 import closeWithGrace from 'close-with-grace';
 import { createLogger, exitWithParent, loadBackendConfig, loadOrExit } from '@pepeunit/common';
 import { startBackend } from './runtime.js';

@@ -258,7 +258,8 @@ describe('QoS 0 fast path', () => {
 
   test("a client's QoS 0 packets keep their order when fast and slow packets mix and reads split them anywhere", async () => {
     // Plain QoS 0 publishes (fast) with PINGREQs (aedes) in between. (Retained publishes are left
-    // out: aedes alone loses some of them when reads are split this finely; see docs/NOTES.)
+    // out: aedes alone loses some of them when reads are split this finely; docs/ARCHITECTURE.md,
+    // Known issues.)
     const run = await orderRun('order0', 0, (i) => (i % 10 === 3 || i % 10 === 9 ? 'ping' : 'plain'));
     assert.deepEqual(run.received, run.published, 'every message, exactly in publish order');
     assert.ok(run.fast > 0, `the fast path took part (${run.fast})`);

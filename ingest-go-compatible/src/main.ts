@@ -6,6 +6,8 @@
  * intake is subscribed, and `{"event":"stopped",...}` with the final counters after a graceful
  * stop (SIGTERM/SIGINT), once everything was written or persisted.
  */
+// First: makes mqtt.js' and mqtt-packet's disabled `debug` calls free (see quiet-debug.ts).
+import '@pepeunit/common/quiet-debug';
 import closeWithGrace from 'close-with-grace';
 import { createLogger, exitWithParent, loadIngestConfig, loadOrExit } from '@pepeunit/common';
 import { startIngest } from './service.js';

@@ -4,7 +4,8 @@
  * in Postgres, rows landing in ClickHouse (embedded chdb server in its own process).
  *
  *   A. End to end: devices (50 MQTT connections with pre-encoded QoS 0 PUBLISH packets, a child
- *      process) offer PU_BENCH_RATE messages/s (default 100 000, the issue's target) to
+ *      process) offer PU_BENCH_RATE messages/s (default 150 000: above the issue's 100 000 target,
+ *      so the measured rate is what the system sustains, not the offer) to
  *      `<domain>/<node>/pepeunit` through the embedded broker (its own process). First a plain
  *      mqtt.js subscriber (a child process) receives the stream, then the ingest (main.ts, a
  *      child process, PU_DP_* only); messages/s accepted and landed vs the subscriber's rate.
@@ -316,7 +317,7 @@ interface Measured {
 
 async function main(): Promise<void> {
   const seconds = Number(process.env.PU_BENCH_SECONDS ?? 8);
-  const offered = Number(process.env.PU_BENCH_RATE ?? 100_000);
+  const offered = Number(process.env.PU_BENCH_RATE ?? 150_000);
   const work = mkdtempSync(join(tmpdir(), 'pepeunit-bench-ingest-'));
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {

@@ -9,6 +9,8 @@
 // Rules created through /api/v5/rules are kept in `<state-file>.rules.json` when --state-file is set.
 // Prints one JSON line {"event":"ready","mqttUrl":...,"apiUrl":...} on stdout when listening;
 // SIGTERM/SIGINT close it and exit 0. Logs go to stderr as JSON lines.
+// First: makes the disabled `debug` calls of mqtt-packet/mqtt.js free (see common/src/quiet-debug.ts).
+import '@pepeunit/common/quiet-debug';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../logger.js';
