@@ -7,21 +7,11 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
+import { encodeRemainingLength, readFixedHeader } from '../src/embedded/mqtt-frames.js';
 import { startTestBroker, startBackendStub } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 // ---- a raw MQTT 3.1.1 client: exact bytes in, exact bytes out ------------------------------
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 128;
-    out.push(byte);
-  } while (n > 0);
-  return Buffer.from(out);
-}
 
 function str(text: string): Buffer {
   const bytes = Buffer.from(text);
@@ -29,7 +19,7 @@ function str(text: string): Buffer {
 }
 
 function packet(first: number, body: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([first]), varint(body.length), body]);
+  return Buffer.concat([Buffer.from([first]), encodeRemainingLength(body.length), body]);
 }
 
 function connect(clientId: string, opts: { keepalive?: number; username?: string; password?: string } = {}): Buffer {
@@ -80,20 +70,11 @@ async function rawClient(port: number, clientId: string, opts: { keepalive?: num
   socket.on('data', (data: Buffer) => {
     pending = pending.length > 0 ? Buffer.concat([pending, data]) : data;
     for (;;) {
-      if (pending.length < 2) return;
-      let length = 0;
-      let multiplier = 1;
-      let index = 1;
-      let byte: number;
-      do {
-        if (index >= pending.length) return;
-        byte = pending[index++] as number;
-        length += (byte & 127) * multiplier;
-        multiplier *= 128;
-      } while (byte & 128);
-      if (pending.length < index + length) return;
-      const raw = pending.subarray(0, index + length);
-      const first = raw[0] as number;
+      const header = readFixedHeader(pending, 0);
+      if (header === 'partial') return;
+      if (header === 'malformed') throw new Error(`${clientId}: malformed packet from the broker`);
+      const raw = pending.subarray(0, header.end);
+      const { first, bodyStart: index } = header;
       if (first >> 4 === 3) {
         const topicLength = ((raw[index] as number) << 8) | (raw[index + 1] as number);
         const qos = (first >> 1) & 3;
@@ -105,7 +86,7 @@ async function rawClient(port: number, clientId: string, opts: { keepalive?: num
         if (first === 0x20) connack?.();
         if (first === 0x90) suback?.();
       }
-      pending = pending.subarray(index + length);
+      pending = pending.subarray(header.end);
     }
   });
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -303,6 +284,39 @@ describe('QoS 0 fast path', () => {
       assert.equal(tb.broker.fastPublishStats.fast - before, 50, 'the second round, allowed and denied, was decided from the cache on the fast path');
       await sub.end();
       await dev.end();
+    } finally {
+      await stub.close();
+    }
+  });
+
+  test('a client that disconnects while aedes still handles its earlier packet loses nothing it sent', async () => {
+    const stub = await startBackendStub();
+    try {
+      stub.users.set('dev', { password: 'pw' });
+      stub.users.set('sub', { password: 'pw', isSuperuser: true });
+      stub.permissions.set('dev|publish|f/slow', 'allow');
+      stub.permissions.set('dev|publish|f/fast', 'allow');
+      stub.authzDelays.set('f/slow', 300); // the backend takes 300 ms to decide this one
+      const tb = await broker(true);
+      await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl }));
+      const sub = await rawClient(tb.broker.mqttPort, 'fin-sub', { username: 'sub', password: 'pw', subscribeTo: [['f/#', 0]] });
+      const dev = await rawClient(tb.broker.mqttPort, 'fin-dev', { username: 'dev', password: 'pw' });
+      dev.send(publish('f/fast', 'warm'));
+      await sub.waitFor(1); // f/fast is now in the authorization cache
+      const before = tb.broker.fastPublishStats.fast;
+      dev.send(publish('f/slow', 'slow')); // in flight in aedes for 300 ms
+      await sleep(50);
+      // The rest arrives while aedes still handles f/slow; then the device disconnects and closes.
+      dev.socket.end(Buffer.concat([...Array.from({ length: 300 }, (_, i) => publish('f/fast', String(i))), Buffer.from([0xe0, 0])]));
+      await dev.closed;
+      await sub.waitFor(302);
+      assert.deepEqual(
+        sub.publishes.map((p) => p.payload),
+        ['warm', 'slow', ...Array.from({ length: 300 }, (_, i) => String(i))],
+        'everything, in order',
+      );
+      assert.equal(tb.broker.fastPublishStats.fast, before, 'the bytes waiting behind f/slow went to aedes when the peer closed');
+      await sub.end();
     } finally {
       await stub.close();
     }

@@ -56,6 +56,8 @@ export interface BackendStub {
   permissions: Map<string, 'allow' | 'deny'>;
   authnRequests: RecordedRequest[];
   authzRequests: RecordedRequest[];
+  /** topic → milliseconds the authz callback waits before answering (a slow backend). */
+  authzDelays: Map<string, number>;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function startBackendStub(): Promise<BackendStub> {
     permissions: new Map<string, 'allow' | 'deny'>(),
     authnRequests: [] as RecordedRequest[],
     authzRequests: [] as RecordedRequest[],
+    authzDelays: new Map<string, number>(),
   };
   app.post('/pepeunit/api/v1/units/authn', async (request) => {
     const body = request.body as Record<string, string>;
@@ -77,6 +80,8 @@ export async function startBackendStub(): Promise<BackendStub> {
   app.post('/pepeunit/api/v1/units/auth', async (request) => {
     const body = request.body as Record<string, string>;
     stub.authzRequests.push({ headers: request.headers, body });
+    const delay = stub.authzDelays.get(body.topic ?? '');
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     return { result: stub.permissions.get(`${body.token}|${body.action}|${body.topic}`) ?? 'deny' };
   });
   await app.listen({ host: '127.0.0.1', port: 0 });

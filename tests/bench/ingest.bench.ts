@@ -38,6 +38,7 @@ import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pep
 import { createClickHouse, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
 import { migratePostgres } from '@pepeunit/backend/db/migrate';
 import { startIngest, type IngestStats } from '@pepeunit/ingest-go-compatible';
+import { encodeQos0Publish, encodeRemainingLength, readFixedHeader } from '@pepeunit/emqx-rules/embedded/mqtt-frames';
 import { recordResult, root } from './support.ts';
 
 const DOMAIN = 'bench.pepeunit.local';
@@ -72,7 +73,7 @@ async function publisherRole(args: string[]): Promise<void> {
       const own = topics.filter((_, i) => i % connections === c);
       // Device c's k-th message: topic k mod |own|, payload k mod 50 (every pair over a cycle).
       const cycle = own.length * payloads.length;
-      const packets = Array.from({ length: cycle }, (_, k) => publishPacket(own[k % own.length] as string, payloads[Math.floor(k / own.length) % payloads.length] as string));
+      const packets = Array.from({ length: cycle }, (_, k) => encodeQos0Publish(own[k % own.length] as string, payloads[Math.floor(k / own.length) % payloads.length] as string));
       return { socket, packets, next: 0, batch: [] as Buffer[] };
     }),
   );
@@ -126,28 +127,11 @@ async function subscriberRole(args: string[]): Promise<void> {
   process.once('SIGTERM', () => process.exit(0));
 }
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 128;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-function publishPacket(topic: string, payload: string): Buffer {
-  const t = Buffer.from(topic);
-  const p = Buffer.from(payload);
-  return Buffer.concat([Buffer.from([0x30, ...varint(2 + t.length + p.length), t.length >> 8, t.length & 255]), t, p]);
-}
-
 /** An MQTT 3.1.1 CONNECT packet: clean session, no keep-alive, no credentials. */
 function connectPacket(clientId: string): Buffer {
   const id = Buffer.from(clientId);
   const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0, id.length >> 8, id.length & 255]), id]);
-  return Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body]);
+  return Buffer.concat([Buffer.from([0x10]), encodeRemainingLength(body.length), body]);
 }
 
 /** One device: a TCP connection that completed CONNECT/CONNACK. */
@@ -185,7 +169,7 @@ async function replayRole(args: string[]): Promise<void> {
   const topics = JSON.parse(readFileSync(args[0] as string, 'utf8')) as string[];
   const total = Number(args[1]);
   const perChunk = 10_000;
-  const chunk = Buffer.concat(Array.from({ length: perChunk }, (_, i) => publishPacket(topics[i % topics.length] as string, String(20 + (i % 50)))));
+  const chunk = Buffer.concat(Array.from({ length: perChunk }, (_, i) => encodeQos0Publish(topics[i % topics.length] as string, String(20 + (i % 50)))));
   const server = net.createServer((socket) => {
     let sent = 0;
     let pending = Buffer.alloc(0);
@@ -201,26 +185,21 @@ async function replayRole(args: string[]): Promise<void> {
     socket.on('data', (data: Buffer) => {
       pending = Buffer.concat([pending, data]);
       for (;;) {
-        if (pending.length < 2) return;
-        let multiplier = 1;
-        let length = 0;
-        let i = 1;
-        let byte: number;
-        do {
-          if (i >= pending.length) return;
-          byte = pending[i++] as number;
-          length += (byte & 127) * multiplier;
-          multiplier *= 128;
-        } while (byte & 128);
-        if (pending.length < i + length) return;
-        const type = (pending[0] as number) >> 4;
+        const header = readFixedHeader(pending, 0);
+        if (header === 'partial') return;
+        if (header === 'malformed') {
+          socket.destroy();
+          return;
+        }
+        const type = header.first >> 4;
+        const i = header.bodyStart;
         if (type === 1) socket.write(Buffer.from([0x20, 2, 0, 0]));
         else if (type === 8) {
           socket.write(Buffer.from([0x90, 3, pending[i] as number, pending[i + 1] as number, 0]));
           pump();
         } else if (type === 10) socket.write(Buffer.from([0xb0, 2, pending[i] as number, pending[i + 1] as number]));
         else if (type === 12) socket.write(Buffer.from([0xd0, 0]));
-        pending = pending.subarray(i + length);
+        pending = pending.subarray(header.end);
       }
     });
     socket.on('error', () => {});

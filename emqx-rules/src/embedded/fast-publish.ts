@@ -27,6 +27,7 @@
 //   read; when a subscriber's socket is over its high-water mark, the publisher is paused until
 //   it drains (aedes waits for the same drain before reading on).
 import type { Aedes, Client } from 'aedes';
+import { readFixedHeader } from './mqtt-frames.js';
 
 /** The parts of aedes' Client this module uses (all present in aedes 1.x). */
 interface AedesClientInternals {
@@ -169,6 +170,16 @@ export class FastPublish {
     parser.prependListener('packet', () => {
       inFlight += 1;
     });
+    // The peer finished sending (FIN) while bytes wait here for aedes' earlier packets: without
+    // the fast path they would still be unread in the socket and 'end' would come after them, so
+    // aedes gets them now, in order, before its own 'end' listener closes the client.
+    internals.conn.prependListener('end', () => {
+      if (!held || internals.closed) return;
+      const rest = held;
+      held = undefined;
+      needMore = false;
+      aedesParse(rest);
+    });
 
     const resumeOne = (): void => {
       pausedFor -= 1;
@@ -197,38 +208,16 @@ export class FastPublish {
       let partial = false;
       const end = buf.length;
       while (offset < end) {
-        // Fixed header: type/flags byte, then the remaining length (1..4 bytes, minimal).
-        if (end - offset < 2) {
+        const header = readFixedHeader(buf, offset);
+        if (header === 'partial') {
           partial = true;
           break;
         }
-        const first = buf[offset] as number;
-        let length = 0;
-        let multiplier = 1;
-        let index = offset + 1;
-        let byte = 0;
-        let complete = false;
-        for (let count = 0; count < 4 && index < end; count += 1) {
-          byte = buf[index++] as number;
-          length += (byte & 127) * multiplier;
-          multiplier *= 128;
-          if ((byte & 128) === 0) {
-            complete = true;
-            break;
-          }
-        }
-        if (!complete) {
-          partial = index - offset - 1 < 4; // else a malformed length: aedes reports it
-          break;
-        }
-        const packetEnd = index + length;
-        // A minimal length encoding (the last length byte is not 0 unless it is the only one),
-        // so the bytes equal the packet aedes would encode for a QoS 0 subscriber.
-        if (first !== 0x30 || length < 3 || (byte === 0 && index - offset > 2)) break;
-        if (packetEnd > end) {
-          partial = true;
-          break;
-        }
+        // Not a plain QoS 0 PUBLISH, a malformed length (aedes reports it), or a non-minimal
+        // length encoding (the bytes must equal what aedes would encode for a subscriber).
+        if (header === 'malformed' || header.first !== 0x30 || header.length < 3 || !header.minimal) break;
+        const index = header.bodyStart;
+        const packetEnd = header.end;
         const topicLength = ((buf[index] as number) << 8) | (buf[index + 1] as number);
         const topicStart = index + 2;
         const payloadStart = topicStart + topicLength;
@@ -407,23 +396,10 @@ function isPlainTopic(topic: string, maxLevels: number): boolean {
 function completePacketsEnd(buf: Buffer, from: number): number {
   let offset = from;
   while (offset < buf.length) {
-    if (buf.length - offset < 2) return offset;
-    let length = 0;
-    let multiplier = 1;
-    let index = offset + 1;
-    let complete = false;
-    for (let count = 0; count < 4 && index < buf.length; count += 1) {
-      const byte = buf[index++] as number;
-      length += (byte & 127) * multiplier;
-      multiplier *= 128;
-      if ((byte & 128) === 0) {
-        complete = true;
-        break;
-      }
-    }
-    if (!complete) return index - offset - 1 >= 4 ? buf.length : offset;
-    if (index + length > buf.length) return offset;
-    offset = index + length;
+    const header = readFixedHeader(buf, offset);
+    if (header === 'partial') return offset;
+    if (header === 'malformed') return buf.length;
+    offset = header.end;
   }
   return offset;
 }
