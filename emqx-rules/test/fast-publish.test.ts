@@ -150,6 +150,20 @@ async function broker(fastPublish: boolean): Promise<TestBroker> {
   return started;
 }
 
+/**
+ * A fast-path broker configured by the controller against a stand-in backend: user `dev`
+ * (its publishes decided by `decisions`), superuser `sub`; passwords `pw`.
+ */
+async function brokerWithBackend(decisions: Record<string, 'allow' | 'deny'>) {
+  const stub = await startBackendStub();
+  stub.users.set('dev', { password: 'pw' });
+  stub.users.set('sub', { password: 'pw', isSuperuser: true });
+  for (const [topic, decision] of Object.entries(decisions)) stub.permissions.set(`dev|publish|${topic}`, decision);
+  const tb = await broker(true);
+  await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl }));
+  return { stub, tb };
+}
+
 // ---- the tests ------------------------------------------------------------------------------
 
 describe('QoS 0 fast path', () => {
@@ -258,14 +272,8 @@ describe('QoS 0 fast path', () => {
   });
 
   test('authorization is the same: denied publishes are dropped and counted, cached decisions are applied on the fast path', async () => {
-    const stub = await startBackendStub();
+    const { stub, tb } = await brokerWithBackend({ 'a/ok': 'allow', 'a/no': 'deny' });
     try {
-      stub.users.set('dev', { password: 'pw' });
-      stub.users.set('sub', { password: 'pw', isSuperuser: true });
-      stub.permissions.set('dev|publish|a/ok', 'allow');
-      stub.permissions.set('dev|publish|a/no', 'deny');
-      const tb = await broker(true);
-      await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl }));
       assert.equal((await tb.client.getAuthorizationSettings()).deny_action, 'ignore');
       const sub = await rawClient(tb.broker.mqttPort, 'authz-sub', { username: 'sub', password: 'pw', subscribeTo: [['a/#', 0]] });
       const dev = await rawClient(tb.broker.mqttPort, 'authz-dev', { username: 'dev', password: 'pw' });
@@ -290,15 +298,9 @@ describe('QoS 0 fast path', () => {
   });
 
   test('a client that disconnects while aedes still handles its earlier packet loses nothing it sent', async () => {
-    const stub = await startBackendStub();
+    const { stub, tb } = await brokerWithBackend({ 'f/slow': 'allow', 'f/fast': 'allow' });
     try {
-      stub.users.set('dev', { password: 'pw' });
-      stub.users.set('sub', { password: 'pw', isSuperuser: true });
-      stub.permissions.set('dev|publish|f/slow', 'allow');
-      stub.permissions.set('dev|publish|f/fast', 'allow');
       stub.authzDelays.set('f/slow', 300); // the backend takes 300 ms to decide this one
-      const tb = await broker(true);
-      await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl }));
       const sub = await rawClient(tb.broker.mqttPort, 'fin-sub', { username: 'sub', password: 'pw', subscribeTo: [['f/#', 0]] });
       const dev = await rawClient(tb.broker.mqttPort, 'fin-dev', { username: 'dev', password: 'pw' });
       dev.send(publish('f/fast', 'warm'));
