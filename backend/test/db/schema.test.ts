@@ -5,13 +5,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
-import pg from 'pg';
-import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
 import { migratePostgres, postgresMigrationsDir, POSTGRES_SCHEMA_TABLE } from '../../src/db/migrate.js';
+import { dropFreshDatabases, freshDatabase, withDb } from '../pg-databases.js';
 
-const ADMIN_URL = process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 // ---- expected data, transcribed from the reference document ------------------------------
 
@@ -201,24 +199,6 @@ const ALEMBIC_HEAD = '99db704045c6';
 
 // ---- helpers ------------------------------------------------------------------------------
 
-const createdDatabases: string[] = [];
-
-async function freshDatabase(): Promise<string> {
-  const name = `pu_t_${randomBytes(6).toString('hex')}`;
-  await createDatabase(ADMIN_URL, name);
-  createdDatabases.push(name);
-  return databaseUrl(ADMIN_URL, name);
-}
-
-async function withDb<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Every column, constraint and index of the current schema, as comparable text. */
 async function schemaFingerprint(url: string): Promise<string[]> {
@@ -248,7 +228,7 @@ function sorted<T>(values: T[]): T[] {
 }
 
 after(async () => {
-  for (const name of createdDatabases) await dropDatabase(ADMIN_URL, name);
+  await dropFreshDatabases();
 });
 
 // ---- tests --------------------------------------------------------------------------------

@@ -6,38 +6,16 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
 import { migratePostgres } from '../../src/db/migrate.js';
-
-const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const created: string[] = [];
-
-async function freshDatabase(): Promise<string> {
-  const name = `pu_t_regmig_${randomBytes(4).toString('hex')}`;
-  await createDatabase(ADMIN_URL, name);
-  created.push(name);
-  return databaseUrl(ADMIN_URL, name);
-}
-
-async function withDb<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+import { dropFreshDatabases, freshDatabase, withDb } from '../pg-databases.js';
 
 after(async () => {
-  for (const name of created) await dropDatabase(ADMIN_URL, name);
+  await dropFreshDatabases();
 });
 
 describe('migration 003: pre-registry Repo rows', () => {
   test('two Repos with the same URL become one registry entry; private credentials are kept for the backend', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase('pu_t_regmig');
     await migratePostgres(url, { targetVersion: 2 });
     await withDb(url, async (client) => {
       // the old reference layout: the repository lived on the Repo
@@ -95,7 +73,7 @@ describe('migration 003: pre-registry Repo rows', () => {
   });
 
   test('a fresh database gets the new columns and no data; undo and redo work', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase('pu_t_regmig');
     await migratePostgres(url);
     await withDb(url, async (client) => {
       const count = await client.query('SELECT count(*)::int AS n FROM repository_registry');

@@ -1,0 +1,33 @@
+// Throw-away PostgreSQL databases for backend tests: the admin URL the test runner provides,
+// a fresh database per call (dropped by `dropFreshDatabases`), and a one-client helper.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
+
+export const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+const created: string[] = [];
+
+/** Creates an empty database named `<prefix>_<random>` and returns its URL. */
+export async function freshDatabase(prefix = 'pu_t'): Promise<string> {
+  const name = `${prefix}_${randomBytes(5).toString('hex')}`;
+  await createDatabase(ADMIN_URL, name);
+  created.push(name);
+  return databaseUrl(ADMIN_URL, name);
+}
+
+/** Drops every database `freshDatabase` created in this process. */
+export async function dropFreshDatabases(): Promise<void> {
+  while (created.length > 0) await dropDatabase(ADMIN_URL, created.pop() as string);
+}
+
+/** Runs `fn` with one connected client of `url`, closing it afterwards. */
+export async function withDb<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
