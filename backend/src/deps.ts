@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { MqttClient } from 'mqtt';
 import type { BackendConfig, Logger } from '@pepeunit/common';
+import type { MqttConnectionStatus } from '@pepeunit/common/mqtt-connection';
 import type { Cipher } from './security/cipher.js';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
@@ -12,6 +13,8 @@ export interface AppDeps {
   readonly clickhouse: ClickHouseClient;
   /** The backend's MQTT connection (username = Backend JWT). */
   readonly mqtt: MqttClient;
+  /** Why the MQTT connection is down and since when (readiness); absent in tests that pass a bare client. */
+  readonly mqttStatus?: () => MqttConnectionStatus;
   /** Clears the broker's per-client authorization cache (EMQX `DELETE /api/v5/authorization/cache`). */
   readonly clearBrokerAuthzCache?: () => Promise<void>;
 }

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import mqtt from 'mqtt';
 import type { FastifyInstance } from 'fastify';
 import { backendToken, type BackendConfig, type Logger } from '@pepeunit/common';
+import { createReconnectingMqtt, type ReconnectingMqtt } from '@pepeunit/common/mqtt-connection';
 import { normalizePostgresUrl } from '@pepeunit/common/postgres';
 import { createClickHouse, parseClickHouseUrl, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
 import { migratePostgres } from './db/migrate.js';
@@ -28,7 +28,7 @@ export interface RunningBackend {
 }
 
 /** Opens the backend's connections: Postgres pool, ClickHouse client, MQTT client. */
-export async function connectDependencies(config: BackendConfig, logger: Logger): Promise<AppDeps & { close(): Promise<void> }> {
+export async function connectDependencies(config: BackendConfig, logger: Logger): Promise<AppDeps & { readonly mqttConnection: ReconnectingMqtt; close(): Promise<void> }> {
   const pool = new pg.Pool({
     connectionString: normalizePostgresUrl(config.postgresUrl),
     max: Math.max(5, 2 * config.workerCount),
@@ -41,30 +41,25 @@ export async function connectDependencies(config: BackendConfig, logger: Logger)
   const database = config.clickhouseDatabase || ch.database || 'default';
   const clickhouse = createClickHouse(ch.url, database, { username: ch.username, password: ch.password });
 
-  const client = mqtt.connect({
-    host: config.mqtt.host,
-    port: config.mqtt.port,
-    protocolVersion: 4,
-    clientId: `pepeunit-backend-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
-    username: backendToken(config.domain, config.secretKey),
-    password: '',
-    keepalive: config.mqtt.keepalive,
-    reconnectPeriod: 2000,
-    connectTimeout: 10_000,
-    clean: true,
+  // Created now, connected only after the HTTP server listens (startBackend): the broker's
+  // authentication callback for this very connection is served by this process, so connecting
+  // first would be refused whenever the broker already points at us (a restart).
+  const connection = createReconnectingMqtt({
+    name: 'backend',
+    logger,
+    clientOptions: {
+      host: config.mqtt.host,
+      port: config.mqtt.port,
+      protocolVersion: 4,
+      clientId: `pepeunit-backend-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      username: backendToken(config.domain, config.secretKey),
+      password: '',
+      keepalive: config.mqtt.keepalive,
+      connectTimeout: 10_000,
+      clean: true,
+    },
   });
-  client.on('error', (err) => logger.warn({ err: err.message }, 'MQTT client error'));
-  client.on('reconnect', () => logger.debug('MQTT reconnecting'));
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      logger.warn({ host: config.mqtt.host, port: config.mqtt.port }, 'MQTT broker not reachable yet; continuing, readiness reports it');
-      resolve();
-    }, 5000);
-    client.once('connect', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  const client = connection.client;
 
   return {
     config,
@@ -72,8 +67,10 @@ export async function connectDependencies(config: BackendConfig, logger: Logger)
     pg: pool,
     clickhouse,
     mqtt: client,
+    mqttConnection: connection,
+    mqttStatus: () => connection.status(),
     async close() {
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      await connection.end();
       await clickhouse.close();
       await pool.end();
     },
@@ -120,6 +117,22 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
   }
   const control = emqx;
+  // Our own MQTT connection goes last: the broker authenticates it through the callback above.
+  // Every later (re)connection may follow a broker restart that lost its configuration (the
+  // embedded broker without its state file, an EMQX node replaced): re-apply and reconcile then.
+  let connectedBefore = false;
+  deps.mqtt.on('connect', () => {
+    if (connectedBefore) {
+      void emqx.apply().catch((err: unknown) => logger.warn({ err }, 'EMQX re-apply after reconnect failed; it is retried periodically'));
+      void pipeRules.reconcileAll();
+    }
+    connectedBefore = true;
+  });
+  deps.mqttConnection.start();
+  if (!(await deps.mqttConnection.waitForConnect(5000))) {
+    const status = deps.mqttConnection.status();
+    logger.warn({ broker: `${config.mqtt.host}:${config.mqtt.port}`, err: status.lastError }, 'MQTT broker not connected yet; serving anyway, readiness reports it until the connection is up');
+  }
   // -- system topics (issue 5): subscribe once the broker is configured; flush before closing the stores --
   const systemTopics = await startSystemTopicsConsumer({
     mqtt: deps.mqtt,

@@ -15,7 +15,8 @@
  * Each message is handed synchronously to the dispatcher: no await per message.
  */
 import { randomBytes } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { createReconnectingMqtt } from '@pepeunit/common/mqtt-connection';
 import {
   backendToken,
   ingestSubscription,
@@ -122,20 +123,24 @@ export async function startIntake(options: IntakeOptions): Promise<Intake> {
   let subscribed = false;
   let resubscribeTimer: NodeJS.Timeout | null = null;
 
-  const client: MqttClient = mqtt.connect({
-    host: config.mqttHost,
-    port: config.mqttPort,
-    protocolVersion: 4,
-    clientId: clientId(config.domain),
-    username: backendToken(config.domain, config.secretKey),
-    keepalive: config.mqttKeepalive,
-    reconnectPeriod: 2000,
-    connectTimeout: 10_000,
-    clean: true,
-    resubscribe: false,
-    // mqtt.js traces every packet through `debug` unless given a logger; a no-op saves ~5% CPU.
-    log: () => {},
+  const connection = createReconnectingMqtt({
+    name: 'ingest',
+    logger,
+    clientOptions: {
+      host: config.mqttHost,
+      port: config.mqttPort,
+      protocolVersion: 4,
+      clientId: clientId(config.domain),
+      username: backendToken(config.domain, config.secretKey),
+      keepalive: config.mqttKeepalive,
+      connectTimeout: 10_000,
+      clean: true,
+      resubscribe: false,
+      // mqtt.js traces every packet through `debug` unless given a logger; a no-op saves ~5% CPU.
+      log: () => {},
+    },
   });
+  const client: MqttClient = connection.client;
 
   let markSubscribed!: () => void;
   const firstSubscription = new Promise<void>((resolve) => (markSubscribed = resolve));
@@ -164,10 +169,7 @@ export async function startIntake(options: IntakeOptions): Promise<Intake> {
     subscribe();
   });
   client.on('message', handler);
-  client.on('error', (err) => logger.warn({ err: err.message }, 'MQTT client error'));
-  client.on('offline', () => {
-    if (!closing) logger.warn({ host: config.mqttHost, port: config.mqttPort }, 'MQTT broker unreachable; reconnecting');
-  });
+  connection.start();
 
   const timeoutMs = options.connectTimeoutMs ?? 30_000;
   let timer: NodeJS.Timeout | undefined;
@@ -178,9 +180,10 @@ export async function startIntake(options: IntakeOptions): Promise<Intake> {
   clearTimeout(timer);
   if (outcome === 'timeout') {
     closing = true;
-    client.end(true);
+    const reason = connection.status().lastError;
+    await connection.end(true);
     throw new Error(
-      `The ingest could not ${client.connected ? `subscribe to ${subscription}` : `connect to the MQTT broker at ${config.mqttHost}:${config.mqttPort}`} within ${Math.round(timeoutMs / 1000)} s. Check PU_DP_MQTT_HOST/PU_DP_MQTT_PORT and that the broker accepts the Backend token (PU_DP_DOMAIN, PU_DP_SECRET_KEY).`,
+      `The ingest could not ${client.connected ? `subscribe to ${subscription}` : `connect to the MQTT broker at ${config.mqttHost}:${config.mqttPort}`} within ${Math.round(timeoutMs / 1000)} s${reason ? ` (${reason})` : ''}. Check PU_DP_MQTT_HOST/PU_DP_MQTT_PORT and that the broker accepts the Backend token (PU_DP_DOMAIN, PU_DP_SECRET_KEY).`,
     );
   }
 
@@ -198,7 +201,7 @@ export async function startIntake(options: IntakeOptions): Promise<Intake> {
         await Promise.race([client.unsubscribeAsync(subscription).catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
       }
       client.removeListener('message', handler);
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      await connection.end();
     },
   };
 }

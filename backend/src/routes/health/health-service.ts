@@ -33,7 +33,14 @@ export async function checkDependencies(deps: AppDeps, timeoutMs = 2000): Promis
       if (!result.success) throw result.error;
     }, timeoutMs),
     timed(async () => {
-      if (!deps.mqtt.connected) throw new Error('MQTT connection is down');
+      if (deps.mqtt.connected) return;
+      const status = deps.mqttStatus?.();
+      const details = [
+        status?.lastError,
+        status?.failedAttempts ? `${status.failedAttempts} failed attempt${status.failedAttempts === 1 ? '' : 's'}` : undefined,
+        status?.downSince ? `down for ${Math.round((Date.now() - status.downSince) / 1000)} s` : undefined,
+      ].filter(Boolean);
+      throw new Error(`MQTT connection is down${details.length ? ` (${details.join('; ')})` : ''}; reconnecting`);
     }, timeoutMs),
   ]);
   return { postgres, clickhouse, broker };
