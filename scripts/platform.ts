@@ -6,19 +6,25 @@
  *   Broker      PU_MQTT_HOST, else the embedded EMQX-compatible broker (aedes)
  *   Backend     backend/src/server.ts     Ingest  ingest-go-compatible/src/main.ts
  *
- * Every port falls back to a free one when the preferred port is taken.
+ * Ports are chosen at the first start (the standard one when free, else the next free one) and
+ * recorded in <data>/platform.json with this checkout's own Postgres database; later starts reuse
+ * them, and a recorded port that another program holds stops the start with a clear message
+ * (`--move-ports` re-chooses). See scripts/quickstart/.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { preferPort, startService, type RunningService } from '@pepeunit/common';
+import { startService, type RunningService } from '@pepeunit/common';
 import { resolvePostgres, createDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { PortTakenError, planPorts, type PortPlan } from './quickstart/ports.ts';
+import { initialDatabase, readPlatformState, writePlatformState, type QuickstartService } from './quickstart/state.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'));
 const logDir = join(dataDir, 'logs');
 mkdirSync(logDir, { recursive: true });
 const tsx = ['--import', 'tsx'];
+const movePorts = process.argv.includes('--move-ports');
 const started: RunningService[] = [];
 let stopPostgres: () => Promise<void> = async () => {};
 let stopping = false;
@@ -63,8 +69,50 @@ async function shutdown(code: number): Promise<never> {
   process.exit(code);
 }
 
+function portOverride(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${name}=${JSON.stringify(raw)} is not a port (1-65535)`);
+  return port;
+}
+
+/** This checkout's database and ports: recorded at the first start, reused afterwards. */
+async function platformState(): Promise<{ database: string; plan: PortPlan }> {
+  const previous = readPlatformState(dataDir);
+  const initial = previous ? undefined : initialDatabase(dataDir);
+  const database = previous?.database ?? initial!.database;
+  if (initial?.legacy) {
+    say(`  Note: this data folder predates per-checkout databases and keeps using the shared database "pepeunit".`);
+    say(`        Other checkouts made before this version may share it; start from an empty PU_DATA_DIR to get a private one.`);
+  }
+  const services: QuickstartService[] = ['backend'];
+  if (!process.env.PU_MQTT_HOST) services.push('mqtt', 'emqx_api');
+  if (!process.env.PU_CLICKHOUSE_DATABASE_URL) services.push('clickhouse');
+  const plan = await planPorts({
+    dataDir,
+    services,
+    recorded: previous?.ports ?? {},
+    overrides: {
+      backend: portOverride('PU_BACKEND_PORT'),
+      mqtt: portOverride('PU_EMBEDDED_MQTT_PORT'),
+      emqx_api: portOverride('PU_EMBEDDED_EMQX_API_PORT'),
+      clickhouse: portOverride('PU_EMBEDDED_CLICKHOUSE_PORT'),
+    },
+    movePorts,
+    commit: (chosen) => writePlatformState(dataDir, { version: 1, database, ports: { ...previous?.ports, ...chosen.ports } }),
+  });
+  for (const move of plan.moved) say(`  Moved the ${move.service} port ${move.from} -> ${move.to} (recorded in ${join(dataDir, 'platform.json')}).`);
+  if (plan.moved.some((m) => m.service === 'backend' || m.service === 'mqtt')) {
+    say('  Units set up before this move have the old port in their env.json: download it again (GET /pepeunit/api/v1/units/env/{uuid}).');
+  }
+  return { database, plan };
+}
+
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const { database, plan } = await platformState();
+  const ports = plan.ports;
   const secrets = platformSecrets();
   const env: NodeJS.ProcessEnv = {
     PU_DOMAIN: 'localhost',
@@ -74,6 +122,9 @@ async function main(): Promise<void> {
     PU_FF_GRAFANA_INTEGRATION_ENABLE: 'False',
     PU_SAVE_REPO_PATH: join(dataDir, 'repo_cache'),
     PU_BACKEND_HOST: '127.0.0.1',
+    // Devices on this machine reach REST at http://localhost:<port>: the port goes into the
+    // PU_DOMAIN of their env.json (topics and tokens keep the bare domain).
+    PU_PUBLIC_PORT: String(ports.backend),
     ...secrets,
     ...process.env, // what the operator sets always wins
   };
@@ -87,15 +138,15 @@ async function main(): Promise<void> {
   });
   stopPostgres = postgres.stop;
   if (!process.env.PU_SQLALCHEMY_DATABASE_URL) {
-    await createDatabase(postgres.adminUrl, 'pepeunit');
-    env.PU_SQLALCHEMY_DATABASE_URL = databaseUrl(postgres.adminUrl, 'pepeunit');
+    await createDatabase(postgres.adminUrl, database);
+    env.PU_SQLALCHEMY_DATABASE_URL = databaseUrl(postgres.adminUrl, database);
   }
-  say(`  PostgreSQL: ${postgres.source}`);
+  say(`  PostgreSQL: ${postgres.source}${process.env.PU_SQLALCHEMY_DATABASE_URL ? '' : `, database ${database}`}`);
 
   // ClickHouse
   if (!process.env.PU_CLICKHOUSE_DATABASE_URL) {
     say('Starting embedded ClickHouse (chdb) ...');
-    const port = await preferPort(Number(process.env.PU_EMBEDDED_CLICKHOUSE_PORT ?? 18123));
+    const port = ports.clickhouse;
     const clickhouse = await startService({
       name: 'clickhouse',
       command: process.execPath,
@@ -111,8 +162,8 @@ async function main(): Promise<void> {
   // MQTT broker
   if (!process.env.PU_MQTT_HOST) {
     say('Starting embedded MQTT broker (EMQX-compatible) ...');
-    const mqttPort = await preferPort(Number(process.env.PU_EMBEDDED_MQTT_PORT ?? 1883), '0.0.0.0');
-    const apiPort = await preferPort(Number(process.env.PU_EMBEDDED_EMQX_API_PORT ?? 18083));
+    const mqttPort = ports.mqtt;
+    const apiPort = ports.emqx_api;
     const broker = await startService({
       name: 'broker',
       command: process.execPath,
@@ -131,7 +182,7 @@ async function main(): Promise<void> {
 
   // Backend
   say('Starting backend (migrations run at start) ...');
-  const backendPort = await preferPort(Number(env.PU_BACKEND_PORT ?? 5000));
+  const backendPort = ports.backend;
   env.PU_BACKEND_PORT = String(backendPort);
   const prefix = env.PU_APP_PREFIX ?? '/pepeunit';
   const base = `http://127.0.0.1:${backendPort}`;
@@ -207,6 +258,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 main().catch(async (err: unknown) => {
-  process.stderr.write(`\nPepeunit TS failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (err instanceof PortTakenError) process.stderr.write(`\n${err.message}\n`);
+  else process.stderr.write(`\nPepeunit TS failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
   await shutdown(1);
 });

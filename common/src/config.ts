@@ -96,6 +96,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   // ---- ours ----
   v('PU_BACKEND_HOST', 'string', '0.0.0.0', 'Address the backend HTTP server binds to', { ours: true }),
   v('PU_BACKEND_PORT', 'int', '5000', 'Port of the backend HTTP server', { ours: true, min: 0, max: 65535 }),
+  v('PU_PUBLIC_PORT', 'int', '0', 'Port of the public address when it is not the default of PU_SECURE (80/443): links and the PU_DOMAIN given to units in env.json become <PU_DOMAIN>:<port> (the reference clients build their REST base as PU_HTTP_TYPE://PU_DOMAIN + prefixes). MQTT topics and JWT claims keep PU_DOMAIN alone. 0: no port (behind a reverse proxy on 80/443)', { ours: true, min: 0, max: 65535 }),
   v('PU_BACKEND_PUBLIC_URL', 'string', '', 'Base URL the broker uses to call the backend (authn/authz callbacks); default http://127.0.0.1:<PU_BACKEND_PORT>', { ours: true }),
   v('PU_EMQX_API_URL', 'string', '', 'EMQX management API base URL; default https://<PU_MQTT_HOST> or http://<PU_MQTT_HOST>:<PU_MQTT_API_PORT>', { ours: true }),
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
@@ -245,6 +246,8 @@ export function parseVariables(specs: readonly VariableSpec[], env: NodeJS.Proce
 export interface BackendConfig {
   readonly raw: Readonly<Record<string, Parsed>>;
   readonly domain: string;
+  /** Host part of public links and of the PU_DOMAIN units get: `PU_DOMAIN[:PU_PUBLIC_PORT]`. */
+  readonly publicHost: string;
   readonly secure: boolean;
   readonly appPrefix: string;
   readonly apiV1Prefix: string;
@@ -341,7 +344,10 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
   const secure = Boolean(r.PU_SECURE);
   const httpType = secure ? 'https' : 'http';
   const domain = String(r.PU_DOMAIN).trim();
-  const link = `${httpType}://${domain}`;
+  const publicPort = Number(r.PU_PUBLIC_PORT);
+  const defaultPort = secure ? 443 : 80;
+  const publicHost = publicPort > 0 && publicPort !== defaultPort ? `${domain}:${publicPort}` : domain;
+  const link = `${httpType}://${publicHost}`;
   const port = Number(r.PU_BACKEND_PORT);
   const mqttHost = String(r.PU_MQTT_HOST);
   const mqttSecure = Boolean(r.PU_MQTT_SECURE);
@@ -350,6 +356,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
   return {
     raw: r,
     domain,
+    publicHost,
     secure,
     appPrefix,
     apiV1Prefix,

@@ -65,6 +65,12 @@ export interface SimulatorOptions {
    * Prefixes come from the env. Without it, EnvUpdate/SchemaUpdate are acknowledged but nothing is downloaded.
    */
   backendUrl?: string;
+  /**
+   * Reach REST exactly as the reference clients do, from env.json alone:
+   * `PU_HTTP_TYPE://PU_DOMAIN` + `PU_APP_PREFIX` + `PU_API_ACTUAL_PREFIX` (and MQTT at
+   * `PU_MQTT_HOST:PU_MQTT_PORT`). Enables EnvUpdate/SchemaUpdate downloads without `backendUrl`.
+   */
+  restFromEnv?: boolean;
   /** Running firmware version; default `env.PU_COMMIT_VERSION`. */
   commitVersion?: string | null;
   /** State period in ms; default `PU_STATE_SEND_INTERVAL` (s) × 1000; 0 disables the timer. */
@@ -135,6 +141,8 @@ export class UnitSimulator extends EventEmitter {
       password: '',
       keepalive: Number(env.PU_MQTT_KEEPALIVE ?? 60),
       reconnectPeriod: opts.reconnectPeriodMs ?? 0,
+      // Devices retry whatever ended the connection, a refusal included (the reference clients do).
+      reconnectOnConnackError: (opts.reconnectPeriodMs ?? 0) > 0,
       connectTimeout: opts.connectTimeoutMs ?? 10_000,
       clean: true,
     });
@@ -259,6 +267,29 @@ export class UnitSimulator extends EventEmitter {
     this.#subscribed = wanted;
   }
 
+  get #restEnabled(): boolean {
+    return this.#opts.backendUrl !== undefined || this.#opts.restFromEnv === true;
+  }
+
+  /** `GET /units/env/{uuid}` with the unit token; adopts and returns the new env. */
+  async downloadEnv(): Promise<UnitEnv> {
+    const body = (await (await this.#get(`/units/env/${this.unitUuid}`)).json()) as unknown;
+    const env = (typeof body === 'string' ? JSON.parse(body) : body) as UnitEnv;
+    // The token identifies the device; keep it if the answer lacks one.
+    this.env = { ...env, PU_AUTH_TOKEN: env.PU_AUTH_TOKEN ?? this.env.PU_AUTH_TOKEN };
+    this.emit('env', this.env);
+    return this.env;
+  }
+
+  /** `GET /units/get_current_schema/{uuid}` with the unit token; adopts it and subscribes its inputs. */
+  async downloadSchema(): Promise<UnitSchema> {
+    const body = (await (await this.#get(`/units/get_current_schema/${this.unitUuid}`)).json()) as unknown;
+    this.schema = (typeof body === 'string' ? JSON.parse(body) : body) as UnitSchema;
+    await this.#subscribeSchema();
+    this.emit('schema', this.schema);
+    return this.schema;
+  }
+
   #apiUrl(path: string): string {
     const origin = this.#opts.backendUrl ?? `${String(this.env.PU_HTTP_TYPE ?? 'https')}://${this.env.PU_DOMAIN}`;
     return `${origin.replace(/\/$/, '')}${this.env.PU_APP_PREFIX ?? '/pepeunit'}${this.env.PU_API_ACTUAL_PREFIX ?? '/api/v1'}${path}`;
@@ -308,20 +339,13 @@ export class UnitSimulator extends EventEmitter {
         return;
       }
       case 'EnvUpdate': {
-        if (!this.#opts.backendUrl) return;
-        const body = (await (await this.#get(`/units/env/${this.unitUuid}`)).json()) as unknown;
-        const env = (typeof body === 'string' ? JSON.parse(body) : body) as UnitEnv;
-        // The token identifies the device; keep it if the answer lacks one.
-        this.env = { ...env, PU_AUTH_TOKEN: env.PU_AUTH_TOKEN ?? this.env.PU_AUTH_TOKEN };
-        this.emit('env', this.env);
+        if (!this.#restEnabled) return;
+        await this.downloadEnv();
         return;
       }
       case 'SchemaUpdate': {
-        if (!this.#opts.backendUrl) return;
-        const body = (await (await this.#get(`/units/get_current_schema/${this.unitUuid}`)).json()) as unknown;
-        this.schema = (typeof body === 'string' ? JSON.parse(body) : body) as UnitSchema;
-        await this.#subscribeSchema();
-        this.emit('schema', this.schema);
+        if (!this.#restEnabled) return;
+        await this.downloadSchema();
         return;
       }
       case 'LogSync':

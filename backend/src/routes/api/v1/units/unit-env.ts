@@ -39,7 +39,8 @@ export type EnvDict = Record<string, unknown>;
 /** The generated variables (§7.5 table); PU_SECRET_KEY and PU_ENCRYPT_KEY are fresh on every call. */
 export function generatedEnv(config: BackendConfig, unitUuid: string): EnvDict {
   return {
-    PU_DOMAIN: config.domain,
+    // The reference clients build their REST base from it: host and, off 80/443, the port.
+    PU_DOMAIN: config.publicHost,
     PU_HTTP_TYPE: config.links.httpType,
     PU_APP_PREFIX: config.appPrefix,
     PU_API_ACTUAL_PREFIX: config.apiV1Prefix,
