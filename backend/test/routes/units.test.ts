@@ -7,11 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { unitToken } from '@pepeunit/common';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { defaultWorkRoot } from '../../src/services/firmware/index.ts';
+import { waitFor } from '../../../tests/src/wait.ts';
 import { DOMAIN, ENV_V2, SCHEMA_V2, startUnitsEnv, type UnitsTestEnv } from '../firmware/unit-fixture.ts';
 
 const exec = promisify(execFile);
@@ -260,9 +263,44 @@ test('firmware: zip, tar and tgz (wbits 9, level 9) unpack to the repository min
   assert.match(badLevel.body.detail, /^422: 7: Unit Validation Error: Level 13 is not valid/);
   assert.equal((await env.call('GET', `/units/firmware/zip/${unit.uuid}`, { token: env.other.token })).status, 403);
 
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  const leftovers = await readdir(defaultWorkRoot()).catch(() => [] as string[]);
-  assert.deepEqual(leftovers.filter((name) => name.length === 36), [], 'temporary build directories are removed');
+  await waitFor(async () => (await buildLeftovers()).length === 0, { what: 'temporary build directories and archive files removed' });
+});
+
+/** Build directories (`<uuid>`) and archive files (`<uuid>.<format>`) left in the work root. */
+async function buildLeftovers(): Promise<string[]> {
+  const names = await readdir(defaultWorkRoot()).catch(() => [] as string[]);
+  return names.filter((name) => /^[0-9a-f-]{36}(\.(zip|tar|tgz))?$/.test(name));
+}
+
+/**
+ * GET over a raw socket as the MicroPython client does (HTTP/1.1, Connection: close, the body
+ * written to a file as it arrives, chunked transfer encoding never decoded).
+ */
+async function rawGet(port: number, path: string, token: string): Promise<{ headers: Map<string, string>; body: Buffer }> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nx-auth-token: ${token}\r\n\r\n`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  const raw = Buffer.concat(chunks);
+  const end = raw.indexOf('\r\n\r\n');
+  const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
+  assert.match(lines[0] ?? '', /^HTTP\/1\.1 200 /);
+  const headers = new Map(lines.slice(1).map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()] as [string, string]));
+  return { headers, body: raw.subarray(end + 4) };
+}
+
+test('firmware archives carry Content-Length: a raw socket reader that never decodes chunks saves archives that unpack', async () => {
+  await env.backend.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (env.backend.app.server.address() as net.AddressInfo).port;
+  for (const format of ['zip', 'tar', 'tgz'] as const) {
+    const { headers, body } = await rawGet(port, `/pepeunit/api/v1/units/firmware/${format}/${unit.uuid}${format === 'tgz' ? '?wbits=9&level=9' : ''}`, unit.token);
+    assert.equal(headers.get('transfer-encoding'), undefined, `${format}: not chunked`);
+    assert.equal(Number(headers.get('content-length')), body.length, `${format}: Content-Length is the body length`);
+    let archive = body;
+    if (format === 'tgz') archive = inflateSync(body, { windowBits: 9 });
+    await assertFirmwareTree(await extract(format === 'zip' ? 'zip' : 'tar', archive));
+  }
+  await waitFor(async () => (await buildLeftovers()).length === 0, { what: 'archive files removed after sending' });
 });
 
 test('state storage: encrypted round trip, "" clears, too long is a CipherError', async () => {

@@ -8,10 +8,12 @@
  * stream closes (fully sent, aborted by the client, or failed).
  */
 import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
 import { applyIgnoreRules, collectEntries, type ArchiveEntry } from './entries.js';
 import { IgnoreMatcher } from './pepeignore.js';
 import { tarStream } from './tar.js';
@@ -128,6 +130,49 @@ export function firmwareArchiveStream(
     build.cleanup().catch((error: unknown) => onCleanupError?.(error));
   });
   return stream;
+}
+
+export interface FirmwareArchiveFile {
+  readonly path: string;
+  /** Bytes: sent as Content-Length (the MicroPython client saves the raw body, chunk framing included). */
+  readonly size: number;
+  /** A read stream of the file; the file and the build are removed when it closes. */
+  open(onCleanupError?: (error: unknown) => void): Readable;
+  /** Removes the file and the build without reading it. */
+  discard(): Promise<void>;
+}
+
+/**
+ * The archive written to a file beside the build first, so its length is known before the
+ * response starts: the reference sends Content-Length, and clients that do not decode chunked
+ * transfer encoding (MicroPython's raw socket reader) depend on it.
+ */
+export async function firmwareArchiveFile(build: FirmwareBuild, format: ArchiveFormat, tgz: { wbits: number; level: number } = { wbits: 9, level: 9 }): Promise<FirmwareArchiveFile> {
+  const path = `${build.directory}.${format}`;
+  const discard = async (): Promise<void> => {
+    await rm(path, { force: true });
+    await build.cleanup();
+  };
+  try {
+    const archive = firmwareArchiveStream({ ...build, cleanup: async () => {} }, format, tgz);
+    await streamPipeline(archive, createWriteStream(path, { mode: 0o600 }));
+    const { size } = await stat(path);
+    return {
+      path,
+      size,
+      discard,
+      open(onCleanupError) {
+        const stream = createReadStream(path);
+        stream.once('close', () => {
+          discard().catch((error: unknown) => onCleanupError?.(error));
+        });
+        return stream;
+      },
+    };
+  } catch (error) {
+    await discard();
+    throw error;
+  }
 }
 
 export const ARCHIVE_CONTENT_TYPES: Record<ArchiveFormat, string> = {

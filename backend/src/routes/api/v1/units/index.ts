@@ -15,7 +15,7 @@ import {
   UnitsResult,
   UnitUpdate,
 } from '../../../../schemas/units.js';
-import { ARCHIVE_CONTENT_TYPES, firmwareArchiveStream, type ArchiveFormat } from '../../../../services/firmware/index.js';
+import { ARCHIVE_CONTENT_TYPES, firmwareArchiveFile, type ArchiveFormat } from '../../../../services/firmware/index.js';
 import { UnitsService } from './units-service.js';
 
 /**
@@ -100,10 +100,12 @@ const units: FastifyPluginAsyncTypebox = async (app) => {
         const agent = await request.agent();
         requireAgent(agent, ['User', 'Unit']);
         const build = await service.prepareFirmware(agent, request.params.uuid, format, tgz);
-        const stream = firmwareArchiveStream(build, format, tgz, (err) => request.log.warn({ err }, 'firmware build directory not removed'));
+        const archive = await firmwareArchiveFile(build, format, tgz);
+        const stream = archive.open((err) => request.log.warn({ err }, 'firmware build directory not removed'));
         stream.on('error', (err) => request.log.error({ err }, 'firmware archive stream failed'));
         return reply
           .header('content-type', ARCHIVE_CONTENT_TYPES[format])
+          .header('content-length', archive.size)
           .header('content-disposition', `attachment; filename="${request.params.uuid}.${format}"`)
           .send(stream);
       },
