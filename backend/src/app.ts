@@ -31,7 +31,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger,
     bodyLimit: 8 * 1024 * 1024,
-    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+    // Unknown body and query fields are dropped, as the reference (pydantic) ignores them; known fields stay validated.
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false } },
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.decorate('deps', deps);

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { projectInfo } from '../version.js';
 
 const RootSchema = Type.Object({
@@ -21,25 +21,60 @@ const RootSchema = Type.Object({
   }),
 });
 
+/**
+ * What the instance actually serves, not what its flags ask for: a flag is reported on only when
+ * the feature is configured and its module is running (clients offer features from these flags).
+ * The Telegram bot needs PU_TELEGRAM_TOKEN and the bot module (`app.telegramBot`); the Grafana
+ * integration needs its module (`app.grafana`).
+ */
+export function servedFeatures(app: FastifyInstance): {
+  telegramBot: boolean;
+  grafana: boolean;
+  datapipe: boolean;
+  datapipeDefaultLastValue: boolean;
+  prometheus: boolean;
+} {
+  const { featureFlags, raw } = app.config;
+  return {
+    telegramBot: featureFlags.telegramBot && Boolean(raw.PU_TELEGRAM_TOKEN) && app.hasDecorator('telegramBot'),
+    grafana: featureFlags.grafana && app.hasDecorator('grafana'),
+    datapipe: featureFlags.datapipe,
+    datapipeDefaultLastValue: featureFlags.datapipe && featureFlags.datapipeDefaultLastValue,
+    prometheus: featureFlags.prometheus,
+  };
+}
+
 /** `GET /pepeunit`: instance information in the reference shape (pepeunit-backend.md §5.1). */
 const root: FastifyPluginAsync = async (app) => {
   const { config } = app;
+  app.addHook('onReady', async () => {
+    const served = servedFeatures(app);
+    if (config.featureFlags.telegramBot && !served.telegramBot) {
+      app.log.warn('PU_FF_TELEGRAM_BOT_ENABLE is on, but the Telegram bot is not running (PU_TELEGRAM_TOKEN empty or no bot module): GET /pepeunit reports it off');
+    }
+    if (config.featureFlags.grafana && !served.grafana) {
+      app.log.warn('PU_FF_GRAFANA_INTEGRATION_ENABLE is on, but the Grafana integration is not running: GET /pepeunit reports it off');
+    }
+  });
   app.get(config.appPrefix, {
     schema: { tags: ['instance'], summary: 'Instance information', response: { 200: RootSchema } },
-  }, async () => ({
-    ...projectInfo,
-    swagger: `${config.links.linkPrefix}/docs`,
-    // GraphQL is out of scope (REST + OpenAPI is the API); the key is kept for client compatibility.
-    graphql: `${config.links.linkPrefix}/graphql`,
-    grafana: `${config.links.link}/grafana/`,
-    telegram_bot: String(config.raw.PU_TELEGRAM_BOT_LINK ?? ''),
-    feature_flags: {
-      pu_ff_telegram_bot_enable: config.featureFlags.telegramBot,
-      pu_ff_grafana_integration_enable: config.featureFlags.grafana,
-      pu_ff_datapipe_enable: config.featureFlags.datapipe,
-      pu_ff_datapipe_default_last_value_enable: config.featureFlags.datapipeDefaultLastValue,
-      pu_ff_prometheus_enable: config.featureFlags.prometheus,
-    },
-  }));
+  }, async () => {
+    const served = servedFeatures(app);
+    return {
+      ...projectInfo,
+      swagger: `${config.links.linkPrefix}/docs`,
+      // GraphQL is out of scope (REST + OpenAPI is the API); the key is kept for client compatibility.
+      graphql: `${config.links.linkPrefix}/graphql`,
+      grafana: served.grafana ? `${config.links.link}/grafana/` : '',
+      telegram_bot: served.telegramBot ? String(config.raw.PU_TELEGRAM_BOT_LINK ?? '') : '',
+      feature_flags: {
+        pu_ff_telegram_bot_enable: served.telegramBot,
+        pu_ff_grafana_integration_enable: served.grafana,
+        pu_ff_datapipe_enable: served.datapipe,
+        pu_ff_datapipe_default_last_value_enable: served.datapipeDefaultLastValue,
+        pu_ff_prometheus_enable: served.prometheus,
+      },
+    };
+  });
 };
 export default root;

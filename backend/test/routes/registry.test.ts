@@ -316,6 +316,19 @@ describe('repository registry', () => {
     assert.deepEqual(mine.body, { credentials: { username: 'alice', pat_token: '********' }, status: 'Valid' });
     assert.equal((await t.call('GET', `/repository_registry/get_credentials/${uuid}`, { token: bob.token })).body, null);
 
+    // The masked form sent back (a form that round-trips) keeps the real token; it is never stored as "********".
+    const roundTrip = await t.call('PATCH', `/repository_registry/set_credentials/${uuid}`, { token: alice.token, body: mine.body.credentials });
+    assert.equal(roundTrip.status, 204, roundTrip.raw);
+    const storedToken = async () => {
+      const { rows } = await t.backend.deps.pg.query('SELECT cipher_credentials_private_repository AS c FROM repository_registry WHERE uuid = $1', [uuid]);
+      return JSON.parse(t.backend.app.cipher.decrypt(rows[0].c))[alice.uuid].credentials.pat_token;
+    };
+    assert.equal(await storedToken(), 'ghp_AliceToken000');
+    assert.equal((await t.call('GET', `/repository_registry/get_credentials/${uuid}`, { token: alice.token })).body.status, 'Valid');
+    const maskOnly = await t.call('PATCH', `/repository_registry/set_credentials/${uuid}`, { token: bob.token, body: { username: 'bob', pat_token: '********' } });
+    assert.equal(maskOnly.status, 422, 'a mask is not a token for a user without stored credentials');
+    assert.equal((await t.call('GET', `/repository_registry/get_credentials/${uuid}`, { token: bob.token })).body, null, 'nothing stored');
+
     // bob joins with wrong credentials (Error), then with right ones (Valid)
     const wrong = await t.call('PATCH', `/repository_registry/set_credentials/${uuid}`, { token: bob.token, body: { username: 'bob', pat_token: 'ghp_Wrong' } });
     assert.equal(wrong.status, 204);

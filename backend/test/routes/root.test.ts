@@ -11,7 +11,13 @@ let backend: RunningBackend;
 before(async () => {
   db = await createTestDatabases('root');
   broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  const config = testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_TELEGRAM_BOT_LINK: 'https://t.me/TestBot' });
+  // The flags ask for Telegram and Grafana, but neither is configured and running.
+  const config = testBackendConfig(db, {
+    PU_MQTT_PORT: String(broker.mqttPort),
+    PU_TELEGRAM_BOT_LINK: 'https://t.me/TestBot',
+    PU_FF_TELEGRAM_BOT_ENABLE: 'True',
+    PU_FF_GRAFANA_INTEGRATION_ENABLE: 'True',
+  });
   backend = await startBackend(config, testLogger);
 });
 
@@ -21,15 +27,15 @@ after(async () => {
   await db?.drop();
 });
 
-test('GET /pepeunit answers instance info in the reference shape', async () => {
+test('GET /pepeunit answers instance info in the reference shape; flags report what is served, not what is asked', async () => {
   const res = await backend.app.inject({ method: 'GET', url: '/pepeunit' });
   assert.equal(res.statusCode, 200);
   const body = res.json();
   assert.equal(body.name, 'pepeunit-ts');
   assert.match(body.version, /^\d+\.\d+\.\d+/);
   assert.equal(body.swagger, 'http://test.pepeunit.local/pepeunit/docs');
-  assert.equal(body.grafana, 'http://test.pepeunit.local/grafana/');
-  assert.equal(body.telegram_bot, 'https://t.me/TestBot');
+  assert.equal(body.grafana, '', 'no Grafana integration runs');
+  assert.equal(body.telegram_bot, '', 'no bot runs (no token)');
   assert.deepEqual(body.feature_flags, {
     pu_ff_telegram_bot_enable: false,
     pu_ff_grafana_integration_enable: false,

@@ -149,3 +149,17 @@ test('accounts created by the reference backend (PBKDF2 hashes) still log in and
   assert.match(rows[0].hashed_password, /^scrypt\$/);
   assert.equal((await call('POST', '/users/auth', { body: { credentials: 'legacy_user', password: 'OldPassw0rd' } })).status, 200);
 });
+
+test('unknown body fields are ignored as the reference does; known fields stay validated', async () => {
+  // `role` and `status` are not fields of the create body: dropped, never obeyed.
+  const created = await call('POST', '/users', { body: { login: 'extra_fields', password: 'Passw0rd!x', role: 'Admin', status: 'Verified', unknown: { nested: [1, 2] } } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.role, 'User');
+  assert.equal(created.body.status, 'Unverified');
+  const auth = await call('POST', '/users/auth', { body: { credentials: 'extra_fields', password: 'Passw0rd!x', remember_me: true } });
+  assert.equal(auth.status, 200, JSON.stringify(auth.body));
+  const badKnown = await call('POST', '/users', { body: { login: 'ab', password: 'Passw0rd!x', extra: 1 } });
+  assert.equal(badKnown.status, 422, 'a bad known field is still refused');
+  const missing = await call('POST', '/users', { body: { password: 'Passw0rd!x', extra: 1 } });
+  assert.equal(missing.status, 422, 'a missing required field is still refused');
+});

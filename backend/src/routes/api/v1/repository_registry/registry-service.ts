@@ -265,9 +265,17 @@ export class RegistryService {
     const row = await this.get(uuid);
     if (row.is_public_repository) throw new RepositoryRegistryError('This Repository is Public');
     if (!credentials.username.trim() || !credentials.pat_token.trim()) throw new RepositoryRegistryError('Credentials is not valid');
-    const stored = { username: credentials.username, pat_token: credentials.pat_token };
+    // get_credentials shows the token masked; sending the mask back means "keep my token" (a
+    // form that round-trips), never "my token is ********".
+    let patToken = credentials.pat_token;
+    if (patToken === MASKED_TOKEN) {
+      const current = this.credentialMap(row)[agent.uuid];
+      if (!current) throw new RepositoryRegistryError('Credentials is not valid: send the token itself, not its mask');
+      patToken = current.credentials.pat_token;
+    }
+    const stored = { username: credentials.username, pat_token: patToken };
     // verified before storing: a failing API call changes nothing
-    const status = await this.verifyCredentials(row.platform, row.repository_url, credentials);
+    const status = await this.verifyCredentials(row.platform, row.repository_url, stored);
     await updateCredentialMap(this.pg, this.cipher, uuid, (map) => {
       map[agent.uuid] = { credentials: stored, status };
     });
