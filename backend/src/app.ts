@@ -21,6 +21,7 @@ import datapipeEventsPlugin from './services/datapipe-events.js';
 import registryServicesPlugin from './routes/api/v1/repository_registry/plugin.js';
 import registryRoutes from './routes/api/v1/repository_registry/index.js';
 import reposRoutes from './routes/api/v1/repos/index.js';
+import metricsRoutes from './routes/api/v1/metrics/index.js';
 import { Cipher } from './security/cipher.js';
 
 /**
@@ -62,5 +63,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // -- repository registry and repos (issue 4) --
   await app.register(registryRoutes, { prefix: `${api}/repository_registry` });
   await app.register(reposRoutes, { prefix: `${api}/repos` });
+  await app.register(metricsRoutes, { prefix: `${api}/metrics` });
   return app as unknown as FastifyInstance;
 }

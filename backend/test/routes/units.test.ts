@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -319,6 +320,35 @@ test('state storage: encrypted round trip, "" clears, too long is a CipherError'
   assert.equal((await env.call('GET', `/units/get_state_storage/${unit.uuid}`, { token: unit.token })).body, '{"mode": "auto"}', 'unchanged');
   await env.call('POST', `/units/set_state_storage/${unit.uuid}`, { token: unit.token, body: { state: '' } });
   assert.equal((await pg().query('SELECT cipher_state_storage FROM units WHERE uuid = $1', [unit.uuid])).rows[0].cipher_state_storage, null);
+});
+
+test('log_list without limit: one page of PU_MAX_PAGINATION_SIZE, the total in count and next_offset, never a silent cut', async () => {
+  const max = env.backend.deps.config.maxPaginationSize;
+  const total = max + 37;
+  const base = Date.UTC(2026, 0, 1);
+  await env.db.clickhouse.insert({
+    table: 'unit_logs',
+    format: 'JSONEachRow',
+    values: Array.from({ length: total }, (_, i) => ({
+      uuid: randomUUID(),
+      level: 'Info',
+      unit_uuid: unit.uuid,
+      text: `paged ${i}`,
+      create_datetime: new Date(base + i * 1000).toISOString().replace('T', ' ').replace('Z', ''),
+      expiration_datetime: Math.floor(Date.now() / 1000) + 3600,
+    })),
+  });
+  const first = await env.call('GET', `/units/log_list/?uuid=${unit.uuid}&order_by_create_date=asc`, { token: env.owner.token });
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  assert.equal(first.body.unit_logs.length, max);
+  assert.equal(first.body.count, total, 'count is the total, not the page');
+  assert.equal(first.body.next_offset, max);
+  const rest = await env.call('GET', `/units/log_list/?uuid=${unit.uuid}&order_by_create_date=asc&offset=${first.body.next_offset}`, { token: env.owner.token });
+  assert.equal(rest.body.unit_logs.length, total - max);
+  assert.equal(rest.body.next_offset, null, 'the last page says so');
+  const texts = [...first.body.unit_logs, ...rest.body.unit_logs].map((l: { text: string }) => l.text);
+  assert.deepEqual(texts, Array.from({ length: total }, (_, i) => `paged ${i}`), 'every row exactly once, in order');
+  await env.db.clickhouse.command({ query: 'ALTER TABLE unit_logs DELETE WHERE unit_uuid = {u:UUID}', query_params: { u: unit.uuid }, clickhouse_settings: { mutations_sync: '1' } });
 });
 
 test('commands reach a subscriber on the input base topic; Update records RequestSent; LogSync clears ClickHouse logs', async () => {

@@ -17,6 +17,9 @@ import {
 } from '../../../../schemas/units.js';
 import { ARCHIVE_CONTENT_TYPES, firmwareArchiveFile, type ArchiveFormat } from '../../../../services/firmware/index.js';
 import { UnitsService } from './units-service.js';
+import { TOML_MAX_CHARS, pepeunitTomlToMarkdown } from './toml-markdown.js';
+import multipart from '@fastify/multipart';
+import { ReadmeGenerationError } from '../../../../errors.js';
 
 /**
  * `/pepeunit/api/v1/units` (pepeunit-backend.md §5.5). The unit-facing paths (env, schema,
@@ -127,9 +130,47 @@ const units: FastifyPluginAsyncTypebox = async (app) => {
     return reply.type('application/json; charset=utf-8').serializer((value: unknown) => JSON.stringify(value)).send(state);
   });
 
+  if (!app.hasRequestDecorator('file')) {
+    await app.register(multipart, { limits: { files: 1, fields: 5, parts: 10, fieldSize: 16 * 1024 } });
+  }
+
+  // pepeunit.toml (multipart field `file`) -> README Markdown (reference §7.8).
+  app.post('/convert_toml_to_md', { schema: { tags, consumes: ['multipart/form-data'], produces: ['text/markdown'] } }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    if (!request.isMultipart()) throw new ReadmeGenerationError('Upload pepeunit.toml as multipart/form-data in the field "file"');
+    let part;
+    try {
+      // 4 bytes per character at most: the character limit is checked after decoding.
+      part = await request.file({ limits: { fileSize: TOML_MAX_CHARS * 4, files: 1 } });
+    } catch (err) {
+      throw new ReadmeGenerationError(`The upload is not a valid multipart/form-data body: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!part || part.fieldname !== 'file') {
+      part?.file.resume();
+      throw new ReadmeGenerationError('The multipart field "file" with pepeunit.toml is required');
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await part.toBuffer();
+    } catch (err) {
+      if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw new ReadmeGenerationError(`pepeunit.toml is longer than ${TOML_MAX_CHARS} characters`);
+      throw new ReadmeGenerationError(`The upload could not be read: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    let source: string;
+    try {
+      source = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw new ReadmeGenerationError('pepeunit.toml is not valid UTF-8');
+    }
+    return reply.type('text/markdown; charset=utf-8').send(pepeunitTomlToMarkdown(source));
+  });
+
   app.get('/log_list/', {
     schema: {
       tags,
+      description:
+        'Logs of a unit. `limit` 0 or absent returns one page of PU_MAX_PAGINATION_SIZE rows (the reference meant "all"): `count` is the total matching rows and `next_offset` the offset of the next page, null when this page is the last.',
       querystring: Type.Object({
         uuid: Type.String({ format: 'uuid' }),
         level: Type.Optional(Type.Array(Type.Union(['Debug', 'Info', 'Warning', 'Error', 'Critical'].map((l) => Type.Literal(l))))),

@@ -424,7 +424,8 @@ export class UnitsService {
   /**
    * `GET /units/log_list/` (reference §7.7): the unit's logs from ClickHouse, newest first by
    * default; an explicitly empty level list returns nothing. Values are bound; `limit` is capped at
-   * PU_MAX_PAGINATION_SIZE (0/absent = the cap).
+   * PU_MAX_PAGINATION_SIZE (0/absent = the cap, where the reference meant "everything"): `count` is
+   * the total and `next_offset` the offset of the next page (null on the last), so a cut is never silent.
    */
   async logs(agent: Agent, query: { uuid: string; level?: string[]; order_by_create_date?: 'asc' | 'desc'; offset?: number; limit?: number }) {
     const unit = await this.loadOwned(agent, query.uuid);
@@ -432,7 +433,7 @@ export class UnitsService {
     const limit = query.limit && query.limit > 0 ? query.limit : max;
     if (limit > max) throw new ValidationError(`limit must be <= ${max}`);
     const levels = query.level ?? ['Debug', 'Info', 'Warning', 'Error', 'Critical'];
-    if (levels.length === 0) return { count: 0, unit_logs: [] };
+    if (levels.length === 0) return { count: 0, unit_logs: [], next_offset: null };
     const params = { unit: unit.uuid, levels, limit, offset: query.offset ?? 0 };
     const where = 'unit_uuid = {unit:UUID} AND level IN {levels:Array(String)}';
     const order = query.order_by_create_date === 'asc' ? 'ASC' : 'DESC';
@@ -449,8 +450,10 @@ export class UnitsService {
     ]);
     const count = Number(((await countResult.json()) as Array<{ n: string }>)[0]?.n ?? 0);
     const rows = (await rowsResult.json()) as Array<{ uuid_text: string; level_text: string; unit_text: string; text: string; create_ms: string | number; expiration_s: string | number }>;
+    const nextOffset = params.offset + rows.length;
     return {
       count,
+      next_offset: rows.length > 0 && nextOffset < count ? nextOffset : null,
       unit_logs: rows.map((r) => ({
         uuid: r.uuid_text,
         level: r.level_text,
