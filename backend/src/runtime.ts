@@ -14,6 +14,7 @@ import { RepoVersions, loadRepoSource } from './routes/api/v1/units/repo-version
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
 // -- registry sync job (issue 4) --
 import { startRegistrySyncJob, type RegistrySyncJob } from './jobs/registry-sync.js';
+import { startUnitsAutoUpdate, type UnitsAutoUpdate } from './jobs/units-auto-update.js';
 
 export interface RunningBackend {
   readonly app: FastifyInstance;
@@ -24,6 +25,8 @@ export interface RunningBackend {
   readonly systemTopics: SystemTopicsConsumer;
   /** Periodic registry sync (PU_REGISTRY_SYNC_INTERVAL_HOURS; 0 = none) and its start-up tasks. */
   readonly registrySync: RegistrySyncJob;
+  /** Automatic firmware updates of units that follow their Repo (after syncs, repo changes, periodically). */
+  readonly unitsAutoUpdate: UnitsAutoUpdate;
   close(): Promise<void>;
 }
 
@@ -156,6 +159,8 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   });
   // -- registry sync job (issue 4): periodic sync, start-up reset of stuck syncs, clone missing copies --
   const registrySync = startRegistrySyncJob(app);
+  const unitsAutoUpdate = startUnitsAutoUpdate(app);
+  app.repos.setRepoChangedListener((repoUuid) => void unitsAutoUpdate.requestRepo(repoUuid, 'repo settings changed'));
   return {
     app,
     deps,
@@ -163,9 +168,11 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     emqx: control,
     systemTopics,
     registrySync,
+    unitsAutoUpdate,
     async close() {
       await systemTopics.close();
       await registrySync.stop();
+      await unitsAutoUpdate.stop();
       await app.close();
       await pipeRules.close();
       await control.close();

@@ -105,6 +105,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_GIT_ALLOWED_PROTOCOLS', 'string', 'https,http', 'URL schemes the registry may clone from (comma-separated; tests add file)', { ours: true }),
   v('PU_GIT_PLATFORM_API_BASE_URL', 'string', '', 'Override of the GitHub/GitLab API base URL (empty: derived from the repository URL as the reference does; tests point it at a local server)', { ours: true }),
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
+  v('PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES', 'int', '60', 'Minutes between the safety-net runs of automatic unit updates (units with is_auto_update_from_repo_unit get Update when their target moved; syncs and repo changes trigger it at once). 0 disables the periodic run', { ours: true, min: 0, max: 525600 }),
   v('PU_BACKEND_SHARE_GROUP', 'string', 'pepeunit-backend', 'Shared-subscription group of the system-topic consumer, so backend replicas split the load (empty: plain subscription)', { ours: true }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
 ];
@@ -274,6 +275,7 @@ export interface BackendConfig {
   readonly shutdownTimeoutSeconds: number;
   readonly gitAllowedProtocols: readonly string[];
   readonly registrySyncIntervalHours: number;
+  readonly unitsAutoUpdateIntervalMinutes: number;
   readonly featureFlags: {
     readonly telegramBot: boolean;
     readonly grafana: boolean;
@@ -383,6 +385,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
+    unitsAutoUpdateIntervalMinutes: Number(r.PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES),
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
       grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),

@@ -124,6 +124,7 @@ export class RepoService {
   private readonly sync: RegistrySyncService;
   private readonly logger: Logger;
   private unitsFirmwareUpdater: UnitsFirmwareUpdater = async () => {};
+  private repoChangedListener: (repoUuid: string) => void = () => {};
 
   constructor(options: RepoServiceOptions) {
     this.pg = options.pg;
@@ -194,6 +195,11 @@ export class RepoService {
   }
 
   /** Registers what "update the Units of a Repo" does (the Units module). Default: nothing. */
+  /** Called after an automatically updated Repo's settings changed (its target may have moved). */
+  setRepoChangedListener(listener: (repoUuid: string) => void): void {
+    this.repoChangedListener = listener;
+  }
+
   setUnitsFirmwareUpdater(updater: UnitsFirmwareUpdater): void {
     this.unitsFirmwareUpdater = updater;
   }
@@ -301,6 +307,8 @@ export class RepoService {
     const saved = await this.get(uuid);
     if (!saved.is_auto_update_repo && saved.default_branch && saved.default_commit) {
       await this.runUpdater(saved, 'repo pinned to a commit');
+    } else if (saved.is_auto_update_repo) {
+      this.repoChangedListener(saved.uuid);
     }
     return saved;
   }

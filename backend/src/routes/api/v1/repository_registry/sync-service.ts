@@ -84,6 +84,9 @@ export interface SyncAllSummary {
 
 type SyncTable = 'repository_registry' | 'repos';
 
+/** What a finished sync refreshed: a registry entry's shared clone or one private Repo's copy. */
+export type SyncedCopy = { readonly registryUuid: string; readonly repoUuid?: undefined } | { readonly repoUuid: string; readonly registryUuid?: undefined };
+
 interface Target {
   /** Lock and progress id: `registry:<uuid>` or `repo:<uuid>`. */
   id: string;
@@ -149,6 +152,7 @@ export class RegistrySyncService {
   private readonly progress = new Map<string, LiveProgress>();
   private syncAllRun: Promise<SyncAllSummary> | null = null;
   private closing = false;
+  private readonly syncedListeners: Array<(synced: SyncedCopy) => void> = [];
 
   constructor(options: RegistrySyncServiceOptions) {
     this.pg = options.pg;
@@ -165,6 +169,14 @@ export class RegistrySyncService {
       application_name: 'pepeunit-registry-sync',
     });
     this.lockPool.on('error', (err) => this.logger.warn({ err: err.message }, 'idle registry-sync lock connection error'));
+  }
+
+  /**
+   * Called after every successful sync of a copy in this process (a registry clone or a private
+   * Repo copy): automatic unit updates follow the versions it brought.
+   */
+  onSynced(listener: (synced: SyncedCopy) => void): void {
+    this.syncedListeners.push(listener);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -510,6 +522,16 @@ export class RegistrySyncService {
       await finish().catch(() => finish().catch((finalError: Error) => this.logger.error({ target: target.id, err: finalError.message }, 'could not record the end of a sync')));
     }
     this.logger.info({ target: target.id, trigger, status, error, durationMs: Date.now() - startedAt }, 'sync finished');
+    if (status === 'Updated') {
+      const synced: SyncedCopy = target.table === 'repository_registry' ? { registryUuid: target.uuid } : { repoUuid: target.uuid };
+      for (const listener of this.syncedListeners) {
+        try {
+          listener(synced);
+        } catch (listenerError) {
+          this.logger.warn({ target: target.id, err: (listenerError as Error).message }, 'a sync listener failed');
+        }
+      }
+    }
     return { status, error, ranHere: true, joined: false, throttled: false };
   }
 

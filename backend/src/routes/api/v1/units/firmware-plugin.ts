@@ -2,11 +2,11 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { cleanupStaleBuilds } from '../../../../services/firmware/index.js';
 import { loadUnit } from './unit-rows.js';
-import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareResult } from './unit-firmware.js';
+import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareOptions, type UnitsFirmwareResult } from './unit-firmware.js';
 
 export interface UnitsFirmware {
   /** Repo-wide update (§7.3): sync every auto-updating unit of the repo and send it Update. */
-  updateUnitsFirmware(repoUuid: string): Promise<UnitsFirmwareResult>;
+  updateUnitsFirmware(repoUuid: string, options?: UnitsFirmwareOptions): Promise<UnitsFirmwareResult>;
   /** Sends one command to one unit (no access checks: for internal callers). */
   sendCommand(unitUuid: string, command: UnitCommand): Promise<CommandResult>;
 }
@@ -27,7 +27,7 @@ export default fp(
     const stale = await cleanupStaleBuilds().catch(() => 0);
     if (stale > 0) app.log.info({ removed: stale }, 'stale firmware build directories removed');
     app.decorate('unitsFirmware', {
-      updateUnitsFirmware: (repoUuid: string) => updateUnitsFirmware(app, repoUuid),
+      updateUnitsFirmware: (repoUuid: string, options?: UnitsFirmwareOptions) => updateUnitsFirmware(app, repoUuid, options),
       sendCommand: async (unitUuid: string, command: UnitCommand) => sendUnitCommand(app, await loadUnit(app.pg, unitUuid), command),
     } satisfies UnitsFirmware);
   },

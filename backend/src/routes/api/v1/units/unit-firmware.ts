@@ -103,8 +103,8 @@ export async function sendUnitCommand(app: FastifyInstance, unit: UnitRow, comma
   if (command === 'Update') {
     await app.pg.query(
       `UPDATE units SET firmware_update_status = 'RequestSent', firmware_update_error = NULL,
-              last_firmware_update_datetime = (now() AT TIME ZONE 'utc') WHERE uuid = $1`,
-      [unit.uuid],
+              last_firmware_update_datetime = (now() AT TIME ZONE 'utc'), firmware_update_target_commit = $2 WHERE uuid = $1`,
+      [unit.uuid, target.commit],
     );
   }
   return { sent: true, topic, payload };
@@ -188,6 +188,8 @@ export interface UnitsFirmwareResult {
   repoUuid: string;
   total: number;
   updated: number;
+  /** Left alone by `onlyOutdated`: already on the target, or an Update for it in flight. */
+  skipped: number;
   failed: number;
   errors: { unitUuid: string; error: string }[];
 }
@@ -198,21 +200,55 @@ export interface UnitsFirmwareResult {
  * counted per unit; the others proceed. Used by `PATCH /repos/update_units_firmware/{uuid}`,
  * bulk updates and the hourly job (through `app.unitsFirmware`).
  */
-export async function updateUnitsFirmware(app: FastifyInstance, repoUuid: string): Promise<UnitsFirmwareResult> {
+export interface UnitsFirmwareOptions {
+  /**
+   * Automatic updates: leave out units whose device already runs the target, and units with an
+   * Update for this very target still in flight (sent less than twice the state interval ago);
+   * a target that moved since gets a new Update at once.
+   */
+  readonly onlyOutdated?: boolean;
+  /** Why the update runs, for the logs. */
+  readonly reason?: string;
+}
+
+/**
+ * Whether an automatic update should leave this unit alone for `targetCommit`: its device runs
+ * it, or an Update for it was sent less than twice the state interval ago (after that the
+ * firmware status turns Error and the unit is due again). Compared in SQL: the stored times are
+ * UTC wall times without a zone.
+ */
+export async function isUpToDateOrInFlight(client: PoolClient, unit: UnitRow, targetCommit: string, stateIntervalSeconds: number): Promise<boolean> {
+  if (unit.current_commit_version === targetCommit) return true;
+  const { rows } = await client.query<{ in_flight: boolean }>(
+    `SELECT firmware_update_status = 'RequestSent' AND firmware_update_target_commit = $2
+            AND last_firmware_update_datetime > (now() AT TIME ZONE 'utc') - make_interval(secs => $3::float8) AS in_flight
+       FROM units WHERE uuid = $1`,
+    [unit.uuid, targetCommit, 2 * stateIntervalSeconds],
+  );
+  return rows[0]?.in_flight === true;
+}
+
+export async function updateUnitsFirmware(app: FastifyInstance, repoUuid: string, options: UnitsFirmwareOptions = {}): Promise<UnitsFirmwareResult> {
   const versions = new RepoVersions(app.gitStore, await loadRepoSource(app.pg, repoUuid));
   const { rows } = await app.pg.query<{ uuid: string }>(
     'SELECT uuid FROM units WHERE repo_uuid = $1 AND is_auto_update_from_repo_unit ORDER BY create_datetime, uuid',
     [repoUuid],
   );
-  const result: UnitsFirmwareResult = { repoUuid, total: rows.length, updated: 0, failed: 0, errors: [] };
+  const result: UnitsFirmwareResult = { repoUuid, total: rows.length, updated: 0, skipped: 0, failed: 0, errors: [] };
   let nodesChanged = false;
   for (const { uuid } of rows) {
     try {
-      const { unit, changes } = await inTransaction(app.pg, async (client) => {
+      const outcome = await inTransaction(app.pg, async (client) => {
         const locked = await loadUnit(client, uuid, true);
         const plan = await planUnitSync(app, locked, versions);
+        if (options.onlyOutdated && (await isUpToDateOrInFlight(client, locked, plan.target.commit, app.config.stateSendInterval))) return null;
         return { unit: locked, changes: await applyUnitSync(app, client, locked, plan) };
       });
+      if (outcome === null) {
+        result.skipped++;
+        continue;
+      }
+      const { unit, changes } = outcome;
       if (changes.created.length > 0 || changes.deleted.length > 0) nodesChanged = true;
       await afterNodeChanges(app, changes);
       await sendUnitCommand(app, unit, 'Update', versions);
@@ -225,6 +261,8 @@ export async function updateUnitsFirmware(app: FastifyInstance, repoUuid: string
     }
   }
   if (nodesChanged) await app.acl.invalidate('unit nodes synced to a new repo version');
-  app.log.info({ repoUuid, total: result.total, updated: result.updated, failed: result.failed }, 'units firmware update finished');
+  if (result.updated > 0 || result.failed > 0 || !options.onlyOutdated) {
+    app.log.info({ repoUuid, reason: options.reason, total: result.total, updated: result.updated, skipped: result.skipped, failed: result.failed }, 'units firmware update finished');
+  }
   return result;
 }

@@ -25,6 +25,8 @@ export interface UnitRow {
   firmware_update_status: string | null;
   firmware_update_error: string | null;
   last_firmware_update_datetime: Date | null;
+  /** Ours: the commit the last Update asked for (automatic updates). */
+  firmware_update_target_commit?: string | null;
   creator_uuid: string | null;
   repo_uuid: string | null;
 }

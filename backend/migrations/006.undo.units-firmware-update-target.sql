@@ -1,0 +1,1 @@
+ALTER TABLE units DROP COLUMN IF EXISTS firmware_update_target_commit;
