@@ -8,7 +8,7 @@ import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
-import { registerPipeRules } from './services/pipe-rules.js';
+import { registerPipeRules, type PipeRules } from './services/pipe-rules.js';
 import { RepoVersions, loadRepoSource } from './routes/api/v1/units/repo-versions.js';
 // -- system topics (issue 5) --
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
@@ -25,6 +25,8 @@ export interface RunningBackend {
   readonly systemTopics: SystemTopicsConsumer;
   /** Periodic registry sync (PU_REGISTRY_SYNC_INTERVAL_HOURS; 0 = none) and its start-up tasks. */
   readonly registrySync: RegistrySyncJob;
+  /** The `pipe-` rule reconciler (DataPipe pre-filter rules in the broker). */
+  readonly pipeRules: PipeRules;
   /** Automatic firmware updates of units that follow their Repo (after syncs, repo changes, periodically). */
   readonly unitsAutoUpdate: UnitsAutoUpdate;
   close(): Promise<void>;
@@ -168,6 +170,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     emqx: control,
     systemTopics,
     registrySync,
+    pipeRules,
     unitsAutoUpdate,
     async close() {
       await systemTopics.close();

@@ -47,6 +47,9 @@ import { firstKeyword, findOutputFormat, secondStatementOffset, tokenizeSql, Sql
 import type { ClickHouseLogger } from './logger.js';
 import { silentClickHouseLogger } from './logger.js';
 
+/** ClickHouse's default `http_max_uri_size` (bytes): the longest request line and headers accepted. */
+export const HTTP_MAX_URI_SIZE = 1_048_576;
+
 export interface EmbeddedClickHouseOptions {
   /** Interface to listen on. Default 127.0.0.1 (the server has no TLS). */
   host?: string;
@@ -689,13 +692,20 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
     }
   };
 
-  const server = http.createServer((req, res) => {
+  // Query parameters travel in the URL: ClickHouse accepts URIs up to http_max_uri_size (1 MiB
+  // by default), Node only 16 KiB of headers. A statement with a few hundred bound UUIDs (the
+  // NRecords trim, reads of many nodes) must not fail here when it works on a server.
+  const server = http.createServer({ maxHeaderSize: HTTP_MAX_URI_SIZE }, (req, res) => {
     void handle(req, res);
   });
   server.keepAliveTimeout = 10_000;
   server.requestTimeout = 0; // large inserts may take a while; the body size is bounded instead
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return;
+    // Say why, as ClickHouse does, instead of an empty 400 the client reports as a blank error.
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = tooLarge ? `Code: 36. DB::Exception: URI or headers are longer than ${HTTP_MAX_URI_SIZE} bytes. (BAD_ARGUMENTS)\n` : `Code: 1000. DB::Exception: malformed HTTP request: ${err.code ?? 'parse error'}. (POCO_EXCEPTION)\n`;
+    socket.end(`HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
 
   try {

@@ -63,6 +63,10 @@ export const AUTHZ_REQUEST_BODY_TEMPLATE = Object.freeze({
 
 export const DEFAULT_LISTENER_ID = 'tcp:default';
 
+/** EMQX 5.8 `mqtt.shared_subscription_strategy` values. */
+export const SHARED_SUBSCRIPTION_STRATEGIES = ['random', 'round_robin', 'round_robin_per_group', 'sticky', 'local', 'hash_topic', 'hash_clientid'] as const;
+export type SharedSubscriptionStrategy = (typeof SHARED_SUBSCRIPTION_STRATEGIES)[number];
+
 export interface EmqxBaseOptions {
   /** Backend URL prefix EMQX calls back, e.g. `http://127.0.0.1:5000/pepeunit/api/v1`. */
   callbackBaseUrl: string;
@@ -92,6 +96,12 @@ export interface EmqxBaseOptions {
   maxTopicAlias?: number;
   /** PU_MQTT_MAX_CLIENT_ID_LEN → zone `max_clientid_len` (default 512). */
   maxClientIdLen?: number;
+  /**
+   * Zone `shared_subscription_strategy` (default `hash_topic`): one topic always reaches the same
+   * member of a `$share` group, so an ingest keeps the whole per-node state (Aggregation windows,
+   * NRecords, LastValue interval) and a backend replica the per-unit state throttle.
+   */
+  sharedSubscriptionStrategy?: SharedSubscriptionStrategy;
   /** Listener the limits apply to (default `tcp:default`). */
   listenerId?: string;
   /** Listener bind, e.g. `0.0.0.0:1883`; left as configured when omitted. */
@@ -260,10 +270,17 @@ export function buildEmqxBaseConfig(options: EmqxBaseOptions): EmqxBaseConfig {
         max_mqueue_len: integerOption('maxLenMessageQueue', options.maxLenMessageQueue, 128, 0, Number.MAX_SAFE_INTEGER),
         max_topic_levels: positiveInteger('maxTopicLevels', options.maxTopicLevels, 5, 65_535),
         max_packet_size: `${maxPayloadSizeKb}KB`,
+        shared_subscription_strategy: sharedSubscriptionStrategy(options.sharedSubscriptionStrategy),
       },
     },
     retainer: { enable: false },
   };
+}
+
+function sharedSubscriptionStrategy(value: SharedSubscriptionStrategy | undefined): SharedSubscriptionStrategy {
+  const strategy = value ?? 'hash_topic';
+  if (!SHARED_SUBSCRIPTION_STRATEGIES.includes(strategy)) throw new Error(`sharedSubscriptionStrategy must be one of ${SHARED_SUBSCRIPTION_STRATEGIES.join(', ')}`);
+  return strategy;
 }
 
 function lowerCaseHeaders(headers: Record<string, string> | undefined): Record<string, string> {
@@ -477,6 +494,15 @@ async function reconcileGlobalZone(client: EmqxManagementClient, desired: Global
   for (const root of roots) if (root in desired) body[root] = desired[root];
   await client.updateGlobalZone(body);
   note('configs/global_zone updated', { fields: diff });
+  // The ingests depend on the strategy (a node split over two ingests is aggregated in halves and
+  // written twice): read it back rather than trust the write.
+  const wanted = desired.mqtt?.shared_subscription_strategy;
+  if (wanted !== undefined) {
+    const applied = (await client.getGlobalZone()).mqtt?.shared_subscription_strategy;
+    if (applied !== wanted) {
+      throw new Error(`EMQX did not apply mqtt.shared_subscription_strategy = ${String(wanted)} in the global zone (it reads ${String(applied)}); several ingests would split one node's messages`);
+    }
+  }
 }
 
 async function reconcileRetainer(client: EmqxManagementClient, desired: RetainerConfig, note: Note): Promise<void> {

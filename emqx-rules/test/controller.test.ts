@@ -75,7 +75,7 @@ describe('buildEmqxBaseConfig', () => {
       },
     ]);
     assert.deepEqual(config.globalZone, {
-      mqtt: { max_clientid_len: 256, max_topic_alias: 16, max_qos_allowed: 1, max_mqueue_len: 64, max_topic_levels: 6, max_packet_size: '128KB' },
+      mqtt: { max_clientid_len: 256, max_topic_alias: 16, max_qos_allowed: 1, max_mqueue_len: 64, max_topic_levels: 6, max_packet_size: '128KB', shared_subscription_strategy: 'hash_topic' },
     });
     assert.deepEqual(config.retainer, { enable: false });
   });
@@ -179,6 +179,21 @@ describe('reconcileEmqxBase against the embedded broker', () => {
     const zone = await broker.client.getGlobalZone();
     assert.equal(zone.mqtt?.max_topic_levels, 5);
     assert.equal(zone.mqtt?.max_inflight, 32, 'zone keys the controller does not manage keep their values');
+    assert.equal(zone.mqtt?.shared_subscription_strategy, 'hash_topic', 'one topic -> one ingest (per-node state stays in one process)');
+  });
+
+  it('refuses to report success when the broker does not keep the shared-subscription strategy', async () => {
+    const fresh = await startTestBroker();
+    try {
+      // A broker that accepts the write but keeps its old strategy (an EMQX version or a config
+      // file override that wins): the controller must say so, not carry on.
+      const client = fresh.client;
+      const original = client.updateGlobalZone.bind(client);
+      client.updateGlobalZone = async (body) => original({ ...body, mqtt: { ...(body.mqtt ?? {}), shared_subscription_strategy: 'round_robin' } });
+      await assert.rejects(reconcileEmqxBase(client, desired), /did not apply mqtt\.shared_subscription_strategy = hash_topic.*reads round_robin/);
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('repairs drift and writes only what drifted', async () => {

@@ -10,7 +10,7 @@
  *   `pepeunit_ingest`), each message a JSON envelope `{"payload","topic","clientid","ts"}`;
  *   the broker's `publish_received_at` (`ts`, ms) is the message time. Several ingest processes
  *   share the load; per-node ordering needs the broker to route one topic to one member
- *   (EMQX `shared_subscription_strategy = hash_topic`, set by the rule reconciler).
+ *   (EMQX `shared_subscription_strategy = hash_topic`, set and verified by the EMQX controller).
  *
  * Each message is handed synchronously to the dispatcher: no await per message.
  */
