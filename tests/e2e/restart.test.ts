@@ -36,7 +36,7 @@ let broker: Awaited<ReturnType<typeof startEmbeddedBroker>> | undefined;
 let backend: RunningBackend | undefined;
 let ingest: IngestService | undefined;
 let ownerToken = '';
-const units: Array<{ uuid: string; node: string; client: MqttClient }> = [];
+const units: Array<{ uuid: string; node: string; input: string; client: MqttClient; received: string[] }> = [];
 
 const startBroker = async () => {
   broker = await startEmbeddedBroker({ mqttPort, apiPort, stateFile: brokerState, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
@@ -98,6 +98,16 @@ async function publishAndCount(phase: string): Promise<void> {
   await waitFor(async () => (await countLogs(marker)) === DEVICES * LOGS_PER_DEVICE, { timeoutMs: 30_000, what: `${DEVICES * LOGS_PER_DEVICE} log lines stored (${phase})` });
   await waitFor(async () => (await storedStates(millis)) === DEVICES, { timeoutMs: 30_000, what: `${DEVICES} states stored (${phase})` });
   assert.equal(await countLogs(marker), DEVICES * LOGS_PER_DEVICE, `every log line of ${phase} is stored once`);
+  // Commands: the backend publishes to a unit's input node through its own MQTT connection.
+  const target = units[DEVICES - 1]!;
+  await waitFor(
+    async () => {
+      const sent = await backend!.app.inject({ method: 'PATCH', url: `${api}/unit_nodes/set_state_input/${target.input}`, headers: { 'x-auth-token': ownerToken }, payload: { state: marker } });
+      assert.equal(sent.statusCode, 200, sent.body);
+      return target.received.includes(marker);
+    },
+    { timeoutMs: 30_000, intervalMs: 500, what: `a command reaches the device (${phase})` },
+  );
   // The DataPipe path: a value published now reaches the ingest (its own MQTT connection) and
   // lands in units_nodes.state through the LastValue policy.
   const value = String(Math.floor(Math.random() * 1e9));
@@ -154,6 +164,7 @@ before(async () => {
   for (let i = 0; i < DEVICES; i++) {
     const uuid = randomUUID();
     const node = randomUUID();
+    const input = randomUUID();
     const pg = backend!.deps.pg;
     await pg.query(`INSERT INTO units (uuid, visibility_level, name, create_datetime, last_update_datetime, is_auto_update_from_repo_unit, creator_uuid) VALUES ($1, 'Private', $2, now(), now(), true, $3)`, [uuid, `restart_unit_${i}`, owner]);
     await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_user_uuid, resource_type, resource_unit_uuid) VALUES (gen_random_uuid(), 'User', $1, 'Unit', $2)`, [owner, uuid]);
@@ -163,6 +174,13 @@ before(async () => {
     );
     await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_unit_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'Unit', $1, 'UnitNode', $2)`, [uuid, node]);
     await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_user_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'User', $1, 'UnitNode', $2)`, [owner, node]);
+    // An input node: commands from the backend reach the device through it.
+    await pg.query(
+      `INSERT INTO units_nodes (uuid, type, visibility_level, is_rewritable_input, topic_name, create_datetime, unit_uuid, creator_uuid) VALUES ($1, 'Input', 'Private', true, 'command/pepeunit', now(), $2, $3)`,
+      [input, uuid, owner],
+    );
+    await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_unit_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'Unit', $1, 'UnitNode', $2)`, [uuid, input]);
+    await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_user_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'User', $1, 'UnitNode', $2)`, [owner, input]);
     // Devices behave like the reference clients: they reconnect whatever ended the connection.
     const client = await mqtt.connectAsync({
       host: '127.0.0.1',
@@ -175,7 +193,13 @@ before(async () => {
       reconnectOnConnackError: true,
     });
     client.on('error', () => {}); // refusals while the backend is down are expected
-    units.push({ uuid, node, client });
+    const received: string[] = [];
+    client.on('message', (topic, payload) => {
+      if (topic === `${config.domain}/${input}/pepeunit`) received.push(payload.toString());
+    });
+    // mqtt.js subscribes again after every reconnection (clean sessions), like the reference clients.
+    await client.subscribeAsync(`${config.domain}/${input}/pepeunit`, { qos: 0 });
+    units.push({ uuid, node, input, client, received });
   }
   // A LastValue DataPipe on the first unit's node (the ingest path).
   const first = units[0]!;
