@@ -6,6 +6,7 @@
  * our own use the same `PU_` prefix. A process loads only the group(s) it needs; every problem is
  * collected and reported at once so an operator fixes a bad environment in one pass.
  */
+import { createHmac } from 'node:crypto';
 
 export type VariableKind = 'string' | 'secret' | 'int' | 'number' | 'bool' | 'enum' | 'rate' | 'url';
 
@@ -97,6 +98,8 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_BACKEND_HOST', 'string', '0.0.0.0', 'Address the backend HTTP server binds to', { ours: true }),
   v('PU_BACKEND_PORT', 'int', '5000', 'Port of the backend HTTP server', { ours: true, min: 0, max: 65535 }),
   v('PU_PUBLIC_PORT', 'int', '0', 'Port of the public address when it is not the default of PU_SECURE (80/443): links and the PU_DOMAIN given to units in env.json become <PU_DOMAIN>:<port> (the reference clients build their REST base as PU_HTTP_TYPE://PU_DOMAIN + prefixes). MQTT topics and JWT claims keep PU_DOMAIN alone. 0: no port (behind a reverse proxy on 80/443)', { ours: true, min: 0, max: 65535 }),
+  v('PU_MQTT_CALLBACK_SECRET', 'secret', '', 'Shared secret the broker sends in the x-pepeunit-broker-secret header of its authn/authz callbacks; callbacks without it are refused (401). Empty: derived from PU_SECRET_KEY (the EMQX controller configures EMQX with it). "none" disables the check (not recommended: anyone who reaches the backend can then query decisions)', { ours: true }),
+  v('PU_MQTT_CALLBACK_ALLOWED_NETWORKS', 'string', '', 'Comma-separated addresses or CIDR networks the broker callbacks may come from (empty: any address; the secret still applies)', { ours: true }),
   v('PU_BACKEND_PUBLIC_URL', 'string', '', 'Base URL the broker uses to call the backend (authn/authz callbacks); default http://127.0.0.1:<PU_BACKEND_PORT>', { ours: true }),
   v('PU_EMQX_API_URL', 'string', '', 'EMQX management API base URL; default https://<PU_MQTT_HOST> or http://<PU_MQTT_HOST>:<PU_MQTT_API_PORT>', { ours: true }),
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
@@ -275,6 +278,8 @@ export interface BackendConfig {
   readonly shutdownTimeoutSeconds: number;
   readonly gitAllowedProtocols: readonly string[];
   readonly registrySyncIntervalHours: number;
+  /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
+  readonly brokerCallbacks: { readonly secret: string | null; readonly allowedNetworks: readonly string[] };
   readonly unitsAutoUpdateIntervalMinutes: number;
   readonly featureFlags: {
     readonly telegramBot: boolean;
@@ -328,6 +333,16 @@ const LOG_LEVELS: Record<string, BackendConfig['logLevel']> = {
 
 function trimSlash(s: string): string {
   return s.endsWith('/') ? s.slice(0, -1) : s;
+}
+
+/** Name of the header carrying the broker callback secret. */
+export const BROKER_CALLBACK_SECRET_HEADER = 'x-pepeunit-broker-secret';
+
+/** The configured secret, or one derived from PU_SECRET_KEY (stable, so every replica agrees); null when disabled. */
+export function brokerCallbackSecret(configured: string, secretKey: string): string | null {
+  if (configured.toLowerCase() === 'none') return null;
+  if (configured) return configured;
+  return createHmac('sha256', secretKey).update('pepeunit broker callbacks').digest('base64url');
 }
 
 export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): BackendConfig {
@@ -385,6 +400,10 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
+    brokerCallbacks: {
+      secret: brokerCallbackSecret(String(r.PU_MQTT_CALLBACK_SECRET), String(r.PU_SECRET_KEY)),
+      allowedNetworks: String(r.PU_MQTT_CALLBACK_ALLOWED_NETWORKS).split(',').map((x) => x.trim()).filter(Boolean),
+    },
     unitsAutoUpdateIntervalMinutes: Number(r.PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES),
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),

@@ -4,3 +4,4 @@ export * from './jwt.js';
 export * from './logger.js';
 export * from './ports.js';
 export * from './process.js';
+export * from './client-ids.js';

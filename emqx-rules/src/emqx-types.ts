@@ -175,6 +175,25 @@ export interface ClientListQuery {
   fields?: 'all' | string[];
 }
 
+export interface SubscriptionListQuery {
+  page?: number;
+  limit?: number;
+  /** The filter exactly as subscribed. */
+  topic?: string;
+  /** Filters that match this topic name. */
+  match_topic?: string;
+  clientid?: string;
+  qos?: 0 | 1 | 2;
+}
+
+export interface SubscriptionInfo {
+  clientid: string;
+  topic: string;
+  qos: number;
+  node?: string;
+  [key: string]: unknown;
+}
+
 export type BanAs = 'clientid' | 'username' | 'peerhost' | 'clientid_re' | 'username_re' | 'peerhost_net';
 
 export interface BanCreate {

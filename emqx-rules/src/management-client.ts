@@ -16,6 +16,8 @@ import type {
   BanListQuery,
   ClientInfo,
   ClientListQuery,
+  SubscriptionInfo,
+  SubscriptionListQuery,
   EmqxStatus,
   GlobalZoneConfig,
   ListenerConfig,
@@ -406,6 +408,14 @@ export class EmqxManagementClient {
 
   async getClient(clientid: string): Promise<ClientInfo | undefined> {
     return this.getOrUndefined<ClientInfo>(`/clients/${segment(clientid)}`, ['CLIENTID_NOT_FOUND', 'NOT_FOUND']);
+  }
+
+  /** Every subscription matching the filters (`GET /subscriptions`), page by page. */
+  iterateSubscriptions(query: Omit<SubscriptionListQuery, 'page'> = {}): AsyncGenerator<SubscriptionInfo, void, undefined> {
+    const { limit, ...rest } = query;
+    const params: Record<string, string> = {};
+    for (const [key, value] of Object.entries(rest)) if (value !== undefined) params[key] = String(value);
+    return this.paginate<SubscriptionInfo>('/subscriptions', params, limit ?? 1000);
   }
 
   /** Disconnects the client (204, reason `kicked`); false when it was not connected. */

@@ -68,7 +68,7 @@ async function loadChild(): Promise<void> {
       units.slice(i, i + 50).map(
         (unit) =>
           new Promise<void>((resolve) => {
-            const client = mqtt.connect({ host: '127.0.0.1', port: Number(port), protocolVersion: 4, clientId: `bench-${unit}`, username: unitToken(unit, secret), password: '', reconnectPeriod: 0, keepalive: 120 });
+            const client = mqtt.connect({ host: '127.0.0.1', port: Number(port), protocolVersion: 4, clientId: `${unit}-bench`, username: unitToken(unit, secret), password: '', reconnectPeriod: 0, keepalive: 120 });
             client.once('connect', () => {
               clients.push(client);
               resolve();
@@ -83,7 +83,7 @@ async function loadChild(): Promise<void> {
     );
   }
   const topics = clients.map((c) => {
-    const unit = (c.options.clientId as string).slice('bench-'.length);
+    const unit = (c.options.clientId as string).slice(0, -'-bench'.length);
     return { state: `${domain}/output_base_topic/${unit}/state/pepeunit`, log: `${domain}/output_base_topic/${unit}/log/pepeunit` };
   });
   const state = STATE_PAYLOAD;

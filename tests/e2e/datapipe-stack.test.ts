@@ -96,7 +96,7 @@ before(async () => {
     );
     await pg.query(`INSERT INTO permissions (uuid, agent_type, agent_unit_uuid, resource_type, resource_unit_node_uuid) VALUES (gen_random_uuid(), 'Unit', $1, 'UnitNode', $2)`, [unit, node]);
   }
-  device = await mqtt.connectAsync({ host: '127.0.0.1', port: broker.mqttPort, username: unitToken(unit, backend.deps.config.secretKey), password: '', protocolVersion: 4, reconnectPeriod: 0 });
+  device = await mqtt.connectAsync({ host: '127.0.0.1', port: broker.mqttPort, clientId: unit, username: unitToken(unit, backend.deps.config.secretKey), password: '', protocolVersion: 4, reconnectPeriod: 0 });
 });
 
 after(async () => {

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { backendToken, signToken, unitToken } from '@pepeunit/common';
+import { BROKER_CALLBACK_SECRET_HEADER, backendToken, signToken, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
@@ -24,7 +24,9 @@ const ids = {
 };
 
 async function call(method: 'GET' | 'POST' | 'DELETE', url: string, token?: string, body?: unknown) {
-  const res = await backend.app.inject({ method, url: api + url, headers: token ? { 'x-auth-token': token } : {}, ...(body ? { payload: body as object } : {}) });
+  // Broker callbacks carry the shared secret the controller gave the broker.
+  const brokerHeader: Record<string, string> = url.startsWith('/units/auth') ? { [BROKER_CALLBACK_SECRET_HEADER]: backend.deps.config.brokerCallbacks.secret ?? '' } : {};
+  const res = await backend.app.inject({ method, url: api + url, headers: { ...brokerHeader, ...(token ? { 'x-auth-token': token } : {}) }, ...(body ? { payload: body as object } : {}) });
   return { status: res.statusCode, body: res.body ? res.json() : null };
 }
 
@@ -122,7 +124,7 @@ test('the controller configured the broker; a second run reports no change', asy
 test('a unit publishes to its own output node and not to another unit\'s', async () => {
   const watcher = await connect(backendToken(domain, backend.deps.config.secretKey));
   assert.equal(await trySubscribe(watcher, `${domain}/+/pepeunit`), true, 'backend may subscribe <domain>/+/pepeunit');
-  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
+  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey), `${ids.unitA}-${randomUUID().slice(0, 8)}`);
   const own = receives(watcher, `${domain}/${ids.outA}/pepeunit`);
   unitA.publish(`${domain}/${ids.outA}/pepeunit`, '21.5');
   assert.equal(await own, '21.5');
@@ -133,8 +135,8 @@ test('a unit publishes to its own output node and not to another unit\'s', async
 
 test('a Private node can be subscribed only while its owner grants a permission', async () => {
   const topic = `${domain}/${ids.privOutB}/pepeunit`;
-  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
-  const unitB = await connect(unitToken(ids.unitB, backend.deps.config.secretKey));
+  const unitA = await connect(unitToken(ids.unitA, backend.deps.config.secretKey), `${ids.unitA}-${randomUUID().slice(0, 8)}`);
+  const unitB = await connect(unitToken(ids.unitB, backend.deps.config.secretKey), `${ids.unitB}-${randomUUID().slice(0, 8)}`);
   assert.equal(await trySubscribe(unitA, topic), false, 'denied before the grant');
 
   const grant = await call('POST', '/permission', ids.tokenB, { agent_uuid: ids.unitA, agent_type: 'Unit', resource_uuid: ids.privOutB, resource_type: 'UnitNode' });
@@ -146,7 +148,7 @@ test('a Private node can be subscribed only while its owner grants a permission'
 
   const revoke = await call('DELETE', `/permission/${grant.body.uuid}?agent_uuid=${ids.unitA}&resource_uuid=${ids.privOutB}`, ids.tokenB);
   assert.equal(revoke.status, 204, JSON.stringify(revoke.body));
-  const fresh = await connect(unitToken(ids.unitA, backend.deps.config.secretKey));
+  const fresh = await connect(unitToken(ids.unitA, backend.deps.config.secretKey), `${ids.unitA}-${randomUUID().slice(0, 8)}`);
   assert.equal(await trySubscribe(fresh, topic), false, 'denied again after the revocation (caches invalidated)');
   await unitA.unsubscribeAsync(topic);
   assert.equal(await trySubscribe(unitA, topic), false, 'also on the connection that held the grant');
@@ -183,15 +185,53 @@ test('forged, expired, wrong-secret, user and deleted-unit tokens are refused at
     '',
   ];
   for (const token of refused) {
-    await assert.rejects(connect(token), /Not authorized|Bad username|refused/i, `token ${token.slice(0, 24)}… must be refused`);
+    // Each with the id its unit would use, so only the token decides.
+    const claimed = token.split('.')[1] ? (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString() || '{}') as { uuid?: string }).uuid : undefined;
+    await assert.rejects(connect(token, claimed ?? `c-${randomUUID()}`), /Not authorized|Bad username|refused/i, `token ${token.slice(0, 24)}… must be refused`);
   }
+});
+
+test('a unit connects only with its own client ids: no takeover of another device\'s session (issue 10.2)', async () => {
+  const key = backend.deps.config.secretKey;
+  const victim = await connect(unitToken(ids.unitB, key), ids.unitB);
+  const victimClosed = new Promise<void>((resolve) => victim.once('close', () => resolve()));
+  for (const clientId of [ids.unitB, `${ids.unitB}-x`, 'anything-else', `${ids.unitB.slice(0, 35)}`, `x${ids.unitA}`]) {
+    await assert.rejects(connect(unitToken(ids.unitA, key), clientId), /Not authorized|Bad username|refused/i, `unit A must not connect as ${clientId}`);
+  }
+  assert.equal(victim.connected, true, 'the victim was never kicked');
+  for (const clientId of [ids.unitA, ids.unitA.toUpperCase(), `${ids.unitA}-ota`, `${ids.unitA}_2`]) {
+    const own = await connect(unitToken(ids.unitA, key), clientId);
+    assert.equal(own.connected, true, clientId);
+    await own.endAsync();
+  }
+  await victim.endAsync();
+  await victimClosed;
+});
+
+test('the broker callbacks answer only the broker: without the shared secret 401, nothing decided (issue 10.4)', async () => {
+  const key = backend.deps.config.secretKey;
+  for (const url of ['/units/auth', '/units/authn']) {
+    const res = await backend.app.inject({ method: 'POST', url: api + url, payload: { token: unitToken(ids.unitA, key), username: unitToken(ids.unitA, key), clientid: ids.unitA, topic: `${domain}/${ids.outA}/pepeunit` } });
+    assert.equal(res.statusCode, 401, url);
+    const wrong = await backend.app.inject({ method: 'POST', url: api + url, headers: { [BROKER_CALLBACK_SECRET_HEADER]: 'guess' }, payload: { token: unitToken(ids.unitA, key), topic: 'x' } });
+    assert.equal(wrong.statusCode, 401, url);
+  }
+  const stats = backend.app.acl.access.cacheStats();
+  const before = stats.decisions + stats.callers;
+  // Garbage tokens and huge topics through the real (authenticated) callback are denied and never cached.
+  for (let i = 0; i < 200; i++) {
+    const denied = await call('POST', '/units/auth', undefined, { token: `garbage-${i}-${'x'.repeat(4000)}`, topic: `${domain}/${'t'.repeat(60_000)}${i}`, action: 'publish' });
+    assert.deepEqual(denied.body, { result: 'deny' });
+  }
+  const afterStats = backend.app.acl.access.cacheStats();
+  assert.equal(afterStats.decisions + afterStats.callers, before, 'nothing cached for invalid tokens');
 });
 
 test('the backend token subscribes system topics; units never touch another unit\'s base topics', async () => {
   const key = backend.deps.config.secretKey;
   const watcher = await connect(backendToken(domain, key));
   assert.equal(await trySubscribe(watcher, `${domain}/+/+/+/pepeunit`), true);
-  const unitA = await connect(unitToken(ids.unitA, key));
+  const unitA = await connect(unitToken(ids.unitA, key), `${ids.unitA}-${randomUUID().slice(0, 8)}`);
   assert.equal(await trySubscribe(unitA, `${domain}/input_base_topic/${ids.unitA}/update/pepeunit`), true, 'own input base topic');
   assert.equal(await trySubscribe(unitA, `${domain}/input_base_topic/${ids.unitB}/update/pepeunit`), false);
   assert.equal(await trySubscribe(unitA, `${domain}/output_base_topic/${ids.unitB}/state/pepeunit`), false);
@@ -215,7 +255,7 @@ test('the authorization callback answers the reference body (no action) and deni
   assert.deepEqual(ok.body, { result: 'allow' });
   const no = await call('POST', '/units/auth', undefined, { token: unitToken(ids.unitA, key), topic: `${domain}/${ids.inB}` });
   assert.deepEqual(no.body, { result: 'deny' });
-  const malformed = await backend.app.inject({ method: 'POST', url: `${api}/units/auth`, headers: { 'content-type': 'application/json' }, payload: '{"token": 1' });
+  const malformed = await backend.app.inject({ method: 'POST', url: `${api}/units/auth`, headers: { 'content-type': 'application/json', [BROKER_CALLBACK_SECRET_HEADER]: backend.deps.config.brokerCallbacks.secret ?? '' }, payload: '{"token": 1' });
   assert.equal(malformed.statusCode, 200);
   assert.deepEqual(malformed.json(), { result: 'deny' });
 });

@@ -269,18 +269,22 @@ test('two backend replicas split the shared subscription; every log line is stor
   const replica = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
   try {
     await replica.systemTopics.ready();
-    const unit = await createUnit();
-    const sim = await simulator(unit);
+    // hash_topic (set by the controller) sends one unit's topic to one replica: the load splits
+    // by unit. 16 units make "all on one replica" a 1-in-32768 event.
+    const units = await Promise.all(Array.from({ length: 16 }, () => createUnit()));
+    const sims = await Promise.all(units.map((unit) => simulator(unit)));
     const a = backend.systemTopics.stats;
     const b = replica.systemTopics.stats;
     const before = { a: a.logRowsAccepted, b: b.logRowsAccepted };
-    for (let i = 0; i < 40; i++) await sim.sendLogs({ level: 'Info', text: `shared ${i}` });
-    await until('40 lines accepted across both replicas', () => a.logRowsAccepted - before.a + (b.logRowsAccepted - before.b) === 40);
+    for (let i = 0; i < 5; i++) for (const sim of sims) await sim.sendLogs({ level: 'Info', text: `shared ${i}` });
+    await until('80 lines accepted across both replicas', () => a.logRowsAccepted - before.a + (b.logRowsAccepted - before.b) === 80);
     assert.ok(a.logRowsAccepted > before.a && b.logRowsAccepted > before.b, `both replicas got messages (${a.logRowsAccepted - before.a} / ${b.logRowsAccepted - before.b})`);
     await Promise.all([backend.systemTopics.flush(), replica.systemTopics.flush()]);
-    const rows = await logRows(unit);
-    assert.equal(rows.length, 40);
-    assert.equal(new Set(rows.map((r) => r.text)).size, 40, 'no line twice');
+    for (const unit of units) {
+      const rows = await logRows(unit);
+      assert.equal(rows.length, 5);
+      assert.equal(new Set(rows.map((r) => r.text)).size, 5, 'no line twice');
+    }
   } finally {
     await replica.close();
     // The replica pointed the broker's callbacks at itself; point them back.

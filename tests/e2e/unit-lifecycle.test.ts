@@ -160,7 +160,7 @@ test('a device that keeps its old version ends in Error after twice the interval
   const env = (await call('GET', `/units/env/${uuid}`, ownerToken)).body as UnitEnv;
   const envObject = typeof env === 'string' ? JSON.parse(env) : env;
   // A device that ignores commands: a plain client with the unit token publishing its old version.
-  const device = await mqtt.connectAsync(broker.mqttUrl, { username: String(envObject.PU_AUTH_TOKEN), password: '', protocolVersion: 4, reconnectPeriod: 0 });
+  const device = await mqtt.connectAsync(broker.mqttUrl, { clientId: uuid, username: String(envObject.PU_AUTH_TOKEN), password: '', protocolVersion: 4, reconnectPeriod: 0 });
   const stateTopic = `${envObject.PU_DOMAIN}/output_base_topic/${uuid}/state/pepeunit`;
   try {
     assert.equal((await call('POST', `/units/send_command_to_input_base_topic/${uuid}?command=Update`, ownerToken)).status, 204);

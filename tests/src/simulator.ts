@@ -136,7 +136,8 @@ export class UnitSimulator extends EventEmitter {
     const uuid = unitUuidFromToken(env.PU_AUTH_TOKEN);
     const client = mqtt.connect(url, {
       protocolVersion: 4,
-      clientId: opts.clientId ?? `pu-sim-${uuid.slice(0, 8)}-${randomBytes(4).toString('hex')}`,
+      // A unit may connect only with ids derived from its uuid (common/src/client-ids.ts).
+      clientId: opts.clientId ?? `${uuid}-sim-${randomBytes(4).toString('hex')}`,
       username: env.PU_AUTH_TOKEN,
       password: '',
       keepalive: Number(env.PU_MQTT_KEEPALIVE ?? 60),

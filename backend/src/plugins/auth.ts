@@ -59,12 +59,15 @@ export default fp(async (app) => {
         return { type: 'User', uuid: user.uuid, role: user.role, status: user.status, login: user.login };
       }
       case 'Unit': {
-        const { rows } = await app.pg.query<{ uuid: string; creator_uuid: string | null; visibility_level: string }>(
-          'SELECT uuid, creator_uuid, visibility_level FROM units WHERE uuid = $1',
+        const { rows } = await app.pg.query<{ uuid: string; creator_uuid: string | null; visibility_level: string; owner_status: string | null }>(
+          `SELECT u.uuid, u.creator_uuid, u.visibility_level, o.status AS owner_status
+             FROM units u LEFT JOIN users o ON o.uuid = u.creator_uuid WHERE u.uuid = $1`,
           [isUuidLike(uuid) ? uuid : null],
         );
         const unit = rows[0];
         if (!unit) throw new NoAccessError('Unit not found');
+        // Blocking an owner blocks their units too (REST here, MQTT in the broker callbacks).
+        if (unit.owner_status === 'Blocked') throw new NoAccessError('Agent is blocked or not found');
         return { type: 'Unit', uuid: unit.uuid, creatorUuid: unit.creator_uuid, visibilityLevel: unit.visibility_level };
       }
       case 'Backend':

@@ -4,7 +4,7 @@
  * several replicas (the reconciler is idempotent and writes only differences).
  */
 import { EmqxManagementClient, buildEmqxBaseConfig, reconcileEmqxBase } from '@pepeunit/emqx-rules';
-import type { BackendConfig, Logger } from '@pepeunit/common';
+import { BROKER_CALLBACK_SECRET_HEADER, type BackendConfig, type Logger } from '@pepeunit/common';
 
 export interface EmqxControl {
   readonly client: EmqxManagementClient | null;
@@ -22,6 +22,8 @@ export function createEmqxControl(config: BackendConfig, logger: Logger, callbac
   const client = new EmqxManagementClient({ baseUrl: config.emqx.apiUrl, apiKey: config.emqx.apiKey, apiSecret: config.emqx.apiSecret, logger });
   const desired = buildEmqxBaseConfig({
     callbackBaseUrl,
+    // The callbacks refuse requests without it (issue 10): only the broker may ask for decisions.
+    ...(config.brokerCallbacks.secret ? { callbackHeaders: { [BROKER_CALLBACK_SECRET_HEADER]: config.brokerCallbacks.secret } } : {}),
     maxClients: config.mqtt.maxClients,
     maxClientConnectionRate: config.mqtt.maxClientConnectionRate,
     clientMaxMessagesRate: config.mqtt.clientMaxMessagesRate,

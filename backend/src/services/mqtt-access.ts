@@ -15,9 +15,16 @@
  *  - anything else is denied.
  * Decisions are cached in-process; `invalidate()` (called on every change to units, nodes, edges
  * or permissions, locally or via Postgres NOTIFY from another replica) drops them all at once.
+ *
+ * The callbacks are reachable without authentication by design (the broker calls them for every
+ * stranger's CONNECT), so nothing a caller sends may grow memory: only tokens with a valid
+ * signature are resolved and cached, decisions are keyed by the resolved caller (not by the raw
+ * token text), topics longer than the broker accepts are denied before any lookup, and both
+ * caches are LRUs bounded in entries and bytes.
  */
 import type { Pool } from 'pg';
-import { verifyToken, isUuid, InputBasePurpose, OutputBasePurpose, BACKEND_SUFFIX, INGEST_TOPIC_PREFIX } from '@pepeunit/common';
+import { LRUCache } from 'lru-cache';
+import { verifyToken, isUuid, isUnitClientId, InputBasePurpose, OutputBasePurpose, BACKEND_SUFFIX, INGEST_TOPIC_PREFIX } from '@pepeunit/common';
 
 export type MqttAction = 'publish' | 'subscribe';
 export type Decision = 'allow' | 'deny';
@@ -48,11 +55,15 @@ export function realTopic(topic: string): string {
   return topic;
 }
 
+/** Longest topic ever judged (EMQX caps topics at 65535 bytes; Pepeunit topics are < 200). */
+export const MAX_TOPIC_LENGTH = 1024;
+/** Longest token ever verified (unit and backend JWTs are ~200 bytes). */
+export const MAX_TOKEN_LENGTH = 4096;
+
 export class MqttAccess {
   #generation = 0;
-  readonly #decisions = new Map<string, { generation: number; decision: Decision }>();
-  readonly #callers = new Map<string, { generation: number; caller: Caller | null }>();
-  readonly #maxEntries: number;
+  readonly #decisions: LRUCache<string, { generation: number; decision: Decision }>;
+  readonly #callers: LRUCache<string, { generation: number; caller: Caller | null }>;
   hits = 0;
   misses = 0;
 
@@ -60,9 +71,13 @@ export class MqttAccess {
     private readonly pg: Pool,
     private readonly domain: string,
     private readonly secretKey: string,
-    opts: { maxEntries?: number } = {},
+    opts: { maxEntries?: number; maxBytes?: number } = {},
   ) {
-    this.#maxEntries = opts.maxEntries ?? 200_000;
+    const maxEntries = opts.maxEntries ?? 100_000;
+    const maxBytes = opts.maxBytes ?? 32 * 1024 * 1024;
+    // Sizes count the key's characters plus a fixed overhead per entry.
+    this.#decisions = new LRUCache({ max: maxEntries, maxSize: maxBytes, sizeCalculation: (_value, key) => key.length + 64 });
+    this.#callers = new LRUCache({ max: Math.max(1, Math.floor(maxEntries / 4)), maxSize: Math.max(1, Math.floor(maxBytes / 4)), sizeCalculation: (_value, key) => key.length + 96 });
   }
 
   /** Drops every cached decision (units, nodes, edges or permissions changed). */
@@ -76,30 +91,51 @@ export class MqttAccess {
     return this.#generation;
   }
 
+  /** Entries and approximate bytes held by the caches (bounded; for tests and metrics). */
+  cacheStats(): { decisions: number; callers: number; bytes: number } {
+    return { decisions: this.#decisions.size, callers: this.#callers.size, bytes: this.#decisions.calculatedSize + this.#callers.calculatedSize };
+  }
+
   /** Resolves the caller of an MQTT username (a JWT); null = not a valid Backend/Unit agent. */
   async caller(token: string): Promise<Caller | null> {
+    if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) return null;
+    // Only a correctly signed token is worth a lookup and a cache entry: garbage is refused at
+    // the cost of one HMAC, and never remembered by its text.
+    const verified = verifyToken(token, this.secretKey);
+    if (!verified.ok) return null;
     const cached = this.#callers.get(token);
     if (cached && cached.generation === this.#generation) return cached.caller;
     const generation = this.#generation;
-    const caller = await this.#resolveCaller(token);
-    this.#remember(this.#callers, token, { generation, caller });
+    const caller = await this.#resolveCaller(verified.claims);
+    this.#callers.set(token, { generation, caller });
     return caller;
   }
 
-  async #resolveCaller(token: string): Promise<Caller | null> {
-    const verified = verifyToken(token, this.secretKey);
-    if (!verified.ok) return null;
-    const claims = verified.claims;
+  async #resolveCaller(claims: Record<string, unknown>): Promise<Caller | null> {
     if (claims.type === 'Backend') return claims.domain === this.domain ? { type: 'Backend', uuid: '' } : null;
     if (claims.type === 'Unit' && typeof claims.uuid === 'string' && isUuid(claims.uuid)) {
-      const { rowCount } = await this.pg.query('SELECT 1 FROM units WHERE uuid = $1', [claims.uuid]);
+      // A unit exists and its owner is not blocked (blocking an owner blocks the units).
+      const { rowCount } = await this.pg.query(
+        `SELECT 1 FROM units u LEFT JOIN users o ON o.uuid = u.creator_uuid
+          WHERE u.uuid = $1 AND (o.status IS NULL OR o.status <> 'Blocked')`,
+        [claims.uuid],
+      );
       return rowCount ? { type: 'Unit', uuid: claims.uuid.toLowerCase() } : null;
     }
     return null;
   }
 
   async authorize(token: string, topic: string, action: MqttAction): Promise<Decision> {
-    const key = `${action}\u0000${topic}\u0000${token}`;
+    if (action !== 'publish' && action !== 'subscribe') return 'deny';
+    if (topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) return 'deny';
+    let caller: Caller | null;
+    try {
+      caller = await this.caller(token);
+    } catch {
+      return 'deny';
+    }
+    if (!caller) return 'deny';
+    const key = `${action}\u0000${caller.type}:${caller.uuid}\u0000${topic}`;
     const cached = this.#decisions.get(key);
     if (cached && cached.generation === this.#generation) {
       this.hits++;
@@ -109,31 +145,16 @@ export class MqttAccess {
     const generation = this.#generation;
     let decision: Decision = 'deny';
     try {
-      decision = await this.#decide(token, realTopic(topic), action);
+      decision = await this.#decide(caller, realTopic(topic), action);
     } catch {
       decision = 'deny';
     }
-    this.#remember(this.#decisions, key, { generation, decision });
+    this.#decisions.set(key, { generation, decision });
     return decision;
   }
 
-  #remember<V>(map: Map<string, V>, key: string, value: V): void {
-    if (map.size >= this.#maxEntries) {
-      // Evict the oldest tenth (Map keeps insertion order).
-      let n = Math.ceil(this.#maxEntries / 10);
-      for (const k of map.keys()) {
-        map.delete(k);
-        if (--n <= 0) break;
-      }
-    }
-    map.set(key, value);
-  }
-
-  async #decide(token: string, topic: string, action: MqttAction): Promise<Decision> {
-    if (action !== 'publish' && action !== 'subscribe') return 'deny';
-    const caller = await this.caller(token);
-    if (!caller) return 'deny';
-    if (topic.length === 0 || topic.length > 1024) return 'deny';
+  async #decide(caller: Caller, topic: string, action: MqttAction): Promise<Decision> {
+    if (topic.length === 0) return 'deny';
     const parts = topic.split('/');
     // The ingest's rules intake (republished by broker rules) is reserved to Backend tokens.
     if (parts[0] === INGEST_TOPIC_PREFIX) return caller.type === 'Backend' ? 'allow' : 'deny';
@@ -172,10 +193,15 @@ export class MqttAccess {
     return 'deny';
   }
 
-  /** EMQX 5 HTTP authentication: a valid Backend or existing-Unit token connects; nobody is superuser. */
-  async authenticate(username: string): Promise<{ result: 'allow' | 'deny'; is_superuser: false; client_attrs?: Record<string, string> }> {
+  /**
+   * EMQX 5 HTTP authentication: a valid Backend token, or the token of an existing Unit whose
+   * owner is not blocked connecting with one of its own client ids (`isUnitClientId`: the unit's
+   * uuid, optionally with a `-`/`_` suffix). Nobody is superuser.
+   */
+  async authenticate(username: string, clientid: string | undefined): Promise<{ result: 'allow' | 'deny'; is_superuser: false; client_attrs?: Record<string, string> }> {
     const caller = await this.caller(username);
     if (!caller) return { result: 'deny', is_superuser: false };
+    if (caller.type === 'Unit' && (clientid === undefined || !isUnitClientId(clientid, caller.uuid))) return { result: 'deny', is_superuser: false };
     return {
       result: 'allow',
       is_superuser: false,

@@ -14,6 +14,7 @@ import { bannedRoutes } from './routes/banned.js';
 import { clientsRoutes } from './routes/clients.js';
 import { configRoutes } from './routes/config.js';
 import { statusRoutes } from './routes/status.js';
+import { subscriptionsRoutes } from './routes/subscriptions.js';
 
 export interface ApiKey {
   key: string;
@@ -101,7 +102,7 @@ export async function buildManagementApi(context: ManagementContext, apiKeys: re
     void reply.code(404).send({ code: 'NOT_FOUND', message: `Not found: ${request.method} ${request.url.split('?')[0] ?? ''}` });
   });
 
-  const plugins = [statusRoutes, authenticationRoutes, authorizationRoutes, clientsRoutes, bannedRoutes, configRoutes, ...extraRoutes];
+  const plugins = [statusRoutes, authenticationRoutes, authorizationRoutes, clientsRoutes, subscriptionsRoutes, bannedRoutes, configRoutes, ...extraRoutes];
   for (const plugin of plugins) await app.register(plugin(context), { prefix: '/api/v5' });
   // EMQX also serves the liveness endpoint at the root.
   await app.register(statusRoutes(context));
