@@ -7,6 +7,7 @@
  * collected and reported at once so an operator fixes a bad environment in one pass.
  */
 import { createHmac } from 'node:crypto';
+import { isIP } from 'node:net';
 
 export type VariableKind = 'string' | 'secret' | 'int' | 'number' | 'bool' | 'enum' | 'rate' | 'url';
 
@@ -335,6 +336,23 @@ function trimSlash(s: string): string {
   return s.endsWith('/') ? s.slice(0, -1) : s;
 }
 
+/** A JWT key shorter than this, or with fewer different characters, is refused at start. */
+export const MIN_SECRET_KEY_LENGTH = 32;
+const MIN_DISTINCT_SECRET_CHARS = 10;
+const MIN_DISTINCT_KEY_BYTES = 16;
+const MIN_SALT_LENGTH = 8;
+
+/** Problems of a JWT signing key (HS256 keys are the raw UTF-8 text, so length is strength). */
+export function weakSecretProblems(name: string, value: string): string[] {
+  if (value.length < MIN_SECRET_KEY_LENGTH) {
+    return [`${name} is too weak: ${value.length} characters, at least ${MIN_SECRET_KEY_LENGTH} required (e.g. \`openssl rand -base64 32\`)`];
+  }
+  if (new Set(value).size < MIN_DISTINCT_SECRET_CHARS) {
+    return [`${name} is too weak: fewer than ${MIN_DISTINCT_SECRET_CHARS} different characters (e.g. \`openssl rand -base64 32\`)`];
+  }
+  return [];
+}
+
 /** Name of the header carrying the broker callback secret. */
 export const BROKER_CALLBACK_SECRET_HEADER = 'x-pepeunit-broker-secret';
 
@@ -349,13 +367,28 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
   const r = parseVariables(BACKEND_VARIABLES, env, 'backend');
   const problems: string[] = [];
   const encryptKey = String(r.PU_ENCRYPT_KEY);
-  if (Buffer.from(encryptKey, 'base64').length !== 32) {
+  const encryptBytes = Buffer.from(encryptKey, 'base64');
+  if (encryptBytes.length !== 32) {
     problems.push('PU_ENCRYPT_KEY is invalid; expected base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)');
+  } else if (new Set(encryptBytes).size < MIN_DISTINCT_KEY_BYTES) {
+    problems.push(`PU_ENCRYPT_KEY is too weak: its 32 bytes hold fewer than ${MIN_DISTINCT_KEY_BYTES} different values (all-zero or repeated bytes); generate one with \`openssl rand -base64 32\``);
+  }
+  problems.push(...weakSecretProblems('PU_SECRET_KEY', String(r.PU_SECRET_KEY)));
+  if (String(r.PU_STATIC_SALT).length < MIN_SALT_LENGTH) {
+    problems.push(`PU_STATIC_SALT is too short: at least ${MIN_SALT_LENGTH} characters (changing it locks existing accounts out, so choose it once; \`openssl rand -base64 32\`)`);
   }
   const appPrefix = String(r.PU_APP_PREFIX);
   const apiV1Prefix = String(r.PU_API_V1_PREFIX);
   for (const [name, value] of [['PU_APP_PREFIX', appPrefix], ['PU_API_V1_PREFIX', apiV1Prefix]] as const) {
     if (!/^\/[A-Za-z0-9_\-/.]*[A-Za-z0-9_\-.]$/.test(value)) problems.push(`${name}=${JSON.stringify(value)} is invalid; expected a path such as /pepeunit`);
+  }
+  for (const entry of String(r.PU_MQTT_CALLBACK_ALLOWED_NETWORKS).split(',').map((x) => x.trim()).filter(Boolean)) {
+    const [address, prefix, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const bits = prefix === undefined ? null : Number(prefix);
+    if (family === 0 || extra !== undefined || (bits !== null && (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)))) {
+      problems.push(`PU_MQTT_CALLBACK_ALLOWED_NETWORKS: ${JSON.stringify(entry)} is not an address or CIDR network (e.g. 10.0.0.0/8, 127.0.0.1, ::1)`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems, 'backend');
   const secure = Boolean(r.PU_SECURE);
@@ -470,6 +503,8 @@ export interface IngestConfig {
 
 export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
   const r = parseVariables(INGEST_VARIABLES, env, 'ingest');
+  const problems = weakSecretProblems('PU_DP_SECRET_KEY', String(r.PU_DP_SECRET_KEY));
+  if (problems.length > 0) throw new ConfigError(problems, 'ingest');
   return {
     raw: r,
     domain: String(r.PU_DP_DOMAIN).trim(),

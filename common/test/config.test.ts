@@ -16,9 +16,9 @@ const root = resolve(import.meta.dirname, '../..');
 
 const validBackendEnv = {
   PU_DOMAIN: 'unit.example.com',
-  PU_SECRET_KEY: 'secret',
-  PU_ENCRYPT_KEY: Buffer.alloc(32, 1).toString('base64'),
-  PU_STATIC_SALT: 'salt',
+  PU_SECRET_KEY: 'a-long-enough-jwt-signing-key-0123456789',
+  PU_ENCRYPT_KEY: Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7 + 1)).toString('base64'),
+  PU_STATIC_SALT: 'salt-1234',
   PU_SQLALCHEMY_DATABASE_URL: 'postgresql+psycopg2://u:p@db:5432/pepeunit',
   PU_CLICKHOUSE_DATABASE_URL: 'clickhouse+native://u:p@ch:9000/default',
   PU_MQTT_HOST: 'emqx.example.com',
@@ -74,7 +74,7 @@ test('a malformed AES key is refused with what is expected', () => {
 test('the ingest reads only PU_DP_* variables with the Go defaults', () => {
   const c = loadIngestConfig({
     PU_DP_DOMAIN: 'd',
-    PU_DP_SECRET_KEY: 's',
+    PU_DP_SECRET_KEY: 'a-long-enough-jwt-signing-key-0123456789',
     PU_DP_SQLALCHEMY_DATABASE_URL: 'postgresql://u@h/db',
     PU_DP_CLICKHOUSE_DATABASE_URL: 'http://h:8123/db',
     PU_DP_MQTT_HOST: 'h',
@@ -108,4 +108,25 @@ test('docs/OPERATIONS.md documents every variable', () => {
   for (const spec of [...BACKEND_VARIABLES, ...INGEST_VARIABLES]) {
     assert.ok(doc.includes(`\`${spec.name}\``), `${spec.name} is missing from docs/OPERATIONS.md`);
   }
+});
+
+test('weak secrets are refused at start with one clear message each (issue 10.12)', () => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ PU_SECRET_KEY: 'k' }, /PU_SECRET_KEY is too weak: 1 characters, at least 32 required/],
+    [{ PU_SECRET_KEY: 'a'.repeat(64) }, /PU_SECRET_KEY is too weak: fewer than 10 different characters/],
+    [{ PU_ENCRYPT_KEY: Buffer.alloc(32, 0).toString('base64') }, /PU_ENCRYPT_KEY is too weak/],
+    [{ PU_ENCRYPT_KEY: Buffer.alloc(32, 7).toString('base64') }, /PU_ENCRYPT_KEY is too weak/],
+    [{ PU_STATIC_SALT: 'abc' }, /PU_STATIC_SALT is too short/],
+  ];
+  for (const [override, message] of cases) {
+    assert.throws(() => loadBackendConfig({ ...validBackendEnv, ...override }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+  assert.throws(
+    () => loadIngestConfig({ PU_DP_DOMAIN: 'd', PU_DP_SECRET_KEY: 'short', PU_DP_SQLALCHEMY_DATABASE_URL: 'postgresql://u@h/db', PU_DP_CLICKHOUSE_DATABASE_URL: 'http://h:8123/db', PU_DP_MQTT_HOST: 'h' }),
+    /PU_DP_SECRET_KEY is too weak/,
+  );
 });

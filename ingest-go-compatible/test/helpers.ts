@@ -15,7 +15,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from '@pepeunit/emqx-rules';
 import { createTestDatabases, type TestDatabases } from '@pepeunit/tests/harness';
 
 export const DOMAIN = 'ingest.test.local';
-export const SECRET = 'ingest-test-secret-0123456789';
+export const SECRET = 'ingest-test-secret-0123456789abcdefghij';
 
 export interface Env {
   db: TestDatabases;

@@ -14,7 +14,7 @@ import { benchServices, httpLoad, recordResult, type LoadResult } from './suppor
 const seconds = Number(process.env.PU_BENCH_SECONDS ?? 10);
 const units = 200;
 const domain = 'bench.pepeunit.local';
-const secret = 'bench-secret-key';
+const secret = 'bench-secret-key-0123456789abcdefghij';
 
 const services = await benchServices('auth');
 const broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'bench', secret: 'bench-secret' }] });
@@ -22,8 +22,8 @@ const config = loadBackendConfig({
   PU_DOMAIN: domain,
   PU_SECURE: 'False',
   PU_SECRET_KEY: secret,
-  PU_ENCRYPT_KEY: Buffer.alloc(32, 3).toString('base64'),
-  PU_STATIC_SALT: 'salt',
+  PU_ENCRYPT_KEY: randomBytes(32).toString('base64'),
+  PU_STATIC_SALT: 'bench-salt',
   PU_SQLALCHEMY_DATABASE_URL: services.pgUrl,
   PU_CLICKHOUSE_DATABASE_URL: services.clickhouseUrl,
   PU_MQTT_HOST: '127.0.0.1',

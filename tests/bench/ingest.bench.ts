@@ -42,7 +42,7 @@ import { encodeQos0Publish, encodeRemainingLength, readFixedHeader } from '@pepe
 import { recordResult, root } from './support.ts';
 
 const DOMAIN = 'bench.pepeunit.local';
-const SECRET = 'bench-ingest-secret';
+const SECRET = 'bench-ingest-secret-0123456789abcdefghij';
 const FILTER = `${DOMAIN}/+/pepeunit`;
 const REPLAY_MESSAGES = 2_000_000;
 

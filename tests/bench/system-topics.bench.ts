@@ -32,7 +32,7 @@ import { backendToken, loadBackendConfig, silentLogger, systemTopicsFilter, unit
 import { root } from './support.ts';
 
 const domain = 'bench.pepeunit.local';
-const secret = 'bench-secret-key';
+const secret = 'bench-secret-key-0123456789abcdefghij';
 const seconds = Number(process.env.PU_BENCH_SECONDS ?? 10);
 const unitCount = Number(process.env.PU_BENCH_UNITS ?? 500);
 const offeredRate = Number(process.env.PU_BENCH_RATE ?? 30_000);
@@ -221,8 +221,8 @@ async function main(): Promise<void> {
       PU_SECURE: 'False',
       PU_MQTT_SECURE: 'False',
       PU_SECRET_KEY: secret,
-      PU_ENCRYPT_KEY: Buffer.alloc(32, 3).toString('base64'),
-      PU_STATIC_SALT: 'salt',
+      PU_ENCRYPT_KEY: randomBytes(32).toString('base64'),
+      PU_STATIC_SALT: 'bench-salt',
       PU_SQLALCHEMY_DATABASE_URL: services.pgUrl,
       PU_CLICKHOUSE_DATABASE_URL: services.clickhouseUrl,
       PU_MQTT_HOST: '127.0.0.1',

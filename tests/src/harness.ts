@@ -85,14 +85,17 @@ export async function createTestDatabases(label = 't'): Promise<TestDatabases> {
   };
 }
 
+/** A fixed AES key for tests (32 distinct-enough bytes; all-equal keys are refused at start). */
+export const TEST_ENCRYPT_KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256)).toString('base64');
+
 /** Environment for a backend under test (fixed test secrets; every value overridable). */
 export function testBackendEnv(db: TestDatabases, overrides: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     PU_DOMAIN: 'test.pepeunit.local',
     PU_SECURE: 'False',
     PU_MQTT_SECURE: 'False',
-    PU_SECRET_KEY: 'test-secret-key-0123456789abcdef',
-    PU_ENCRYPT_KEY: Buffer.alloc(32, 7).toString('base64'),
+    PU_SECRET_KEY: 'test-secret-key-0123456789abcdefghij',
+    PU_ENCRYPT_KEY: TEST_ENCRYPT_KEY,
     PU_STATIC_SALT: 'test-static-salt',
     PU_SQLALCHEMY_DATABASE_URL: db.pgUrl,
     PU_CLICKHOUSE_DATABASE_URL: db.clickhouseUrl,
