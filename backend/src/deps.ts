@@ -4,6 +4,7 @@ import type { MqttClient } from 'mqtt';
 import type { BackendConfig, Logger } from '@pepeunit/common';
 import type { MqttConnectionStatus } from '@pepeunit/common/mqtt-connection';
 import type { Cipher } from './security/cipher.js';
+import type { BrokerSessions } from './services/broker-sessions.js';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
 export interface AppDeps {
@@ -15,6 +16,8 @@ export interface AppDeps {
   readonly mqtt: MqttClient;
   /** Why the MQTT connection is down and since when (readiness); absent in tests that pass a bare client. */
   readonly mqttStatus?: () => MqttConnectionStatus;
+  /** Cuts live MQTT sessions when access is removed (kicks through the broker's management API). */
+  readonly brokerSessions?: BrokerSessions;
   /** Clears the broker's per-client authorization cache (EMQX `DELETE /api/v5/authorization/cache`). */
   readonly clearBrokerAuthzCache?: () => Promise<void>;
 }

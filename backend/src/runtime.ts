@@ -8,6 +8,7 @@ import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
+import { createBrokerSessions } from './services/broker-sessions.js';
 import { registerPipeRules, type PipeRules } from './services/pipe-rules.js';
 import { RepoVersions, loadRepoSource } from './routes/api/v1/units/repo-versions.js';
 // -- system topics (issue 5) --
@@ -103,7 +104,11 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   }
   // The EMQX control needs the listening port, the app needs a way to clear the broker's cache.
   const broker: { control?: EmqxControl } = {};
-  const app = await buildApp({ ...deps, clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve() });
+  const app = await buildApp({
+    ...deps,
+    clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve(),
+    brokerSessions: createBrokerSessions(() => broker.control?.client ?? null, logger),
+  });
   let url = '';
   if (opts.listen !== false) {
     url = await app.listen({ host: config.host, port: config.port });

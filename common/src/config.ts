@@ -101,6 +101,9 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_PUBLIC_PORT', 'int', '0', 'Port of the public address when it is not the default of PU_SECURE (80/443): links and the PU_DOMAIN given to units in env.json become <PU_DOMAIN>:<port> (the reference clients build their REST base as PU_HTTP_TYPE://PU_DOMAIN + prefixes). MQTT topics and JWT claims keep PU_DOMAIN alone. 0: no port (behind a reverse proxy on 80/443)', { ours: true, min: 0, max: 65535 }),
   v('PU_MQTT_CALLBACK_SECRET', 'secret', '', 'Shared secret the broker sends in the x-pepeunit-broker-secret header of its authn/authz callbacks; callbacks without it are refused (401). Empty: derived from PU_SECRET_KEY (the EMQX controller configures EMQX with it). "none" disables the check (not recommended: anyone who reaches the backend can then query decisions)', { ours: true }),
   v('PU_MQTT_CALLBACK_ALLOWED_NETWORKS', 'string', '', 'Comma-separated addresses or CIDR networks the broker callbacks may come from (empty: any address; the secret still applies)', { ours: true }),
+  v('PU_LOGIN_ATTEMPTS_PER_ADDRESS', 'int', '30', 'Login attempts (POST /users/auth) one client address may make per PU_LOGIN_WINDOW_SECONDS; more answer 429 (0 = unlimited)', { ours: true, min: 0 }),
+  v('PU_LOGIN_FAILURES_PER_LOGIN', 'int', '10', 'Failed logins one account may see per PU_LOGIN_WINDOW_SECONDS, from any address; more answer 429 until the window passes (0 = unlimited)', { ours: true, min: 0 }),
+  v('PU_LOGIN_WINDOW_SECONDS', 'int', '900', 'Window of the two login limits, in seconds', { ours: true, min: 1 }),
   v('PU_BACKEND_PUBLIC_URL', 'string', '', 'Base URL the broker uses to call the backend (authn/authz callbacks); default http://127.0.0.1:<PU_BACKEND_PORT>', { ours: true }),
   v('PU_EMQX_API_URL', 'string', '', 'EMQX management API base URL; default https://<PU_MQTT_HOST> or http://<PU_MQTT_HOST>:<PU_MQTT_API_PORT>', { ours: true }),
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
@@ -279,6 +282,8 @@ export interface BackendConfig {
   readonly shutdownTimeoutSeconds: number;
   readonly gitAllowedProtocols: readonly string[];
   readonly registrySyncIntervalHours: number;
+  /** Login throttling (per client address and per account). */
+  readonly loginLimits: { readonly attemptsPerAddress: number; readonly failuresPerLogin: number; readonly windowSeconds: number };
   /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
   readonly brokerCallbacks: { readonly secret: string | null; readonly allowedNetworks: readonly string[] };
   readonly unitsAutoUpdateIntervalMinutes: number;
@@ -433,6 +438,11 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
+    loginLimits: {
+      attemptsPerAddress: Number(r.PU_LOGIN_ATTEMPTS_PER_ADDRESS),
+      failuresPerLogin: Number(r.PU_LOGIN_FAILURES_PER_LOGIN),
+      windowSeconds: Number(r.PU_LOGIN_WINDOW_SECONDS),
+    },
     brokerCallbacks: {
       secret: brokerCallbackSecret(String(r.PU_MQTT_CALLBACK_SECRET), String(r.PU_SECRET_KEY)),
       allowedNetworks: String(r.PU_MQTT_CALLBACK_ALLOWED_NETWORKS).split(',').map((x) => x.trim()).filter(Boolean),

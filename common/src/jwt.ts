@@ -17,7 +17,7 @@ export const AgentType = {
 export type AgentType = (typeof AgentType)[keyof typeof AgentType];
 
 export type TokenClaims =
-  | { uuid: string; type: 'User'; exp: number }
+  | { uuid: string; type: 'User'; exp: number; iat?: number }
   | { uuid: string; type: 'Unit' }
   | { domain: string; type: 'Backend' }
   | { uuid: string; type: 'Grafana'; exp: number }
@@ -36,8 +36,14 @@ export function signToken(claims: TokenClaims, secretKey: string): string {
   return `${signingInput}.${b64url(sig)}`;
 }
 
+/**
+ * A User JWT: the reference claims (`uuid`, `type`, `exp`) plus `iat` (ours, seconds), which lets
+ * a password change revoke every token issued before it. Reference tokens without `iat` count
+ * as issued `exp - lifetime`.
+ */
 export function userToken(uuid: string, secretKey: string, lifetimeSeconds: number, nowMs = Date.now()): string {
-  return signToken({ uuid, type: 'User', exp: Math.floor(nowMs / 1000) + lifetimeSeconds }, secretKey);
+  const now = Math.floor(nowMs / 1000);
+  return signToken({ uuid, type: 'User', exp: now + lifetimeSeconds, iat: now }, secretKey);
 }
 
 export function unitToken(uuid: string, secretKey: string): string {

@@ -4,7 +4,7 @@
  * the same run with the same load generator. Targets: >= 20,000 decisions/s and >= 0.5 of the
  * trivial endpoint's rate.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import { unitToken, silentLogger, loadBackendConfig } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';

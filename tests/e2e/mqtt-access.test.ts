@@ -23,7 +23,7 @@ const ids = {
   outA: randomUUID(), outB: randomUUID(), privOutB: randomUUID(), inB: randomUUID(),
 };
 
-async function call(method: 'GET' | 'POST' | 'DELETE', url: string, token?: string, body?: unknown) {
+async function call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, token?: string, body?: unknown) {
   // Broker callbacks carry the shared secret the controller gave the broker.
   const brokerHeader: Record<string, string> = url.startsWith('/units/auth') ? { [BROKER_CALLBACK_SECRET_HEADER]: backend.deps.config.brokerCallbacks.secret ?? '' } : {};
   const res = await backend.app.inject({ method, url: api + url, headers: { ...brokerHeader, ...(token ? { 'x-auth-token': token } : {}) }, ...(body ? { payload: body as object } : {}) });
@@ -146,12 +146,32 @@ test('a Private node can be subscribed only while its owner grants a permission'
   unitB.publish(topic, '42');
   assert.equal(await message, '42');
 
+  // Revoking cuts the session that holds the subscription (issue 10.3): it stops delivering at once.
+  const cut = new Promise<void>((resolve) => unitA.once('close', () => resolve()));
   const revoke = await call('DELETE', `/permission/${grant.body.uuid}?agent_uuid=${ids.unitA}&resource_uuid=${ids.privOutB}`, ids.tokenB);
   assert.equal(revoke.status, 204, JSON.stringify(revoke.body));
+  await cut;
   const fresh = await connect(unitToken(ids.unitA, backend.deps.config.secretKey), `${ids.unitA}-${randomUUID().slice(0, 8)}`);
   assert.equal(await trySubscribe(fresh, topic), false, 'denied again after the revocation (caches invalidated)');
-  await unitA.unsubscribeAsync(topic);
-  assert.equal(await trySubscribe(unitA, topic), false, 'also on the connection that held the grant');
+  const leaked = receives(fresh, topic);
+  unitB.publish(topic, '43');
+  assert.equal(await leaked, null, 'nothing reaches the unit after the revocation');
+});
+
+test('making a node Private cuts the subscribers without a permission; the owner keeps its session (issue 10.3)', async () => {
+  const key = backend.deps.config.secretKey;
+  const topic = `${domain}/${ids.outB}/pepeunit`; // Public: anyone may subscribe
+  const reader = await connect(unitToken(ids.unitA, key), `${ids.unitA}-reader`);
+  assert.equal(await trySubscribe(reader, topic), true);
+  const owner = await connect(unitToken(ids.unitB, key), `${ids.unitB}-owner`);
+  const readerCut = new Promise<void>((resolve) => reader.once('close', () => resolve()));
+  const privately = await call('PATCH', `/unit_nodes/${ids.outB}`, ids.tokenB, { visibility_level: 'Private' });
+  assert.equal(privately.status, 200, JSON.stringify(privately.body));
+  await readerCut;
+  assert.equal(owner.connected, true, 'the owner keeps its session');
+  const again = await connect(unitToken(ids.unitA, key), `${ids.unitA}-reader2`);
+  assert.equal(await trySubscribe(again, topic), false, 'the reader cannot subscribe again');
+  assert.equal((await call('PATCH', `/unit_nodes/${ids.outB}`, ids.tokenB, { visibility_level: 'Public' })).status, 200);
 });
 
 test('a non-owner cannot grant, list or revoke permissions of a resource; nothing changes', async () => {
@@ -258,4 +278,19 @@ test('the authorization callback answers the reference body (no action) and deni
   const malformed = await backend.app.inject({ method: 'POST', url: `${api}/units/auth`, headers: { 'content-type': 'application/json', [BROKER_CALLBACK_SECRET_HEADER]: backend.deps.config.brokerCallbacks.secret ?? '' }, payload: '{"token": 1' });
   assert.equal(malformed.statusCode, 200);
   assert.deepEqual(malformed.json(), { result: 'deny' });
+});
+
+test('blocking an owner cuts and refuses its units on MQTT and REST; unblocking restores them (issue 10.9)', async () => {
+  const key = backend.deps.config.secretKey;
+  const device = await connect(unitToken(ids.unitA, key), ids.unitA);
+  const cut = new Promise<void>((resolve) => device.once('close', () => resolve()));
+  const admin = await call('POST', '/users/auth', undefined, { credentials: 'instance_admin', password: 'Passw0rd!' });
+  assert.equal(admin.status, 200, JSON.stringify(admin.body));
+  assert.equal((await call('PATCH', `/users/block/${ids.userA}`, admin.body.token)).status, 204);
+  await cut;
+  await assert.rejects(connect(unitToken(ids.unitA, key), ids.unitA), /Not authorized|refused/i, 'a blocked owner\'s unit cannot reconnect');
+  assert.equal((await call('GET', `/units/env/${ids.unitA}`, unitToken(ids.unitA, key))).status, 403, 'nor use REST');
+  assert.equal((await call('PATCH', `/users/unblock/${ids.userA}`, admin.body.token)).status, 204);
+  const back = await connect(unitToken(ids.unitA, key), ids.unitA);
+  assert.equal(back.connected, true);
 });

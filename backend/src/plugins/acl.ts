@@ -8,13 +8,24 @@ declare module 'fastify' {
   interface FastifyInstance {
     readonly acl: {
       readonly access: MqttAccess;
-      /** Drops cached MQTT decisions here, in every other replica (NOTIFY) and in the broker's cache. */
-      invalidate(reason: string): Promise<void>;
+      /**
+       * Drops cached MQTT decisions here, in every other replica (NOTIFY) and in the broker's
+       * cache; then, when access was removed, cuts the live sessions that hold it (`cut`).
+       */
+      invalidate(reason: string, cut?: AccessCut): Promise<void>;
     };
   }
 }
 
 const CHANNEL = 'pepeunit_acl_changed';
+
+/** Sessions to cut after a change that removed access (issue 10). */
+export interface AccessCut {
+  /** Every session of these units (a revoked permission, a deleted unit, a blocked owner). */
+  readonly units?: readonly string[];
+  /** Subscribers of a topic that may no longer read it, except the units still allowed. */
+  readonly topic?: { readonly topic: string; readonly keepUnits: readonly string[] };
+}
 
 export default fp(async (app) => {
   const access = new MqttAccess(app.pg, app.config.domain, app.config.secretKey);
@@ -32,7 +43,7 @@ export default fp(async (app) => {
 
   app.decorate('acl', {
     access,
-    async invalidate(reason: string) {
+    async invalidate(reason: string, cut?: AccessCut) {
       access.invalidate();
       try {
         await app.pg.query(`SELECT pg_notify('${CHANNEL}', $1)`, [reason.slice(0, 200)]);
@@ -40,6 +51,12 @@ export default fp(async (app) => {
         app.log.warn({ err }, 'ACL NOTIFY failed');
       }
       await app.deps.clearBrokerAuthzCache?.().catch((err: unknown) => app.log.warn({ err }, 'clearing the broker authorization cache failed'));
+      // Decisions are fresh everywhere now: a cut session reconnects into the new rules.
+      const sessions = app.deps.brokerSessions;
+      if (cut && sessions) {
+        if (cut.units?.length) await sessions.kickUnits(cut.units, reason);
+        if (cut.topic) await sessions.kickTopicSubscribers(cut.topic.topic, new Set(cut.topic.keepUnits.map((u) => u.toLowerCase())), reason);
+      }
     },
   });
 

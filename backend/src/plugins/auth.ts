@@ -49,13 +49,18 @@ export default fp(async (app) => {
     const uuid = typeof claims.uuid === 'string' ? claims.uuid : '';
     switch (claims.type) {
       case 'User': {
-        const { rows } = await app.pg.query<{ uuid: string; role: UserRole; status: UserStatus; login: string }>(
-          'SELECT uuid, role, status, login FROM users WHERE uuid = $1',
+        const { rows } = await app.pg.query<{ uuid: string; role: UserRole; status: UserStatus; login: string; valid_after: number | null }>(
+          `SELECT uuid, role, status, login, extract(epoch FROM tokens_valid_after)::float8 AS valid_after FROM users WHERE uuid = $1`,
           [isUuidLike(uuid) ? uuid : null],
         );
         const user = rows[0];
         if (!user) throw new NoAccessError('User not found');
         if (user.status === 'Blocked') throw new NoAccessError('Agent is blocked or not found');
+        // A password change revokes the tokens issued before it (tokens_valid_after, UTC seconds).
+        if (user.valid_after !== null) {
+          const issuedAt = typeof claims.iat === 'number' ? claims.iat : typeof claims.exp === 'number' ? claims.exp - app.config.authTokenExpiration : 0;
+          if (issuedAt < user.valid_after) throw new NoAccessError('Token revoked: the password changed after it was issued');
+        }
         return { type: 'User', uuid: user.uuid, role: user.role, status: user.status, login: user.login };
       }
       case 'Unit': {

@@ -5,7 +5,15 @@ export const UserRole = Type.Union([Type.Literal('User'), Type.Literal('Admin')]
 export const UserStatus = Type.Union([Type.Literal('Unverified'), Type.Literal('Verified'), Type.Literal('Blocked')]);
 
 export const UserCreate = Type.Object({ login: Type.String({ maxLength: 256 }), password: Type.String({ maxLength: 1024 }) }, { additionalProperties: false });
-export const UserUpdate = Type.Object({ login: Type.Optional(Nullable(Type.String({ maxLength: 256 }))), password: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))) }, { additionalProperties: false });
+export const UserUpdate = Type.Object(
+  {
+    login: Type.Optional(Nullable(Type.String({ maxLength: 256 }))),
+    password: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))),
+    /** Ours: required with `password`; tokens issued before the change are revoked. */
+    current_password: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))),
+  },
+  { additionalProperties: false },
+);
 export const UserAuth = Type.Object({ credentials: Type.String({ maxLength: 256 }), password: Type.String({ maxLength: 1024 }) }, { additionalProperties: false });
 export const AccessToken = Type.Object({ token: Type.String() });
 

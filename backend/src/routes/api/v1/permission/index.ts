@@ -6,7 +6,7 @@ import { PermissionService } from './permission-service.js';
 
 /** `/pepeunit/api/v1/permission` (pepeunit-backend.md §5.8). */
 const permission: FastifyPluginAsyncTypebox = async (app) => {
-  const service = new PermissionService(app.pg, app.config, (reason) => app.acl.invalidate(reason));
+  const service = new PermissionService(app.pg, app.config, (reason, cut) => app.acl.invalidate(reason, cut));
   const tags = ['permission'];
 
   app.post('/', { schema: { tags, body: PermissionCreate, response: { 201: PermissionRead } } }, async (request, reply) => {

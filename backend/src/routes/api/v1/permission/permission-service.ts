@@ -1,3 +1,4 @@
+import type { AccessCut } from '../../../../plugins/acl.js';
 import type { Pool, PoolClient } from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
 import { CustomPermissionError, ValidationError } from '../../../../errors.js';
@@ -60,7 +61,7 @@ export class PermissionService {
   constructor(
     private readonly pg: Pool,
     private readonly config: BackendConfig,
-    private readonly onChange: (reason: string) => Promise<void>,
+    private readonly onChange: (reason: string, cut?: AccessCut) => Promise<void>,
   ) {}
 
   private async resource(type: PermissionResourceType, uuid: string): Promise<{ uuid: string; creator_uuid: string | null } & Record<string, unknown>> {
@@ -127,6 +128,7 @@ export class PermissionService {
       }
     }
     await this.pg.query('DELETE FROM permissions WHERE uuid = $1', [permission.uuid]);
-    await this.onChange('permission deleted');
+    // A unit that lost access may hold a subscription made while it had it: cut its sessions.
+    await this.onChange('permission deleted', permission.agent_type === 'Unit' ? { units: [agentUuid] } : undefined);
   }
 }

@@ -4,6 +4,7 @@
  * connection limits, automatic permissions (§4.5) and SchemaUpdate notifications.
  */
 import { randomUUID } from 'node:crypto';
+import type { AccessCut } from '../../../../plugins/acl.js';
 import type { FastifyInstance } from 'fastify';
 import { isPipeableTopicName, unitNodeTopic } from '@pepeunit/common';
 import { DataPipeError, NoAccessError, UnitNodeError, ValidationError } from '../../../../errors.js';
@@ -95,7 +96,14 @@ export class UnitNodesService {
         WHERE uuid = $1 RETURNING *`,
       [uuid, visibility, body.is_rewritable_input ?? null, body.is_data_pipe_active ?? null, body.max_connections ?? null],
     );
-    await app.acl.invalidate('unit node updated');
+    // Made Private: subscribers without a permission must stop reading it now, not at their next reconnect.
+    const tightened = visibility === 'Private' && node.visibility_level !== 'Private';
+    let cut: AccessCut | undefined;
+    if (tightened && node.unit_uuid) {
+      const allowed = await app.pg.query<{ unit: string }>('SELECT agent_unit_uuid::text AS unit FROM permissions WHERE resource_unit_node_uuid = $1 AND agent_unit_uuid IS NOT NULL', [uuid]);
+      cut = { topic: { topic: unitNodeTopic(app.config.domain, node.uuid, node.topic_name), keepUnits: [node.unit_uuid, ...allowed.rows.map((r) => r.unit)] } };
+    }
+    await app.acl.invalidate('unit node updated', cut);
     // Reference (§7.6): a request carrying is_data_pipe_active on a /pepeunit node tells the
     // DataPipe consumers (NOTIFY, Redis stream when configured); a no-op when the FF is off.
     if (body.is_data_pipe_active !== undefined && body.is_data_pipe_active !== null && isPipeableTopicName(node.topic_name) && app.hasDecorator('datapipe')) {
@@ -206,7 +214,8 @@ export class UnitNodesService {
         }
       }
     });
-    await app.acl.invalidate('unit node edge deleted');
+    // The output unit may have lost its access to the input node (and the input unit to the output): cut both units' sessions.
+    await app.acl.invalidate('unit node edge deleted', { units: [output.unit_uuid, input.unit_uuid].filter((u): u is string => typeof u === 'string' && u !== '') });
     await notifyUnit(app, input.unit_uuid, 'SchemaUpdate');
   }
 

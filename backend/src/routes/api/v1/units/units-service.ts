@@ -213,7 +213,8 @@ export class UnitsService {
     await deleteUnitLogs(app, uuid);
     await deleteDataPipeRows(app.clickhouse, nodeUuids);
     await app.pg.query('DELETE FROM units WHERE uuid = $1', [uuid]);
-    await app.acl.invalidate('unit deleted');
+    // Its live sessions end now; the token no longer authenticates.
+    await app.acl.invalidate('unit deleted', { units: [uuid] });
     await announceDataPipeNodes(app, [], activePipes);
     try {
       await deleteUnitLogs(app, uuid);

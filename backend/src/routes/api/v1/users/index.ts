@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { requireAgent } from '../../../../services/access.js';
-import { FeatureFlagError } from '../../../../errors.js';
+import rateLimit from '@fastify/rate-limit';
+import { FeatureFlagError, PepeunitError } from '../../../../errors.js';
 import { UuidParams } from '../../../../schemas/common.js';
 import { AccessToken, UserAuth, UserCreate, UserRead, UserUpdate, UsersQuery, UsersResult } from '../../../../schemas/users.js';
 import { UsersService, toUserRead } from './users-service.js';
@@ -10,6 +11,12 @@ import { UsersService, toUserRead } from './users-service.js';
 const users: FastifyPluginAsyncTypebox = async (app) => {
   const service = new UsersService(app.pg, app.config, app.cipher);
   const tags = ['users'];
+  const { attemptsPerAddress, windowSeconds } = app.config.loginLimits;
+  // Per client address, for the login route only (the per-account limit lives in the service).
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) => new PepeunitError(429, 18, 'Too Many Requests', `Too many login attempts from this address; retry in ${Math.ceil(context.ttl / 1000)} s`),
+  });
 
   app.post('/', { schema: { tags, body: UserCreate, response: { 201: UserRead } } }, async (request, reply) => {
     requireAgent(await request.agent(), ['Bot']);
@@ -17,7 +24,10 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
     return reply.status(201).send(toUserRead(user));
   });
 
-  app.post('/auth', { schema: { tags, body: UserAuth, response: { 200: AccessToken } } }, async (request) => {
+  app.post('/auth', {
+    schema: { tags, body: UserAuth, response: { 200: AccessToken } },
+    config: attemptsPerAddress > 0 ? { rateLimit: { max: attemptsPerAddress, timeWindow: windowSeconds * 1000 } } : {},
+  }, async (request) => {
     requireAgent(await request.agent(), ['Bot']);
     return { token: await service.login(request.body.credentials, request.body.password) };
   });
@@ -43,12 +53,16 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/block/:uuid', { schema: { tags, params: UuidParams } }, async (request, reply) => {
     requireAgent(await request.agent(), ['User'], ['Admin']);
     await service.block(request.params.uuid);
+    // Blocking an owner blocks their units: no REST, no MQTT, live sessions cut.
+    const units = await app.pg.query<{ uuid: string }>('SELECT uuid::text AS uuid FROM units WHERE creator_uuid = $1', [request.params.uuid]);
+    await app.acl.invalidate('user blocked', { units: units.rows.map((r) => r.uuid) });
     return reply.status(204).send();
   });
 
   app.patch('/unblock/:uuid', { schema: { tags, params: UuidParams } }, async (request, reply) => {
     requireAgent(await request.agent(), ['User'], ['Admin']);
     await service.unblock(request.params.uuid);
+    await app.acl.invalidate('user unblocked');
     return reply.status(204).send();
   });
 

@@ -4,6 +4,7 @@ import { userToken, type BackendConfig } from '@pepeunit/common';
 import { NoAccessError, UserError, ValidationError } from '../../../../errors.js';
 import type { Cipher } from '../../../../security/cipher.js';
 import { hashPassword, isLegacyHash, verifyPassword } from '../../../../security/passwords.js';
+import { LoginThrottle } from '../../../../security/login-throttle.js';
 import { isoNaive } from '../../../../schemas/common.js';
 import type { UserRead, UsersQuery } from '../../../../schemas/users.js';
 import { nameRule, passwordRule, searchConditions, paging } from '../../../../services/validators.js';
@@ -33,13 +34,24 @@ export function toUserRead(row: UserRow): UserRead {
   };
 }
 
+/** A scrypt hash of a random password, made once per process: unknown logins are checked against it. */
+let dummy: Promise<string> | undefined;
+function dummyHash(staticSalt: string): Promise<string> {
+  dummy ??= hashPassword(randomBytes(24).toString('base64'), staticSalt).then((stored) => stored.hashedPassword);
+  return dummy;
+}
+
 /** Registration, login, profile, block/unblock (pepeunit-backend.md §4.2). */
 export class UsersService {
+  private readonly throttle: LoginThrottle;
+
   constructor(
     private readonly pg: Pool,
     private readonly config: BackendConfig,
     private readonly cipher: Cipher,
-  ) {}
+  ) {
+    this.throttle = new LoginThrottle({ maxFailures: config.loginLimits.failuresPerLogin, windowMs: config.loginLimits.windowSeconds * 1000 });
+  }
 
   async get(uuid: string): Promise<UserRow> {
     const { rows } = await this.pg.query<UserRow>('SELECT * FROM users WHERE uuid = $1', [uuid]);
@@ -74,13 +86,24 @@ export class UsersService {
     }
   }
 
-  /** Login by login or telegram chat id; returns a User JWT. Old reference hashes are upgraded. */
+  /**
+   * Login by login or telegram chat id; returns a User JWT. Old reference hashes are upgraded.
+   * An unknown login and a wrong password give the same answer after the same work (a password
+   * check against a dummy hash), so answers do not tell which logins exist; failures per login
+   * are throttled (`LoginThrottle`).
+   */
   async login(credentials: string, password: string): Promise<string> {
+    this.throttle.check(credentials);
     const { rows } = await this.pg.query<UserRow>('SELECT * FROM users WHERE login = $1 OR telegram_chat_id = $1 LIMIT 1', [credentials]);
     const user = rows[0];
-    if (!user) throw new ValidationError('The object does not exist');
-    const ok = await verifyPassword(password, user.hashed_password, this.config.staticSalt, () => this.cipher.decrypt(user.cipher_dynamic_salt));
-    if (!ok) throw new NoAccessError('Password hash mismatched');
+    const ok = user
+      ? await verifyPassword(password, user.hashed_password, this.config.staticSalt, () => this.cipher.decrypt(user.cipher_dynamic_salt))
+      : await verifyPassword(password, await dummyHash(this.config.staticSalt), this.config.staticSalt, () => '').then(() => false);
+    if (!user || !ok) {
+      this.throttle.failed(credentials);
+      throw new NoAccessError('Login or password is incorrect');
+    }
+    this.throttle.succeeded(credentials);
     if (isLegacyHash(user.hashed_password)) {
       const stored = await hashPassword(password, this.config.staticSalt);
       await this.pg.query('UPDATE users SET hashed_password = $2, cipher_dynamic_salt = $3 WHERE uuid = $1', [
@@ -92,9 +115,16 @@ export class UsersService {
     return userToken(user.uuid, this.config.secretKey, this.config.authTokenExpiration);
   }
 
-  async update(selfUuid: string, patch: { login?: string | null; password?: string | null }): Promise<UserRow> {
+  async update(selfUuid: string, patch: { login?: string | null; password?: string | null; current_password?: string | null }): Promise<UserRow> {
     const sets: string[] = [];
     const values: unknown[] = [selfUuid];
+    if (patch.password != null) {
+      // A stolen session must not be able to take the account: the current password is required,
+      // and every token issued before the change stops working (tokens_valid_after).
+      const self = await this.get(selfUuid);
+      const ok = patch.current_password != null && (await verifyPassword(patch.current_password, self.hashed_password, this.config.staticSalt, () => this.cipher.decrypt(self.cipher_dynamic_salt)));
+      if (!ok) throw new NoAccessError('The current password is required to change the password');
+    }
     if (patch.login != null) {
       if (!nameRule(this.config).test(patch.login)) throw new UserError('Login is not correct: 4-20 characters from A-Z a-z 0-9 _ . -');
       const taken = await this.pg.query('SELECT 1 FROM users WHERE login = $1 AND uuid <> $2', [patch.login, selfUuid]);
@@ -107,6 +137,8 @@ export class UsersService {
       const stored = await hashPassword(patch.password, this.config.staticSalt);
       values.push(stored.hashedPassword, this.cipher.encrypt(stored.dynamicSalt));
       sets.push(`hashed_password = $${values.length - 1}`, `cipher_dynamic_salt = $${values.length}`);
+      // Whole seconds, as token `iat`s are: a token issued in this second stays valid.
+      sets.push(`tokens_valid_after = date_trunc('second', now() AT TIME ZONE 'utc')`);
     }
     if (sets.length > 0) {
       try {
