@@ -254,6 +254,11 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
         session.clientAttrs = decision.clientAttrs;
         session.acl = decision.acl;
         session.expireAt = decision.expireAt;
+        // A clientid ban created while the callout ran found no session to kick: check again.
+        if (store.findBan(clientid, user, peer.host)) {
+          logger.info({ clientid }, 'banned client refused (ban created during authentication)');
+          return done(refusal(5, 'banned'), false);
+        }
       }
       sessions.attach(session);
       done(null, true);
