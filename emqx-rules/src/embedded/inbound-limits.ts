@@ -123,10 +123,12 @@ export function limitInbound(client: Client, options: InboundLimitOptions): void
     if (!internals._paused && internals._parsingBatch <= 0) internals.resume();
   };
 
-  const close = (violation: InboundViolation): void => {
+  /** Hands on the complete packets before the offending one (EMQX handles what it parsed before a frame error), then closes. */
+  const close = (violation: InboundViolation, before: Buffer | undefined): void => {
     closed = true;
     options.stats.closedOversized += 1;
     options.onViolation(violation);
+    if (before && before.length > 0) handOn(before);
     conn.destroy();
   };
 
@@ -169,14 +171,14 @@ export function limitInbound(client: Client, options: InboundLimitOptions): void
           break;
         }
         if (headerBytes === 5) {
-          close({ reason: 'malformed_remaining_length' });
+          close({ reason: 'malformed_remaining_length' }, startedInThisRead ? buf.subarray(0, packetStart) : undefined);
           return 0;
         }
       }
       if (!complete) break; // the header continues in the next read
       const packetEnd = streamOffset + index + remainingLength;
       if (remainingLength > sizeLimit || (beforeConnack && packetEnd > PRE_CONNACK_MAX_BYTES)) {
-        close({ reason: 'packet_too_large', announced: remainingLength, limit: sizeLimit, beforeConnack });
+        close({ reason: 'packet_too_large', announced: remainingLength, limit: sizeLimit, beforeConnack }, startedInThisRead ? buf.subarray(0, packetStart) : undefined);
         return 0;
       }
       if (messages || bytes) {
