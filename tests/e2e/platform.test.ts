@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -56,6 +56,29 @@ test('the launcher serves GET /pepeunit within 90 s and Ctrl-C stops every proce
     assert.equal(readiness.checks.postgres?.up, true);
     assert.equal(readiness.checks.clickhouse?.up, true);
     assert.equal(readiness.checks.broker?.up, true);
+
+    // The embedded ClickHouse requires the password the launcher generated into secrets.env, and
+    // neither it nor the logs are readable by other users or hold the password (docs/SECURITY.md).
+    const secretsFile = join(dataDir, 'secrets.env');
+    assert.equal(statSync(secretsFile).mode & 0o777, 0o600);
+    assert.equal(statSync(dataDir).mode & 0o066, 0, 'the data directory is not readable or writable by others');
+    const password = /^PU_EMBEDDED_CLICKHOUSE_PASSWORD=(.+)$/m.exec(readFileSync(secretsFile, 'utf8'))?.[1];
+    assert.ok(password && password.length >= 24, 'a generated ClickHouse password');
+    const clickhouseUrl = /ClickHouse\s+(http\S+)/.exec(output)?.[1];
+    assert.ok(clickhouseUrl && !clickhouseUrl.includes('@'), `the ClickHouse URL is printed without credentials: ${clickhouseUrl}`);
+    const clickhouseBase = new URL(clickhouseUrl).origin;
+    const anonymous = await fetch(`${clickhouseBase}/?query=SELECT%201`);
+    assert.equal(anonymous.status, 403);
+    assert.equal(anonymous.headers.get('x-clickhouse-exception-code'), '516');
+    const authorised = await fetch(`${clickhouseBase}/?query=SELECT%201`, { headers: { 'X-ClickHouse-User': 'default', 'X-ClickHouse-Key': password } });
+    assert.equal(await authorised.text(), '1\n');
+    assert.equal(statSync(join(dataDir, 'logs')).mode & 0o777, 0o700);
+    for (const log of readdirSync(join(dataDir, 'logs'))) {
+      assert.equal(statSync(join(dataDir, 'logs', log)).mode & 0o777, 0o600, log);
+      assert.ok(!readFileSync(join(dataDir, 'logs', log), 'utf8').includes(password), `${log} does not hold the ClickHouse password`);
+    }
+    assert.ok(!output.includes(password), 'the launcher does not print the password');
+
     const children = descendants(launcher.pid!);
     assert.ok(children.length >= 4, `expected clickhouse, broker, backend and ingest processes, found ${children.length}`);
 
