@@ -572,8 +572,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   };
 
   const handleConnection = (socket: Socket): void => {
+    if (socket.destroyed) return; // closed while it waited for its max_conn_rate turn
     const maxConnections = store.listener(LISTENER_ID)?.max_connections;
-    if (socket.destroyed) return;
     if (typeof maxConnections === 'number' && sockets.size >= maxConnections) {
       logger.warn({ peer: socket.remoteAddress, maxConnections }, 'connection refused: max_connections reached');
       socket.destroy();
@@ -592,7 +592,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       stats: limitStats,
       onViolation(violation) {
         const clientid = (client as unknown as { id?: string | null }).id ?? undefined;
-        logger.info({ peer: peer.host, clientid, ...violation }, 'connection closed: packet over the size limit');
+        const what = violation.reason === 'packet_too_large' ? 'packet over the size limit' : 'malformed packet length';
+        logger.info({ peer: peer.host, clientid, ...violation }, `connection closed: ${what}`);
       },
     });
     // EMQX's idle_timeout: a socket that sends no CONNECT in time is closed (preConnect stops the timer).
