@@ -12,17 +12,25 @@
  * (`--move-ports` re-chooses). See scripts/quickstart/.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, chmodSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startService, type RunningService } from '@pepeunit/common';
 import { resolvePostgres, createDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { loadOrCreateSecrets } from '@pepeunit/common/secrets-file';
 import { PortTakenError, planPorts, type PortPlan } from './quickstart/ports.ts';
 import { initialDatabase, readPlatformState, writePlatformState, type QuickstartService } from './quickstart/state.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'));
 const logDir = join(dataDir, 'logs');
-mkdirSync(logDir, { recursive: true });
+// Secrets, logs and databases live here: not readable by other users. A private Postgres run as
+// root needs others to traverse (not list) the data directory, so only read/write bits go.
+mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+chmodSync(dataDir, statSync(dataDir).mode & 0o711);
+for (const dir of [logDir, join(dataDir, 'repo_cache')]) {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
 const tsx = ['--import', 'tsx'];
 const movePorts = process.argv.includes('--move-ports');
 const started: RunningService[] = [];
@@ -35,25 +43,15 @@ function say(line: string): void {
 
 /** Secrets generated once per data directory and reused, so tokens and encrypted data survive restarts. */
 function platformSecrets(): Record<string, string> {
-  const file = join(dataDir, 'secrets.env');
-  if (existsSync(file)) {
-    return Object.fromEntries(
-      readFileSync(file, 'utf8')
-        .split('\n')
-        .filter((l) => l.includes('='))
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
-  }
-  const secrets = {
-    PU_SECRET_KEY: randomBytes(32).toString('base64'),
-    PU_ENCRYPT_KEY: randomBytes(32).toString('base64'),
-    PU_STATIC_SALT: randomBytes(32).toString('base64'),
-    PU_EMQX_API_KEY: 'pepeunit-backend',
-    PU_EMQX_API_SECRET: randomBytes(24).toString('base64url'),
-  };
-  writeFileSync(file, Object.entries(secrets).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
-  chmodSync(file, 0o600);
-  return secrets;
+  return loadOrCreateSecrets(join(dataDir, 'secrets.env'), {
+    PU_SECRET_KEY: () => randomBytes(32).toString('base64'),
+    PU_ENCRYPT_KEY: () => randomBytes(32).toString('base64'),
+    PU_STATIC_SALT: () => randomBytes(32).toString('base64'),
+    PU_EMQX_API_KEY: () => 'pepeunit-backend',
+    PU_EMQX_API_SECRET: () => randomBytes(24).toString('base64url'),
+    // The embedded ClickHouse's password (user `default`); URL-safe, it goes into PU_CLICKHOUSE_DATABASE_URL.
+    PU_EMBEDDED_CLICKHOUSE_PASSWORD: () => randomBytes(24).toString('base64url'),
+  });
 }
 
 async function shutdown(code: number): Promise<never> {
@@ -113,7 +111,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const { database, plan } = await platformState();
   const ports = plan.ports;
-  const secrets = platformSecrets();
+  const { PU_EMBEDDED_CLICKHOUSE_PASSWORD: clickhousePassword, ...secrets } = platformSecrets();
   const env: NodeJS.ProcessEnv = {
     PU_DOMAIN: 'localhost',
     PU_SECURE: 'False',
@@ -151,12 +149,18 @@ async function main(): Promise<void> {
       name: 'clickhouse',
       command: process.execPath,
       args: [...tsx, join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', String(port), '--data', join(dataDir, 'clickhouse')],
+      // In the environment, not the arguments: other users can read a command line.
+      env: { PU_EMBEDDED_CLICKHOUSE_USER: 'default', PU_EMBEDDED_CLICKHOUSE_PASSWORD: clickhousePassword },
       logFile: join(logDir, 'clickhouse.log'),
       readyLine: true,
       timeoutMs: 60_000,
     });
     started.push(clickhouse);
-    env.PU_CLICKHOUSE_DATABASE_URL = `${String(clickhouse.ready.url)}/pepeunit`;
+    const url = new URL(String(clickhouse.ready.url));
+    url.username = 'default';
+    url.password = String(clickhousePassword);
+    url.pathname = '/pepeunit';
+    env.PU_CLICKHOUSE_DATABASE_URL = url.toString();
   }
 
   // MQTT broker

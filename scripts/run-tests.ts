@@ -7,6 +7,7 @@
  *   npm test -- <path filter>    only test files whose path contains the filter
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { freePort, startService, type RunningService } from '@pepeunit/common';
@@ -14,7 +15,7 @@ import { resolvePostgres } from '@pepeunit/common/postgres';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'), 'test');
-mkdirSync(dataDir, { recursive: true });
+mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 const args = process.argv.slice(2);
 const noServices = args.includes('--no-services');
 const filters = args.filter((a) => !a.startsWith('--'));
@@ -61,16 +62,22 @@ async function main(): Promise<number> {
     env.PU_TEST_PG_ADMIN_URL = postgres.adminUrl;
     process.stdout.write(`PostgreSQL for tests: ${postgres.source}\n`);
     const chPort = await freePort();
+    // The shared ClickHouse requires a password like the quick start's; tests get it in the URL.
+    const chPassword = randomBytes(18).toString('base64url');
     const ch = await startService({
       name: 'clickhouse',
       command: process.execPath,
       args: ['--import', 'tsx', join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', String(chPort), '--data', join(dataDir, `clickhouse-${process.pid}`)],
+      env: { PU_EMBEDDED_CLICKHOUSE_USER: 'default', PU_EMBEDDED_CLICKHOUSE_PASSWORD: chPassword },
       logFile: join(dataDir, 'clickhouse.log'),
       readyLine: true,
     });
     services.push(ch);
-    env.PU_TEST_CLICKHOUSE_URL = String(ch.ready.url);
-    process.stdout.write(`ClickHouse for tests: ${env.PU_TEST_CLICKHOUSE_URL} (embedded chdb)\n`);
+    const chUrl = new URL(String(ch.ready.url));
+    chUrl.username = 'default';
+    chUrl.password = chPassword;
+    env.PU_TEST_CLICKHOUSE_URL = chUrl.toString().replace(/\/$/, '');
+    process.stdout.write(`ClickHouse for tests: ${String(ch.ready.url)} (embedded chdb, password protected)\n`);
   }
   process.stdout.write(`Running ${files.length} test files\n`);
   // The spec report goes to the terminal; a TAP copy goes to a file so that, when something

@@ -16,6 +16,12 @@
  * - errors as `Code: N. DB::Exception: … (NAME) (version …)` with the status code ClickHouse uses
  *   and the `X-ClickHouse-Exception-Code` header.
  *
+ * Authentication: every query needs the server's user and password, given the ways
+ * clickhouse-server's HTTP interface accepts them (Basic auth, `X-ClickHouse-User` /
+ * `X-ClickHouse-Key`, or `user` / `password` URL parameters); without them, or with wrong ones, the
+ * answer is ClickHouse's `AUTHENTICATION_FAILED` (code 516, HTTP 403). Only the health checks
+ * (`/ping`, `GET /` without a query) answer without credentials, as on a server.
+ *
  * Isolation: each request without a session runs on its own short-lived chdb connection to the
  * shared engine (about 1 ms to open), so `SET`, `USE` and URL settings can never leak into the
  * next request. Statements run one at a time (one engine, a FIFO queue); HTTP connections are
@@ -24,7 +30,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -62,13 +68,18 @@ export interface EmbeddedClickHouseOptions {
   maxBodyBytes?: number;
   /** Requests waiting for the engine beyond this number are refused (TOO_MANY_SIMULTANEOUS_QUERIES). Default 1000. */
   maxQueuedRequests?: number;
-  /** When set, every query must authenticate with these credentials (Basic auth, X-ClickHouse-User/Key or user/password params). */
-  auth?: { username: string; password: string };
+  /**
+   * The one user every query must authenticate as (Basic auth, X-ClickHouse-User/Key or
+   * user/password URL parameters). The password may not be empty: there is no open mode.
+   */
+  auth: { username: string; password: string };
 }
 
 export interface EmbeddedClickHouse {
-  /** Base URL for `createClient({ url })`, e.g. `http://127.0.0.1:41234`. */
+  /** Base URL without credentials, e.g. `http://127.0.0.1:41234` (safe to print). */
   readonly url: string;
+  /** The base URL with the credentials, e.g. `http://default:<password>@127.0.0.1:41234`, for `createClickHouse`. Never print it. */
+  readonly authenticatedUrl: string;
   readonly port: number;
   /** Stops accepting connections, waits for queued and running queries, then releases the engine. */
   close(): Promise<void>;
@@ -269,13 +280,15 @@ function credentialsOf(req: http.IncomingMessage, url: URL): { user?: string; pa
     const colon = decoded.indexOf(':');
     return colon === -1 ? { user: decoded, password: '' } : { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
   }
+  // Like clickhouse-server: a missing user is `default`, a missing password empty.
   const headerUser = req.headers['x-clickhouse-user'];
-  if (typeof headerUser === 'string') {
-    const key = req.headers['x-clickhouse-key'];
-    return { user: headerUser, password: typeof key === 'string' ? key : '' };
+  const headerKey = req.headers['x-clickhouse-key'];
+  if (typeof headerUser === 'string' || typeof headerKey === 'string') {
+    return { user: typeof headerUser === 'string' ? headerUser : 'default', password: typeof headerKey === 'string' ? headerKey : '' };
   }
   const user = url.searchParams.get('user');
-  if (user !== null) return { user, password: url.searchParams.get('password') ?? '' };
+  const password = url.searchParams.get('password');
+  if (user !== null || password !== null) return { user: user ?? 'default', password: password ?? '' };
   return {};
 }
 
@@ -300,6 +313,10 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
     throw new Error(`Embedded ClickHouse: invalid port ${String(opts.port)} (expected 0..65535; 0 picks a free port)`);
   }
   if (!opts.dataPath) throw new Error('Embedded ClickHouse: dataPath is required (the directory where the engine keeps its data)');
+  if (!opts.auth?.username || !opts.auth.password) {
+    throw new Error('Embedded ClickHouse: auth { username, password } with a non-empty password is required (every query authenticates)');
+  }
+  const auth = { username: opts.auth.username, password: opts.auth.password };
   const dataPath = path.resolve(opts.dataPath);
   if (processDataPath !== undefined && processDataPath !== dataPath) {
     throw new Error(
@@ -307,7 +324,9 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
         `Use the same dataPath, or run another server in its own process (src/server-cli.ts).`,
     );
   }
-  await mkdir(dataPath, { recursive: true });
+  // The data is for this user only (also narrowing a directory an older version created wider).
+  await mkdir(dataPath, { recursive: true, mode: 0o700 });
+  await chmod(dataPath, 0o700).catch((err: unknown) => logger.warn({ err, dataPath }, 'embedded ClickHouse: could not make the data directory private (mode 700)'));
   const { Session, drainPending } = await import('chdb');
 
   let anchor: Session;
@@ -588,15 +607,16 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
         req.resume();
         throw ClickHouseServerFailure.of('ABORTED', 'The embedded ClickHouse server is shutting down', 503);
       }
-      if (opts.auth) {
-        const given = credentialsOf(req, url);
-        if (!sameSecret(given.user, opts.auth.username) || !sameSecret(given.password, opts.auth.password)) {
-          req.resume();
-          throw ClickHouseServerFailure.of(
-            'AUTHENTICATION_FAILED',
-            `${given.user ?? 'default'}: Authentication failed: password is incorrect, or there is no user with such name`,
-          );
-        }
+      const given = credentialsOf(req, url);
+      // Both compared (in constant time) so a wrong user and a wrong password look the same.
+      const userMatches = sameSecret(given.user, auth.username);
+      const passwordMatches = sameSecret(given.password, auth.password);
+      if (!userMatches || !passwordMatches) {
+        req.resume();
+        throw ClickHouseServerFailure.of(
+          'AUTHENTICATION_FAILED',
+          `${given.user ?? 'default'}: Authentication failed: password is incorrect, or there is no user with such name`,
+        );
       }
       if (url.searchParams.get('compress') === '1' || url.searchParams.get('decompress') === '1') {
         req.resume();
@@ -739,8 +759,12 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
   const baseUrl = `http://${urlHost}:${port}`;
   logger.info({ url: baseUrl, dataPath, version }, 'embedded ClickHouse listening');
 
+  const authenticated = new URL(baseUrl);
+  authenticated.username = encodeURIComponent(auth.username);
+  authenticated.password = encodeURIComponent(auth.password);
   return {
     url: baseUrl,
+    authenticatedUrl: authenticated.toString().replace(/\/$/, ''),
     port,
     close() {
       closing ??= (async () => {

@@ -5,8 +5,9 @@
  *   node --import tsx clickhouse-schemas/src/server-cli.ts --port 18123 --data ./data/clickhouse [--host 127.0.0.1]
  *
  * Environment fallbacks: PU_EMBEDDED_CLICKHOUSE_PORT, PU_EMBEDDED_CLICKHOUSE_DATA,
- * PU_EMBEDDED_CLICKHOUSE_HOST, and optionally PU_EMBEDDED_CLICKHOUSE_USER /
- * PU_EMBEDDED_CLICKHOUSE_PASSWORD to require credentials.
+ * PU_EMBEDDED_CLICKHOUSE_HOST. Credentials (required, every query authenticates):
+ * PU_EMBEDDED_CLICKHOUSE_PASSWORD, and PU_EMBEDDED_CLICKHOUSE_USER (default `default`). They come
+ * from the environment only, never the command line (which other users can read in `ps`).
  * Once listening it prints exactly one line on stdout: {"event":"ready","url":"http://127.0.0.1:PORT"}.
  * Logs go to stderr. SIGTERM/SIGINT close the server and exit with code 0.
  */
@@ -19,7 +20,7 @@ export interface ServerCliOptions {
   host: string;
   port: number;
   dataPath: string;
-  auth?: { username: string; password: string };
+  auth: { username: string; password: string };
 }
 
 /** Parses `--port`, `--host`, `--data` (also `--flag=value`) with env fallbacks. Throws on bad input. */
@@ -42,13 +43,14 @@ export function parseServerCliArgs(argv: readonly string[], env: NodeJS.ProcessE
   const dataPath = values.get('data') ?? env.PU_EMBEDDED_CLICKHOUSE_DATA;
   if (!dataPath) throw new Error(`the data directory is required: --data <dir> or PU_EMBEDDED_CLICKHOUSE_DATA\n${usage()}`);
   const host = values.get('host') ?? env.PU_EMBEDDED_CLICKHOUSE_HOST ?? '127.0.0.1';
-  const username = env.PU_EMBEDDED_CLICKHOUSE_USER;
+  const username = env.PU_EMBEDDED_CLICKHOUSE_USER || 'default';
   const password = env.PU_EMBEDDED_CLICKHOUSE_PASSWORD;
-  return { host, port, dataPath, ...(username ? { auth: { username, password: password ?? '' } } : {}) };
+  if (!password) throw new Error(`PU_EMBEDDED_CLICKHOUSE_PASSWORD is required: every query authenticates (the quick start generates one into .data/secrets.env)\n${usage()}`);
+  return { host, port, dataPath, auth: { username, password } };
 }
 
 function usage(): string {
-  return 'usage: server-cli.ts --data <dir> [--port <n>|0] [--host 127.0.0.1]';
+  return 'usage: PU_EMBEDDED_CLICKHOUSE_PASSWORD=... [PU_EMBEDDED_CLICKHOUSE_USER=default] server-cli.ts --data <dir> [--port <n>|0] [--host 127.0.0.1]';
 }
 
 /** Logger writing JSON lines to stderr (stdout carries only the ready line). */

@@ -4,24 +4,31 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createClient, ClickHouseError, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
 import { startEmbeddedClickHouse, type EmbeddedClickHouse } from '../src/embedded-server.js';
 import { createClickHouse } from '../src/client.js';
 
 const MAX_BODY = 2 * 1024 * 1024;
+const AUTH = { username: 'default', password: randomBytes(18).toString('base64url') };
+const BASIC = { Authorization: `Basic ${Buffer.from(`${AUTH.username}:${AUTH.password}`).toString('base64')}` };
 let dataPath: string;
 let server: EmbeddedClickHouse;
 const clients: ClickHouseClient[] = [];
 
 function client(database: string, extra: Parameters<typeof createClient>[0] = {}): ClickHouseClient {
-  const c = createClient({ url: server.url, database, log: { level: ClickHouseLogLevel.OFF }, ...extra });
+  const c = createClient({ url: server.url, ...AUTH, database, log: { level: ClickHouseLogLevel.OFF }, ...extra });
   clients.push(c);
   return c;
+}
+
+/** fetch with the server's credentials (Basic auth), merged into the request's headers. */
+function chFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { ...init, headers: { ...BASIC, ...(init.headers as Record<string, string> | undefined) } });
 }
 
 async function rows<T>(c: ClickHouseClient, query: string, query_params?: Record<string, unknown>): Promise<T[]> {
@@ -43,7 +50,7 @@ async function expectClickHouseError(promise: Promise<unknown>, code: string, ty
 
 before(async () => {
   dataPath = await mkdtemp(path.join(tmpdir(), 'pu-chdb-server-'));
-  server = await startEmbeddedClickHouse({ dataPath: path.join(dataPath, 'data'), port: 0, maxBodyBytes: MAX_BODY });
+  server = await startEmbeddedClickHouse({ dataPath: path.join(dataPath, 'data'), port: 0, maxBodyBytes: MAX_BODY, auth: AUTH });
   const admin = client('default');
   for (const db of ['es_a', 'es_b', 'es_misc']) await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
 });
@@ -65,6 +72,56 @@ describe('embedded ClickHouse over HTTP', () => {
     const missing = await fetch(`${server.url}/nope`);
     assert.equal(missing.status, 404);
     assert.match(await missing.text(), /There is no handle \/nope/);
+  });
+
+  test('refuses every query without the credentials (AUTHENTICATION_FAILED, 516, HTTP 403); accepts the forms ClickHouse accepts', async () => {
+    const c = client('es_misc');
+    await c.command({ query: 'CREATE TABLE IF NOT EXISTS guarded (n UInt8) ENGINE = MergeTree ORDER BY n' });
+    const insert = `?database=es_misc&query=${encodeURIComponent('INSERT INTO guarded FORMAT JSONEachRow')}`;
+    const wrongBasic = { Authorization: `Basic ${Buffer.from(`${AUTH.username}:wrong`).toString('base64')}` };
+    for (const [what, request] of [
+      ['no credentials', fetch(`${server.url}/${insert}`, { method: 'POST', body: '{"n":1}' })],
+      ['a wrong password', fetch(`${server.url}/${insert}`, { method: 'POST', body: '{"n":1}', headers: wrongBasic })],
+      ['another user', fetch(`${server.url}/${insert}`, { method: 'POST', body: '{"n":1}', headers: { 'X-ClickHouse-User': 'intruder', 'X-ClickHouse-Key': AUTH.password } })],
+      ['a wrong password parameter', fetch(`${server.url}/${insert}&user=default&password=nope`, { method: 'POST', body: '{"n":1}' })],
+      ['GET without credentials', fetch(`${server.url}/?query=${encodeURIComponent('SELECT 1')}`)],
+    ] as const) {
+      const res = await request;
+      assert.equal(res.status, 403, what);
+      assert.equal(res.headers.get('x-clickhouse-exception-code'), '516', what);
+      const text = await res.text();
+      assert.match(text, /Authentication failed.*\(AUTHENTICATION_FAILED\)/, what);
+      assert.ok(!text.includes(AUTH.password), 'the error never echoes the password');
+    }
+    const [count] = await rows<{ n: number | string }>(c, 'SELECT count() AS n FROM guarded');
+    assert.equal(Number(count?.n), 0, 'nothing refused was inserted');
+
+    const select = `?query=${encodeURIComponent('SELECT 42')}`;
+    assert.equal(await (await fetch(`${server.url}/${select}`, { headers: BASIC })).text(), '42\n', 'Basic auth');
+    assert.equal(await (await fetch(`${server.url}/${select}`, { headers: { 'X-ClickHouse-User': AUTH.username, 'X-ClickHouse-Key': AUTH.password } })).text(), '42\n', 'X-ClickHouse-User/Key');
+    assert.equal(await (await fetch(`${server.url}/${select}&user=${AUTH.username}&password=${encodeURIComponent(AUTH.password)}`)).text(), '42\n', 'user/password parameters');
+    assert.equal(await (await fetch(`${server.url}/${select}&password=${encodeURIComponent(AUTH.password)}`)).text(), '42\n', 'the user defaults to "default"');
+
+    const anonymous = createClient({ url: server.url, log: { level: ClickHouseLogLevel.OFF } });
+    clients.push(anonymous);
+    await expectClickHouseError(anonymous.query({ query: 'SELECT 1' }), '516', 'AUTHENTICATION_FAILED');
+    // The URL form the services are configured with (credentials in the URL, parsed by the factory).
+    const fromUrl = createClickHouse(`${server.authenticatedUrl}/es_misc`, 'es_misc');
+    clients.push(fromUrl);
+    assert.equal(server.authenticatedUrl, `http://default:${AUTH.password}@${server.url.slice('http://'.length)}`);
+    assert.deepEqual(await rows(fromUrl, 'SELECT 1 AS one'), [{ one: 1 }]);
+    // Health checks answer without credentials, as on clickhouse-server.
+    assert.equal((await fetch(`${server.url}/ping`)).status, 200);
+  });
+
+  test('keeps its data directory private (mode 700)', async () => {
+    assert.equal((await stat(path.join(dataPath, 'data'))).mode & 0o777, 0o700);
+  });
+
+  test('cannot be started without a password', async () => {
+    const options = { dataPath: path.join(dataPath, 'data'), port: 0 };
+    await assert.rejects(startEmbeddedClickHouse({ ...options, auth: { username: 'default', password: '' } }), /non-empty password is required/);
+    await assert.rejects(startEmbeddedClickHouse(options as Parameters<typeof startEmbeddedClickHouse>[0]), /non-empty password is required/);
   });
 
   test('command, JSONEachRow insert and query().json() round-trip', async () => {
@@ -97,7 +154,7 @@ describe('embedded ClickHouse over HTTP', () => {
   });
 
   test('ISO timestamps insert through the factory defaults (best_effort)', async () => {
-    const c = createClickHouse(server.url, 'es_misc');
+    const c = createClickHouse(server.authenticatedUrl, 'es_misc');
     clients.push(c);
     await c.command({ query: 'CREATE TABLE IF NOT EXISTS iso (at DateTime64(3)) ENGINE = MergeTree ORDER BY at' });
     const at = new Date();
@@ -136,7 +193,7 @@ describe('embedded ClickHouse over HTTP', () => {
     const c = client('es_misc');
     const err = await expectClickHouseError(c.query({ query: 'SELECT * FROM missing_table' }), '60', 'UNKNOWN_TABLE');
     assert.match(err.message, /missing_table/);
-    const res = await fetch(`${server.url}/?database=es_misc&query_id=q-404`, { method: 'POST', body: 'SELECT * FROM missing_table' });
+    const res = await chFetch(`${server.url}/?database=es_misc&query_id=q-404`, { method: 'POST', body: 'SELECT * FROM missing_table' });
     assert.equal(res.status, 404);
     assert.equal(res.headers.get('x-clickhouse-exception-code'), '60');
     assert.equal(res.headers.get('x-clickhouse-query-id'), 'q-404');
@@ -146,7 +203,7 @@ describe('embedded ClickHouse over HTTP', () => {
   test('unknown database: ClickHouseError 81, HTTP 404', async () => {
     const c = client('no_such_database');
     await expectClickHouseError(c.query({ query: 'SELECT 1' }), '81', 'UNKNOWN_DATABASE');
-    const res = await fetch(`${server.url}/?database=no_such_database`, { method: 'POST', body: 'SELECT 1' });
+    const res = await chFetch(`${server.url}/?database=no_such_database`, { method: 'POST', body: 'SELECT 1' });
     assert.equal(res.status, 404);
   });
 
@@ -205,43 +262,43 @@ describe('embedded ClickHouse over HTTP', () => {
     assert.equal(data.length, 500);
     assert.equal(data[499]?.n, 499);
     // Without enable_http_compression the server does not compress, whatever Accept-Encoding says.
-    const plain = await fetch(`${server.url}/?query=SELECT%201`, { headers: { 'Accept-Encoding': 'gzip' } });
+    const plain = await chFetch(`${server.url}/?query=SELECT%201`, { headers: { 'Accept-Encoding': 'gzip' } });
     assert.equal(plain.headers.get('content-encoding'), null);
     // A gzip body sent by hand.
-    const res = await fetch(`${server.url}/?database=es_misc`, {
+    const res = await chFetch(`${server.url}/?database=es_misc`, {
       method: 'POST',
       headers: { 'Content-Encoding': 'gzip' },
       body: gzipSync('SELECT 40 + 2'),
     });
     assert.equal(await res.text(), '42\n');
-    const deflated = await fetch(`${server.url}/`, { method: 'POST', headers: { 'Content-Encoding': 'deflate' }, body: deflateSync('SELECT 6 * 7') });
+    const deflated = await chFetch(`${server.url}/`, { method: 'POST', headers: { 'Content-Encoding': 'deflate' }, body: deflateSync('SELECT 6 * 7') });
     assert.equal(await deflated.text(), '42\n');
     // A deflate response when the client asks for it.
-    const zres = await fetch(`${server.url}/?enable_http_compression=1`, { method: 'POST', headers: { 'Accept-Encoding': 'deflate' }, body: 'SELECT 7' });
+    const zres = await chFetch(`${server.url}/?enable_http_compression=1`, { method: 'POST', headers: { 'Accept-Encoding': 'deflate' }, body: 'SELECT 7' });
     assert.equal(zres.headers.get('content-encoding'), 'deflate');
     assert.equal(await zres.text(), '7\n');
   });
 
   test('protocol headers: query id echoed, format and summary', async () => {
-    const res = await fetch(`${server.url}/?query_id=my-query-1&default_format=JSONEachRow`, { method: 'POST', body: 'SELECT 1 AS x' });
+    const res = await chFetch(`${server.url}/?query_id=my-query-1&default_format=JSONEachRow`, { method: 'POST', body: 'SELECT 1 AS x' });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-clickhouse-query-id'), 'my-query-1');
     assert.equal(res.headers.get('x-clickhouse-format'), 'JSONEachRow');
     assert.ok(JSON.parse(res.headers.get('x-clickhouse-summary') ?? 'null').read_rows !== undefined);
     assert.equal(await res.text(), '{"x":1}\n');
-    const explicit = await fetch(`${server.url}/`, { method: 'POST', body: 'SELECT 1 AS x FORMAT CSVWithNames' });
+    const explicit = await chFetch(`${server.url}/`, { method: 'POST', body: 'SELECT 1 AS x FORMAT CSVWithNames' });
     assert.equal(explicit.headers.get('x-clickhouse-format'), 'CSVWithNames');
     assert.equal(await explicit.text(), '"x"\n1\n');
   });
 
   test('an INSERT with an empty body inserts nothing and succeeds', async () => {
-    const res = await fetch(`${server.url}/?database=es_misc&query=${encodeURIComponent('INSERT INTO gz FORMAT JSONEachRow')}`, { method: 'POST', body: '' });
+    const res = await chFetch(`${server.url}/?database=es_misc&query=${encodeURIComponent('INSERT INTO gz FORMAT JSONEachRow')}`, { method: 'POST', body: '' });
     assert.equal(res.status, 200);
     assert.equal(JSON.parse(res.headers.get('x-clickhouse-summary') ?? '{}').written_rows, '0');
   });
 
   test('GET queries are read-only', async () => {
-    const res = await fetch(`${server.url}/?query=${encodeURIComponent('CREATE DATABASE get_must_not_create')}`);
+    const res = await chFetch(`${server.url}/?query=${encodeURIComponent('CREATE DATABASE get_must_not_create')}`);
     assert.equal(res.headers.get('x-clickhouse-exception-code'), '164');
     const [exists] = await rows<{ n: number | string }>(client('default'), "SELECT count() AS n FROM system.databases WHERE name = 'get_must_not_create'");
     assert.equal(Number(exists?.n), 0);
@@ -263,13 +320,13 @@ describe('embedded ClickHouse over HTTP', () => {
     assert.equal(String(kept[0]?.m), '4321');
     await expectClickHouseError(c.query({ query: 'SELECT * FROM tmp_session', session_id: s2 }), '60', 'UNKNOWN_TABLE');
     // close_session=1 ends the session after the query.
-    const closed = await fetch(`${server.url}/?session_id=${s1}&close_session=1`, { method: 'POST', body: 'SELECT count() FROM tmp_session' });
+    const closed = await chFetch(`${server.url}/?session_id=${s1}&close_session=1`, { method: 'POST', body: 'SELECT count() FROM tmp_session' });
     assert.equal(await closed.text(), '1\n');
     await expectClickHouseError(c.query({ query: 'SELECT * FROM tmp_session', session_id: s1 }), '60', 'UNKNOWN_TABLE');
   });
 
   test('request bodies over the limit are refused with 413 and a clear message; the server keeps working', async () => {
-    const res = await fetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO es_misc.gz FORMAT JSONEachRow')}`, {
+    const res = await chFetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO es_misc.gz FORMAT JSONEachRow')}`, {
       method: 'POST',
       body: Buffer.alloc(MAX_BODY + 1024, 0x20),
     });
@@ -280,7 +337,7 @@ describe('embedded ClickHouse over HTTP', () => {
   });
 
   test('binary insert formats get a clear NOT_IMPLEMENTED error', async () => {
-    const res = await fetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO es_misc.gz FORMAT RowBinary')}`, {
+    const res = await chFetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO es_misc.gz FORMAT RowBinary')}`, {
       method: 'POST',
       body: Buffer.from([0xff, 0xfe, 0x00, 0x01]),
     });

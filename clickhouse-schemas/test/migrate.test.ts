@@ -114,8 +114,8 @@ before(async () => {
   if (shared) {
     serverUrl = shared;
   } else {
-    server = await startEmbeddedClickHouse({ dataPath: path.join(workDir, 'data') });
-    serverUrl = server.url;
+    server = await startEmbeddedClickHouse({ dataPath: path.join(workDir, 'data'), auth: { username: 'default', password: randomBytes(18).toString('base64url') } });
+    serverUrl = server.authenticatedUrl;
   }
 });
 

@@ -61,12 +61,20 @@ after(async () => {
 
 describe('server-cli', () => {
   test('parses --port/--host/--data (and --flag=value) with env fallbacks, rejects bad input', () => {
-    assert.deepEqual(parseServerCliArgs(['--port', '8124', '--data', '/tmp/x', '--host=::1'], {}), { host: '::1', port: 8124, dataPath: '/tmp/x' });
-    assert.deepEqual(parseServerCliArgs([], { PU_EMBEDDED_CLICKHOUSE_PORT: '9999', PU_EMBEDDED_CLICKHOUSE_DATA: '/d' }), { host: '127.0.0.1', port: 9999, dataPath: '/d' });
-    assert.throws(() => parseServerCliArgs(['--port', 'abc', '--data', '/d'], {}), /invalid port 'abc'/);
-    assert.throws(() => parseServerCliArgs(['--port', '70000', '--data', '/d'], {}), /invalid port '70000'/);
-    assert.throws(() => parseServerCliArgs(['--port', '1'], {}), /data directory is required/);
-    assert.throws(() => parseServerCliArgs(['--bogus'], {}), /unknown argument '--bogus'/);
+    const secret = { PU_EMBEDDED_CLICKHOUSE_PASSWORD: 'pw' };
+    const auth = { username: 'default', password: 'pw' };
+    assert.deepEqual(parseServerCliArgs(['--port', '8124', '--data', '/tmp/x', '--host=::1'], secret), { host: '::1', port: 8124, dataPath: '/tmp/x', auth });
+    assert.deepEqual(parseServerCliArgs([], { ...secret, PU_EMBEDDED_CLICKHOUSE_PORT: '9999', PU_EMBEDDED_CLICKHOUSE_DATA: '/d', PU_EMBEDDED_CLICKHOUSE_USER: 'pu' }), {
+      host: '127.0.0.1',
+      port: 9999,
+      dataPath: '/d',
+      auth: { username: 'pu', password: 'pw' },
+    });
+    assert.throws(() => parseServerCliArgs(['--port', 'abc', '--data', '/d'], secret), /invalid port 'abc'/);
+    assert.throws(() => parseServerCliArgs(['--port', '70000', '--data', '/d'], secret), /invalid port '70000'/);
+    assert.throws(() => parseServerCliArgs(['--port', '1'], secret), /data directory is required/);
+    assert.throws(() => parseServerCliArgs(['--bogus'], secret), /unknown argument '--bogus'/);
+    assert.throws(() => parseServerCliArgs(['--data', '/d'], {}), /PU_EMBEDDED_CLICKHOUSE_PASSWORD is required/);
   });
 
   test('prints one ready line, serves queries, exits 0 on SIGTERM and releases the port', async () => {
@@ -109,12 +117,20 @@ describe('server-cli', () => {
     }
   });
 
+  test('refuses to start without a password (exit 2, nothing listening)', async () => {
+    const run = runCli(['--port', '0', '--data', path.join(workDir, 'data-nopw')], { PU_EMBEDDED_CLICKHOUSE_PASSWORD: '' });
+    const { code } = await run.exited;
+    assert.equal(code, 2);
+    assert.match(run.stderr(), /PU_EMBEDDED_CLICKHOUSE_PASSWORD is required/);
+    assert.equal(run.stdout(), '', 'no ready line');
+  });
+
   test('a busy port fails with a clear message naming the port', async () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as net.AddressInfo).port;
     try {
-      const run = runCli(['--port', String(port), '--data', path.join(workDir, 'data-busy')]);
+      const run = runCli(['--port', String(port), '--data', path.join(workDir, 'data-busy')], { PU_EMBEDDED_CLICKHOUSE_PASSWORD: 'pw' });
       const { code } = await run.exited;
       assert.equal(code, 1);
       assert.match(run.stderr(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));

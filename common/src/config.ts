@@ -241,7 +241,9 @@ export function parseVariables(specs: readonly VariableSpec[], env: NodeJS.Proce
     }
     const parsed = parseOne(spec, raw);
     if (!parsed.ok) {
-      const shown = spec.kind === 'secret' ? '<hidden>' : JSON.stringify(raw.length > 80 ? raw.slice(0, 80) + '…' : raw);
+      // A URL's user:password part is a secret too (e.g. the ClickHouse password).
+      const visible = spec.kind === 'url' ? raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@/]*@/i, '$1***@') : raw;
+      const shown = spec.kind === 'secret' ? '<hidden>' : JSON.stringify(visible.length > 80 ? visible.slice(0, 80) + '…' : visible);
       problems.push(`${spec.name}=${shown} is invalid; expected ${describeExpected(spec)}`);
       continue;
     }

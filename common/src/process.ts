@@ -4,7 +4,7 @@
  * period) so nothing is left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { chmodSync, createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -14,7 +14,7 @@ export interface ServiceOptions {
   readonly args: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
-  /** stdout and stderr of the child are appended here. */
+  /** stdout and stderr of the child are appended here (a file only its owner may read: mode 600, directory 700 when created). */
   readonly logFile: string;
   /** Ready when the child prints a JSON line with `"event":"ready"` on stdout ... */
   readonly readyLine?: boolean;
@@ -37,8 +37,11 @@ function tail(file: string, lines = 30): string {
 }
 
 export async function startService(opts: ServiceOptions): Promise<RunningService> {
-  mkdirSync(dirname(opts.logFile), { recursive: true });
-  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  mkdirSync(dirname(opts.logFile), { recursive: true, mode: 0o700 });
+  // Logs name clients, hosts and internal errors: not for other users of the machine. The mode
+  // only applies when the file is created, so an older, wider file is narrowed too.
+  const log = createWriteStream(opts.logFile, { flags: 'a', mode: 0o600 });
+  if (existsSync(opts.logFile)) chmodSync(opts.logFile, 0o600);
   const child = spawn(opts.command, [...opts.args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env, PU_PARENT_PID: String(process.pid) },

@@ -67,6 +67,20 @@ test('every bad variable is named at once, secrets are not echoed', () => {
   });
 });
 
+test('a malformed database URL is refused without echoing its password', () => {
+  for (const url of ['default:s3cret-pw@127.0.0.1:8123/pepeunit', 'http://default:s3cret-pw@/pepeunit']) {
+    assert.throws(
+      () => loadBackendConfig({ ...validBackendEnv, PU_CLICKHOUSE_DATABASE_URL: url }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /PU_CLICKHOUSE_DATABASE_URL=".*\*\*\*@.*" is invalid/);
+        assert.ok(!err.message.includes('s3cret-pw'), err.message);
+        return true;
+      },
+    );
+  }
+});
+
 test('a malformed AES key is refused with what is expected', () => {
   assert.throws(() => loadBackendConfig({ ...validBackendEnv, PU_ENCRYPT_KEY: 'c2hvcnQ=' }), /PU_ENCRYPT_KEY is invalid; expected base64 of exactly 32 bytes/);
 });

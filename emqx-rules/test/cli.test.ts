@@ -1,14 +1,21 @@
-// The embedded broker as a process: ready line, working MQTT and API, SIGTERM → exit 0, and a
-// clear error when a port is taken.
+// The embedded broker as a process: ready line, working MQTT and API, SIGTERM → exit 0, a
+// clear error when a port is taken, and a log (broker.log under the launcher) that only its owner
+// can read and that never holds a client's token.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { startService } from '@pepeunit/common';
+import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
 import { EmqxManagementClient } from '../src/management-client.js';
-import { connectClient } from './helpers.js';
+import { connectClient, expectRefused, startBackendStub } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/embedded/cli.ts', import.meta.url));
 
@@ -88,5 +95,64 @@ describe('embedded broker CLI', () => {
     const { code, stderr } = await exitOf(startCli(['--mqtt-port', '0', '--api-port', '0'], env));
     assert.equal(code, 1);
     assert.match(stderr, /EMQX_API_KEY/);
+  });
+
+  it('writes a log only its owner can read, with refused clients and username bans but no token', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'pu-broker-log-'));
+    const logFile = join(directory, 'logs', 'broker.log');
+    const backend = await startBackendStub();
+    // A unit's username is a JWT; the password is empty, as Pepeunit's units send it.
+    const token = `eyJhbGciOiJIUzI1NiJ9.${randomBytes(24).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+    const bannedToken = `eyJhbGciOiJIUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig`;
+    try {
+      const service = await startService({
+        name: 'broker',
+        command: process.execPath,
+        args: ['--import', 'tsx', CLI, '--mqtt-port', '0', '--api-port', '0', '--log-level', 'debug'],
+        env: { EMQX_API_KEY: 'log-key', EMQX_API_SECRET: 'log-secret' },
+        logFile,
+        readyLine: true,
+        timeoutMs: 30_000,
+      });
+      const ready = service.ready as { mqttUrl: string; apiUrl: string };
+      const client = new EmqxManagementClient({ baseUrl: ready.apiUrl, apiKey: 'log-key', apiSecret: 'log-secret', maxRetries: 0 });
+      try {
+        await reconcileEmqxBase(client, buildEmqxBaseConfig({ callbackBaseUrl: backend.baseUrl }));
+        const refused = await expectRefused(ready.mqttUrl, { clientId: 'unit-refused', username: token, password: '' });
+        assert.equal(refused.code, 5);
+        await client.createBan({ as: 'username', who: bannedToken, reason: 'test' });
+      } finally {
+        await client.close();
+        assert.equal(await service.stop(), 0);
+      }
+      assert.equal((await stat(logFile)).mode & 0o777, 0o600, 'broker.log: owner read/write only');
+      assert.equal((await stat(join(directory, 'logs'))).mode & 0o777, 0o700, 'the log directory: owner only');
+      const text = await readFile(logFile, 'utf8');
+      const refusal = text.split('\n').find((line) => line.includes('client refused by authentication'));
+      assert.ok(refusal, 'the refusal is logged');
+      assert.match(refusal, /"clientid":"unit-refused"/);
+      assert.match(refusal, /"username_fingerprint":"sha256:[0-9a-f]{16}"/);
+      assert.match(text, /ban created/);
+      for (const secret of [token, bannedToken, token.split('.')[1] as string, bannedToken.split('.')[1] as string, 'log-secret']) {
+        assert.ok(!text.includes(secret), 'no token, token part or API secret in the log');
+      }
+
+      // A log file left world-readable by an older version is narrowed when the service starts again.
+      await chmod(logFile, 0o644);
+      const again = await startService({
+        name: 'broker',
+        command: process.execPath,
+        args: ['--import', 'tsx', CLI, '--mqtt-port', '0', '--api-port', '0', '--log-level', 'warn'],
+        env: { EMQX_API_KEY: 'log-key', EMQX_API_SECRET: 'log-secret' },
+        logFile,
+        readyLine: true,
+        timeoutMs: 30_000,
+      });
+      await again.stop();
+      assert.equal((await stat(logFile)).mode & 0o777, 0o600);
+    } finally {
+      await backend.close();
+      await rm(directory, { recursive: true, force: true });
+    }
   });
 });

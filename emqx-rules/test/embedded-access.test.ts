@@ -167,6 +167,20 @@ describe('embedded broker access control (configured by the controller)', () => 
     await eventually(() => received.some((message) => message.payload === '5'), 3000, 'allowed after per-client flush');
   });
 
+  it('refuses a client whose clientid was banned while its authentication callout ran', async () => {
+    backend.authnDelays.set('unit-b', 300);
+    try {
+      const connecting = expectRefused(broker.broker.mqttUrl, { username: 'unit-b', password: 'secret-b', clientId: 'banned-mid-authn' });
+      await eventually(() => backend.authnRequests.some((request) => request.body.clientid === 'banned-mid-authn'), 3000, 'the authn callout');
+      await broker.client.createBan({ as: 'clientid', who: 'banned-mid-authn' });
+      assert.equal((await connecting).code, 5);
+      assert.equal(await broker.client.getClient('banned-mid-authn'), undefined);
+    } finally {
+      backend.authnDelays.clear();
+      await broker.client.deleteBan('clientid', 'banned-mid-authn');
+    }
+  });
+
   it('disconnects on a denied publish with deny_action disconnect', async () => {
     const settings = await broker.client.getAuthorizationSettings();
     await broker.client.updateAuthorizationSettings({ ...settings, deny_action: 'disconnect' });

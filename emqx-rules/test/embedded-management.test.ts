@@ -177,6 +177,85 @@ describe('embedded broker management API', () => {
     assert.equal(await broker.client.deleteBan('username', 'banned-user'), true);
   });
 
+  it('kicks several clients with POST /clients/kickout/bulk (204; unknown ids are ignored), reason kicked', async () => {
+    const reasons = new Map<string, string | undefined>();
+    broker.broker.hooks.on('client.disconnected', (event) => reasons.set(event.clientid, event.reason));
+    const [first, second, stays] = [await connect('bulk-1'), await connect('bulk-2'), await connect('bulk-3')];
+    const closed = [first, second].map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
+    const response = await broker.client.request('POST', '/clients/kickout/bulk', { body: ['bulk-1', 'bulk-2', 'nobody'] });
+    assert.equal(response.status, 204);
+    await Promise.all(closed);
+    await eventually(() => reasons.get('bulk-1') === 'kicked' && reasons.get('bulk-2') === 'kicked', 3000, 'disconnect events');
+    assert.equal(stays.connected, true);
+    assert.deepEqual((await broker.client.listClients({ like_clientid: 'bulk-' })).data.map((client) => client.clientid), ['bulk-3']);
+    await assert.rejects(
+      broker.client.request('POST', '/clients/kickout/bulk', { body: { clientid: 'bulk-3' } }),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 400,
+    );
+  });
+
+  it('refuses username and peerhost bans at CONNECT without kicking live sessions; only clientid bans kick', async () => {
+    const live = await connect('live-user', 'user-live');
+    await broker.client.createBan({ as: 'username', who: 'user-live' });
+    assert.equal((await expectRefused(broker.broker.mqttUrl, { clientId: 'live-user-2', username: 'user-live' })).code, 5);
+    assert.equal(live.connected, true, 'a username ban does not kick');
+
+    await broker.client.createBan({ as: 'peerhost', who: '127.0.0.1', reason: 'flood' });
+    try {
+      assert.equal((await expectRefused(broker.broker.mqttUrl, { clientId: 'from-loopback' })).code, 5);
+      assert.equal(live.connected, true, 'a peerhost ban does not kick');
+      assert.deepEqual((await broker.client.listBans({ peerhost: '127.0.0.1' })).data.map((ban) => ban.reason), ['flood']);
+      await assert.rejects(broker.client.createBan({ as: 'peerhost', who: 'not-an-ip' }), (error: unknown) => error instanceof EmqxApiError && error.status === 400);
+    } finally {
+      assert.equal(await broker.client.deleteBan('peerhost', '127.0.0.1'), true);
+    }
+    await connect('from-loopback');
+    assert.equal(await broker.client.deleteBan('username', 'user-live'), true);
+  });
+
+  it('lets a ban end at its until time, and clears every ban with DELETE /banned', async () => {
+    const until = Math.floor(Date.now() / 1000) + 2;
+    const ban = await broker.client.createBan({ as: 'clientid', who: 'short-ban', until });
+    assert.equal(Date.parse(ban.until), until * 1000);
+    assert.equal((await expectRefused(broker.broker.mqttUrl, { clientId: 'short-ban' })).code, 5);
+    await eventually(
+      async () => {
+        try {
+          await connect('short-ban');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      6000,
+      'the ban to expire',
+    );
+
+    await broker.client.createBan({ as: 'clientid', who: 'clear-1' });
+    await broker.client.createBan({ as: 'username_re', who: '^clear-' });
+    const cleared = await broker.client.request('DELETE', '/banned');
+    assert.equal(cleared.status, 204);
+    assert.deepEqual((await broker.client.listBans()).data, []);
+  });
+
+  it('lists and clears one client’s authorization cache (GET, DELETE 204, 404 for an unknown client)', async () => {
+    const client = await connect('cache-owner');
+    await client.publishAsync('cache/topic', 'x', { qos: 1 });
+    const path = '/clients/cache-owner/authorization/cache';
+    const cached = (await broker.client.request<Array<{ topic: string; result: string }>>('GET', path)).body;
+    assert.deepEqual(
+      cached.map((entry) => [entry.topic, entry.result]),
+      [['cache/topic', 'allow']],
+    );
+    assert.equal(await broker.client.clearClientAuthorizationCache('cache-owner'), true);
+    assert.deepEqual((await broker.client.request<unknown[]>('GET', path)).body, []);
+    assert.equal(await broker.client.clearClientAuthorizationCache('no-such-client'), false);
+    await assert.rejects(
+      broker.client.request('DELETE', '/clients/no-such-client/authorization/cache'),
+      (error: unknown) => error instanceof EmqxApiError && error.status === 404 && error.code === 'CLIENTID_NOT_FOUND',
+    );
+  });
+
   it('enforces the listener max_connections', async () => {
     const listener = await broker.client.getListener('tcp:default');
     const open = (await broker.client.listClients()).meta.count ?? 0;

@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
+import type { ListenerConfig } from '../src/emqx-types.js';
 import { encodeRemainingLength, readFixedHeader } from '../src/embedded/mqtt-frames.js';
 import { startTestBroker, startBackendStub } from './helpers.js';
 import type { TestBroker } from './helpers.js';
@@ -160,7 +161,10 @@ async function brokerWithBackend(decisions: Record<string, 'allow' | 'deny'>) {
   stub.users.set('sub', { password: 'pw', isSuperuser: true });
   for (const [topic, decision] of Object.entries(decisions)) stub.permissions.set(`dev|publish|${topic}`, decision);
   const tb = await broker(true);
-  await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl }));
+  // Unlimited listener rates: these tests send bursts and look at which path took each packet
+  // (the rates, which throttle the reader, have their own tests in embedded-limits.test.ts).
+  const unlimited = { clientMaxMessagesRate: 'infinity', clientMaxBytesRate: 'infinity', maxClientConnectionRate: 'infinity' };
+  await reconcileEmqxBase(tb.client, buildEmqxBaseConfig({ callbackBaseUrl: stub.baseUrl, ...unlimited }));
   return { stub, tb };
 }
 
@@ -223,8 +227,14 @@ describe('QoS 0 fast path', () => {
   });
 
   // Every mix is sent in pieces cut inside headers, topics and payloads as well as on boundaries.
-  const orderRun = async (name: string, subscriptionQos: number, kindOf: (i: number) => 'plain' | 'retained' | 'qos1' | 'ping') => {
-    const { broker: b } = await broker(true);
+  const orderRun = async (
+    name: string,
+    subscriptionQos: number,
+    kindOf: (i: number) => 'plain' | 'retained' | 'qos1' | 'ping',
+    throttle?: { listener: ListenerConfig; lift: ListenerConfig },
+  ) => {
+    const { broker: b, client } = await broker(true);
+    if (throttle) await client.updateListener('tcp:default', throttle.listener);
     const sub = await rawClient(b.mqttPort, `${name}-sub`, { subscribeTo: [['o/#', subscriptionQos]] });
     const device = await rawClient(b.mqttPort, `${name}-dev`);
     const parts: Buffer[] = [];
@@ -239,7 +249,14 @@ describe('QoS 0 fast path', () => {
     const stream = Buffer.concat(parts);
     const cuts: number[] = [];
     for (let at = 1; at < stream.length; at += 7 + (at % 23)) cuts.push(at);
-    await sendInPieces(device, stream, cuts);
+    // With a throttle: once the reader was paused, the limit is lifted (so the run's length does not depend on the rate).
+    const lift = async (): Promise<void> => {
+      if (!throttle) return;
+      const deadline = Date.now() + 10_000;
+      while (b.limitStats.throttledReads === 0 && Date.now() < deadline) await sleep(10);
+      await client.updateListener('tcp:default', throttle.lift);
+    };
+    await Promise.all([sendInPieces(device, stream, cuts), lift()]);
     const published = Array.from({ length: 600 }, (_, i) => i).filter((i) => kindOf(i) !== 'ping');
     await sub.waitFor(published.length);
     await sleep(50);
@@ -248,7 +265,7 @@ describe('QoS 0 fast path', () => {
     const pubacks = device.others.filter((first) => first === 0x40).length;
     await sub.end();
     await device.end();
-    return { received, published, fast: b.fastPublishStats.fast, pings, pubacks };
+    return { received, published, fast: b.fastPublishStats.fast, pings, pubacks, throttledReads: b.limitStats.throttledReads };
   };
 
   test("a client's QoS 0 packets keep their order when fast and slow packets mix and reads split them anywhere", async () => {
@@ -268,6 +285,18 @@ describe('QoS 0 fast path', () => {
     assert.deepEqual(run.received.filter((n) => !qos1(n)), run.published.filter((n) => !qos1(n)), 'QoS 0 messages in publish order');
     assert.deepEqual([...run.received.filter(qos1)].sort((a, b) => a - b), run.published.filter(qos1), 'every QoS 1 message');
     assert.ok(run.fast > 0, `the fast path took part (${run.fast})`);
+    assert.equal(run.pubacks, 60, 'every QoS 1 publish acknowledged');
+  });
+
+  test('a reader throttled by messages_rate keeps the order of fast, QoS 1 and other packets', async () => {
+    const mix = (i: number): 'qos1' | 'ping' | 'plain' => (i % 10 === 7 ? 'qos1' : i % 10 === 9 ? 'ping' : 'plain');
+    const run = await orderRun('order-rate', 1, mix, { listener: { messages_rate: '50/s' }, lift: { messages_rate: 'infinity' } });
+    const qos1 = (n: number) => n % 10 === 7;
+    assert.deepEqual(run.received.filter((n) => !qos1(n)), run.published.filter((n) => !qos1(n)), 'QoS 0 messages in publish order');
+    assert.deepEqual([...run.received.filter(qos1)].sort((a, b) => a - b), run.published.filter(qos1), 'every QoS 1 message');
+    assert.ok(run.throttledReads > 0, 'the reader was throttled');
+    assert.ok(run.fast > 0, `the fast path took part (${run.fast})`);
+    assert.equal(run.pings, 60, 'every PINGREQ answered');
     assert.equal(run.pubacks, 60, 'every QoS 1 publish acknowledged');
   });
 

@@ -58,6 +58,8 @@ export interface BackendStub {
   authzRequests: RecordedRequest[];
   /** topic → milliseconds the authz callback waits before answering (a slow backend). */
   authzDelays: Map<string, number>;
+  /** username → milliseconds the authn callback waits before answering. */
+  authnDelays: Map<string, number>;
   close(): Promise<void>;
 }
 
@@ -69,10 +71,13 @@ export async function startBackendStub(): Promise<BackendStub> {
     authnRequests: [] as RecordedRequest[],
     authzRequests: [] as RecordedRequest[],
     authzDelays: new Map<string, number>(),
+    authnDelays: new Map<string, number>(),
   };
   app.post('/pepeunit/api/v1/units/authn', async (request) => {
     const body = request.body as Record<string, string>;
     stub.authnRequests.push({ headers: request.headers, body });
+    const delay = stub.authnDelays.get(body.username ?? '');
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     const user = stub.users.get(body.username ?? '');
     if (!user || user.password !== body.password) return { result: 'deny' };
     return { result: 'allow', is_superuser: user.isSuperuser ?? false, client_attrs: user.clientAttrs ?? {} };

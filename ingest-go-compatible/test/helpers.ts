@@ -208,7 +208,8 @@ export async function startProxy(targetUrl: string): Promise<CuttableProxy> {
   const busy = () => [...pairs].some((p) => p.lastClientByte > p.lastServerByte || Date.now() - p.lastActivityAt < 20);
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    // The target's credentials carry over: the proxy forwards bytes, the server still authenticates.
+    url: `http://${target.username ? `${target.username}:${target.password}@` : ''}127.0.0.1:${port}`,
     async cut() {
       const deadline = Date.now() + 3000;
       while (busy() && Date.now() < deadline) await new Promise((r) => setImmediate(r));

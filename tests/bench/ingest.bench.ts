@@ -314,15 +314,17 @@ async function main(): Promise<void> {
     const pgUrl = databaseUrl(postgres.adminUrl, dbName);
     await migratePostgres(pgUrl);
     const chPort = await freePort();
+    const chPassword = randomBytes(18).toString('base64url');
     const clickhouseServer: RunningService = await startService({
       name: 'clickhouse',
       command: process.execPath,
       args: ['--import', 'tsx', join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', String(chPort), '--data', join(work, 'clickhouse')],
+      env: { PU_EMBEDDED_CLICKHOUSE_PASSWORD: chPassword },
       logFile: join(work, 'clickhouse.log'),
       readyLine: true,
     });
     cleanups.push(() => clickhouseServer.stop());
-    const chUrl = String(clickhouseServer.ready.url);
+    const chUrl = String(clickhouseServer.ready.url).replace('http://', `http://default:${chPassword}@`);
     const clickhouse = createClickHouse(chUrl, dbName);
     cleanups.push(() => clickhouse.close());
     await migrateClickHouse(clickhouse, { database: dbName });

@@ -22,13 +22,13 @@ export async function benchServices(label: string): Promise<BenchServices> {
   const name = `pu_bench_${label}_${randomBytes(3).toString('hex')}`;
   await createDatabase(pg.adminUrl, name);
   const chDir = mkdtempSync(join(tmpdir(), 'pepeunit-bench-ch-'));
-  const ch = await startEmbeddedClickHouse({ port: 0, dataPath: chDir });
-  const admin = createClickHouse(ch.url, 'default');
+  const ch = await startEmbeddedClickHouse({ port: 0, dataPath: chDir, auth: { username: 'default', password: randomBytes(18).toString('base64url') } });
+  const admin = createClickHouse(ch.authenticatedUrl, 'default');
   await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}` });
   await admin.close();
   return {
     pgUrl: databaseUrl(pg.adminUrl, name),
-    clickhouseUrl: `${ch.url}/${name}`,
+    clickhouseUrl: `${ch.authenticatedUrl}/${name}`,
     async close() {
       await ch.close();
       rmSync(chDir, { recursive: true, force: true });

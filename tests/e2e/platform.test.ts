@@ -13,7 +13,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSampleRepository, type SampleRepository } from '../../backend/test/firmware/unit-fixture.ts';
@@ -89,6 +89,34 @@ async function launch(dataDir: string): Promise<Launcher> {
   return launcher;
 }
 
+/**
+ * The embedded ClickHouse requires the password the launcher generated into secrets.env, and
+ * neither it nor the logs are readable by other users or hold the password (docs/SECURITY.md).
+ */
+async function assertSecretsKept(launcher: Launcher): Promise<void> {
+  const { dataDir } = launcher;
+  const output = launcher.output();
+  const secretsFile = join(dataDir, 'secrets.env');
+  assert.equal(statSync(secretsFile).mode & 0o777, 0o600);
+  assert.equal(statSync(dataDir).mode & 0o066, 0, 'the data directory is not readable or writable by others');
+  const password = /^PU_EMBEDDED_CLICKHOUSE_PASSWORD=(.+)$/m.exec(readFileSync(secretsFile, 'utf8'))?.[1];
+  assert.ok(password && password.length >= 24, 'a generated ClickHouse password');
+  const clickhouseUrl = /ClickHouse\s+(http\S+)/.exec(output)?.[1];
+  assert.ok(clickhouseUrl && !clickhouseUrl.includes('@'), `the ClickHouse URL is printed without credentials: ${clickhouseUrl}`);
+  const clickhouseBase = new URL(clickhouseUrl).origin;
+  const anonymous = await fetch(`${clickhouseBase}/?query=SELECT%201`);
+  assert.equal(anonymous.status, 403);
+  assert.equal(anonymous.headers.get('x-clickhouse-exception-code'), '516');
+  const authorised = await fetch(`${clickhouseBase}/?query=SELECT%201`, { headers: { 'X-ClickHouse-User': 'default', 'X-ClickHouse-Key': password } });
+  assert.equal(await authorised.text(), '1\n');
+  assert.equal(statSync(join(dataDir, 'logs')).mode & 0o777, 0o700);
+  for (const log of readdirSync(join(dataDir, 'logs'))) {
+    assert.equal(statSync(join(dataDir, 'logs', log)).mode & 0o777, 0o600, log);
+    assert.ok(!readFileSync(join(dataDir, 'logs', log), 'utf8').includes(password), `${log} does not hold the ClickHouse password`);
+  }
+  assert.ok(!output.includes(password), 'the launcher does not print the password');
+}
+
 async function stop(launcher: Launcher): Promise<void> {
   launcher.child.kill('SIGINT');
   const code = await launcher.exited;
@@ -146,6 +174,7 @@ test('up, a device configured from its env.json, Ctrl-C, up again: same ports, t
   assert.equal(readiness.checks.clickhouse?.up, true);
   assert.equal(readiness.checks.broker?.up, true);
   assert.ok(descendants(first.child.pid!).length >= 4, 'clickhouse, broker, backend and ingest processes');
+  await assertSecretsKept(first);
   const state = JSON.parse(readFileSync(join(dataDir, 'platform.json'), 'utf8')) as { database: string; ports: Record<string, number> };
   assert.match(state.database, /^pepeunit_[0-9a-f]{8}$/, 'a database of its own');
   assert.equal(first.base, `http://127.0.0.1:${state.ports.backend}/pepeunit`);

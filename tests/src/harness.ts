@@ -3,7 +3,8 @@
  * database per test context, the real app. No mocks of our own code.
  *
  * Under `npm test` the runner provides PostgreSQL and one embedded ClickHouse server through
- * PU_TEST_PG_ADMIN_URL / PU_TEST_CLICKHOUSE_URL. A test file run on its own
+ * PU_TEST_PG_ADMIN_URL / PU_TEST_CLICKHOUSE_URL (with the server's credentials in it, like
+ * PU_CLICKHOUSE_DATABASE_URL in production). A test file run on its own
  * (`node --import tsx --test <file>`) starts what it needs itself.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,6 +19,7 @@ import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-
 
 interface Services {
   readonly pgAdminUrl: string;
+  /** `http://default:<password>@127.0.0.1:<port>`: never print it. */
   readonly clickhouseUrl: string;
 }
 
@@ -41,8 +43,8 @@ export function testServices(): Promise<Services> {
     let clickhouseUrl = process.env.PU_TEST_CLICKHOUSE_URL ?? '';
     if (!clickhouseUrl) {
       const dataPath = mkdtempSync(join(tmpdir(), 'pepeunit-test-ch-'));
-      const server = await startEmbeddedClickHouse({ port: 0, dataPath });
-      clickhouseUrl = server.url;
+      const server = await startEmbeddedClickHouse({ port: 0, dataPath, auth: { username: 'default', password: randomBytes(18).toString('base64url') } });
+      clickhouseUrl = server.authenticatedUrl;
       cleanups.push(async () => {
         await server.close();
         rmSync(dataPath, { recursive: true, force: true });

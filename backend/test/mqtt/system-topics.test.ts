@@ -278,7 +278,7 @@ async function toggleableProxy(target: URL) {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    url: `http://${target.username ? `${target.username}:${target.password}@` : ''}127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     set(value: boolean) {
       up = value;
       if (!up) for (const s of sockets) s.destroy();

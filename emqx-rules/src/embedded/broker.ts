@@ -4,21 +4,25 @@
 //
 // Implemented: the HTTP authenticator chain (allow/deny/ignore, is_superuser, client_attrs,
 // expire_at, acl), file + http authorization sources with no_match / deny_action / per-client
-// cache, bans (checked at CONNECT; clientid bans kick), kick, listener max_connections and
-// enable/enable_authn, zone max_clientid_len / max_topic_levels / max_qos_allowed (publish) /
-// max_packet_size / retain_available / wildcard_subscription / shared_subscription, retainer
-// on/off, shared subscriptions, and the rule engine (rule-engine/: the Rules API, SQL SELECT/
-// FROM/WHERE, the republish action) applied to every publish through the `message.publish` hook.
-// Stored but not enforced (documented gaps): listener messages_rate / bytes_rate / max_conn_rate
-// (EMQX throttles by pausing the socket), max_qos_allowed downgrade of SUBACK, max_mqueue_len,
+// cache, bans (checked at CONNECT; clientid bans kick), kick, listener max_connections,
+// max_conn_rate (connection-rate.ts), messages_rate / bytes_rate (the reader is throttled,
+// inbound-limits.ts) and enable/enable_authn, zone idle_timeout (no CONNECT in time: closed),
+// max_packet_size (checked on the fixed header, before anything is buffered; a smaller limit
+// before CONNACK), max_clientid_len / max_topic_levels / max_qos_allowed (publish) /
+// retain_available / wildcard_subscription / shared_subscription, retainer on/off, shared
+// subscriptions, and the rule engine (rule-engine/: the Rules API, SQL SELECT/FROM/WHERE, the
+// republish action) applied to every publish through the `message.publish` hook.
+// Stored but not enforced (documented gaps): max_qos_allowed downgrade of SUBACK, max_mqueue_len,
 // max_topic_alias (MQTT 5 only), mqtt.client_attrs_init. MQTT 5 clients are refused (aedes).
+// Credentials never reach the log: a refused CONNECT is logged with its client id, the reason and
+// a fingerprint of the username (which is a token for Pepeunit's units).
 import { EventEmitter } from 'node:events';
 import { isIP, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import type { AedesPublishPacket, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { FastifyInstance } from 'fastify';
-import { parseByteSize } from '../emqx-values.js';
+import { parseByteSize, parseDuration, parseRate } from '../emqx-values.js';
 import { silentLogger } from '../logger.js';
 import type { Logger } from '../logger.js';
 import { authenticate } from './access/authn.js';
@@ -35,6 +39,10 @@ import { useFastBacklog } from './fast-queue.js';
 import { coalesceWrites } from './write-coalescing.js';
 import { FastPublish } from './fast-publish.js';
 import type { FastPublishStats } from './fast-publish.js';
+import { limitInbound } from './inbound-limits.js';
+import type { InboundLimits, InboundLimitStats } from './inbound-limits.js';
+import { ConnectionRateGate } from './connection-rate.js';
+import { fingerprint } from './fingerprint.js';
 import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
 import type { RepublishMessage, RulePublishEvent } from './rule-engine/index.js';
 
@@ -101,11 +109,36 @@ export interface EmbeddedBroker {
   rules: RuleEngine;
   /** How many publishes took the QoS 0 fast path, and how many reads went to aedes' parser. */
   fastPublishStats: FastPublishStats;
+  /** What the connection limits did (packet size, rates, idle timeout). */
+  limitStats: BrokerLimitStats;
   close(): Promise<void>;
+}
+
+export interface BrokerLimitStats extends InboundLimitStats {
+  /** Sockets closed because no CONNECT arrived within the zone's idle_timeout. */
+  closedIdle: number;
+  /** Connections that waited for their turn under the listener's max_conn_rate. */
+  delayedConnections: number;
 }
 
 const LISTENER_ID = 'tcp:default';
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** EMQX's defaults: zone `mqtt.idle_timeout` and listener `tcp_options.backlog`. */
+const DEFAULT_IDLE_TIMEOUT = '15s';
+const DEFAULT_BACKLOG = 1024;
+
+/** Parses a configuration value once per distinct value (limits are read per read, not per change). */
+function parsedOnce<T>(parse: (value: unknown) => T): (value: unknown) => T {
+  let last: unknown = Symbol('unset');
+  let result!: T;
+  return (value) => {
+    if (value !== last) {
+      last = value;
+      result = parse(value);
+    }
+    return result;
+  };
+}
 
 function normaliseIp(address: string | undefined): string {
   if (!address) return '';
@@ -152,6 +185,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const pendingConnects = new WeakMap<Client, { keepalive: number; clean: boolean; protocolVersion: number }>();
   const peers = new WeakMap<object, { host: string; port: number }>();
   const sockets = new Set<Socket>();
+  const idleTimers = new WeakMap<Client, NodeJS.Timeout>();
+  const limitStats: BrokerLimitStats = { closedOversized: 0, throttledReads: 0, closedIdle: 0, delayedConnections: 0 };
   let store!: ConfigStore;
   let ruleEngineRef: RuleEngine | undefined;
   let authorizer!: Authorizer;
@@ -178,6 +213,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   // ---- MQTT hooks --------------------------------------------------------------------------
 
   const preConnect = (client: Client, packet: ConnectPacket, callback: (error: Error | null, success: boolean) => void): void => {
+    clearTimeout(idleTimers.get(client));
     pendingConnects.set(client, { keepalive: packet.keepalive ?? 0, clean: packet.clean !== false, protocolVersion: packet.protocolVersion ?? 4 });
     callback(null, true);
   };
@@ -211,13 +247,18 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
           logger,
         );
         if (decision.outcome === 'deny') {
-          logger.info({ clientid, username: user, reason: decision.reason }, 'client refused by authentication');
+          logger.info({ clientid, username_fingerprint: fingerprint(user), reason: decision.reason }, 'client refused by authentication');
           return done(refusal(decision.returnCode, decision.reason), false);
         }
         session.isSuperuser = decision.isSuperuser;
         session.clientAttrs = decision.clientAttrs;
         session.acl = decision.acl;
         session.expireAt = decision.expireAt;
+        // A clientid ban created while the callout ran found no session to kick: check again.
+        if (store.findBan(clientid, user, peer.host)) {
+          logger.info({ clientid }, 'banned client refused (ban created during authentication)');
+          return done(refusal(5, 'banned'), false);
+        }
       }
       sessions.attach(session);
       done(null, true);
@@ -361,6 +402,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const aedes = await Aedes.createBroker({
     id: nodeName,
     maxClientsIdLength: 65_535,
+    // The zone's idle_timeout closes sockets without a CONNECT (below); aedes' own fixed 30 s
+    // timer would override an `infinity` or a longer setting.
+    connectTimeout: MAX_TIMER_MS,
     preConnect,
     authenticate: authenticateHook,
     authorizePublish,
@@ -514,19 +558,79 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
 
   // ---- MQTT listener -----------------------------------------------------------------------
 
-  const mqttServer = createServer((socket) => {
-    const listener = store?.listener(LISTENER_ID);
-    const maxConnections = listener?.max_connections;
-    if (!store || listener?.enable === false || (typeof maxConnections === 'number' && sockets.size >= maxConnections)) {
-      logger.warn({ peer: socket.remoteAddress, maxConnections }, 'connection refused: listener disabled or max_connections reached');
+  const messagesRateSetting = parsedOnce((value) => parseRate(value) ?? Number.POSITIVE_INFINITY);
+  const bytesRateSetting = parsedOnce((value) => parseRate(value) ?? Number.POSITIVE_INFINITY);
+  const connectionRateSetting = parsedOnce((value) => parseRate(value) ?? Number.POSITIVE_INFINITY);
+  const idleTimeoutSetting = parsedOnce((value) => parseDuration(value ?? DEFAULT_IDLE_TIMEOUT));
+  const inboundLimits = (): InboundLimits => {
+    const listener = store.listener(LISTENER_ID) ?? {};
+    return {
+      maxPacketSize: maxPacketSizeOf(store.mqttZone().max_packet_size),
+      messagesPerSecond: messagesRateSetting(listener.messages_rate),
+      bytesPerSecond: bytesRateSetting(listener.bytes_rate),
+    };
+  };
+
+  const handleConnection = (socket: Socket): void => {
+    if (socket.destroyed) return; // closed while it waited for its max_conn_rate turn
+    const maxConnections = store.listener(LISTENER_ID)?.max_connections;
+    if (typeof maxConnections === 'number' && sockets.size >= maxConnections) {
+      logger.warn({ peer: socket.remoteAddress, maxConnections }, 'connection refused: max_connections reached');
       socket.destroy();
       return;
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    peers.set(socket, { host: normaliseIp(socket.remoteAddress), port: socket.remotePort ?? 0 });
+    const peer = { host: normaliseIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
+    peers.set(socket, peer);
     coalesceWrites(socket);
-    fastPublish.install(aedes.handle(socket) as unknown as Client);
+    const client = aedes.handle(socket) as unknown as Client;
+    fastPublish.install(client);
+    // Last, so every byte is checked before the fast path or aedes' parser buffers it.
+    limitInbound(client, {
+      limits: inboundLimits,
+      stats: limitStats,
+      onViolation(violation) {
+        const clientid = (client as unknown as { id?: string | null }).id ?? undefined;
+        const what = violation.reason === 'packet_too_large' ? 'packet over the size limit' : 'malformed packet length';
+        logger.info({ peer: peer.host, clientid, ...violation }, `connection closed: ${what}`);
+      },
+    });
+    // EMQX's idle_timeout: a socket that sends no CONNECT in time is closed (preConnect stops the timer).
+    const idleMs = idleTimeoutSetting(store.mqttZone().idle_timeout);
+    if (idleMs !== undefined) {
+      const timer = setTimeout(() => {
+        limitStats.closedIdle += 1;
+        logger.debug({ peer: peer.host, idleMs }, 'connection closed: no CONNECT within idle_timeout');
+        socket.destroy();
+      }, Math.min(idleMs, MAX_TIMER_MS));
+      idleTimers.set(client, timer);
+      socket.once('close', () => clearTimeout(timer));
+    }
+  };
+
+  const connectionGate = new ConnectionRateGate({
+    rate: () => connectionRateSetting(store.listener(LISTENER_ID)?.max_conn_rate),
+    maxWaiting: () => {
+      const backlog = (store.listener(LISTENER_ID)?.tcp_options as { backlog?: unknown } | undefined)?.backlog;
+      return typeof backlog === 'number' ? backlog : DEFAULT_BACKLOG;
+    },
+    accept: handleConnection,
+    refuse(socket) {
+      logger.debug({ peer: socket.remoteAddress }, 'connection refused: max_conn_rate backlog full');
+      socket.destroy();
+    },
+  });
+
+  // Sockets are accepted paused: one waiting for its max_conn_rate turn reads nothing.
+  const mqttServer = createServer({ pauseOnConnect: true }, (socket) => {
+    if (!store || store.listener(LISTENER_ID)?.enable === false) {
+      logger.warn({ peer: socket.remoteAddress }, 'connection refused: listener disabled');
+      socket.destroy();
+      return;
+    }
+    connectionGate.admit(socket);
+    limitStats.delayedConnections = connectionGate.delayed;
   });
 
   let api: FastifyInstance | undefined;
@@ -578,6 +682,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const close = (): Promise<void> => {
       closing ??= (async () => {
         clearInterval(banSweep);
+        connectionGate.stop();
         await api?.close();
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         const serverClosed = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
@@ -590,8 +695,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       return closing;
     };
 
-    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, rules: ruleEngine, fastPublishStats: fastPublish.stats, close };
+    return { mqttUrl, mqttPort, apiUrl, apiPort, aedes, hooks, store, sessions, rules: ruleEngine, fastPublishStats: fastPublish.stats, limitStats, close };
   } catch (error) {
+    connectionGate.stop();
     await api?.close().catch(() => undefined);
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     if (mqttServer.listening) await new Promise<void>((resolve) => mqttServer.close(() => resolve()));

@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { toRfc3339Seconds } from '../../emqx-values.js';
 import type { Ban } from '../../emqx-types.js';
 import { ApiError, badRequest, notFound } from '../api-error.js';
+import { fingerprint } from '../fingerprint.js';
 import type { ManagementContext } from '../http-api.js';
 import { BAN_TYPES, checkBan } from '../resources.js';
 import type { BanRecord, BanType } from '../resources.js';
@@ -68,7 +69,9 @@ export function bannedRoutes(context: ManagementContext): FastifyPluginAsync {
         draft.bans = draft.bans.filter((item) => !(item.as === ban.as && item.who === ban.who));
         draft.bans.push(ban);
       });
-      context.logger.info({ as: ban.as, who: ban.who, until: ban.untilMs }, 'ban created');
+      // A username is a unit's token: the log gets its fingerprint only.
+      const who = ban.as === 'username' || ban.as === 'username_re' ? fingerprint(ban.who) : ban.who;
+      context.logger.info({ as: ban.as, who, until: ban.untilMs }, 'ban created');
       if (ban.as === 'clientid') {
         const session = sessions.find(ban.who);
         if (session) context.kick(session);
