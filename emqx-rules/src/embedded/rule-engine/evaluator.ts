@@ -8,9 +8,16 @@
 //   string (a non-numeric string fails the rule); `=~` is MQTT topic-filter matching;
 // - `NOT x` on a non-boolean is false; a WHERE that is not exactly true drops the message;
 // - unaliased outputs: a variable keeps its name, a path is rebuilt as nested maps, a string
-//   constant becomes a key equal to itself.
+//   constant becomes a key equal to itself;
+// - FOREACH (`select_and_collect` + `filter_collection`): the fields are evaluated like a SELECT,
+//   the last one is the collection (anything but a list counts as empty); WHERE sees the columns
+//   and those fields; each element, bound to the collection's alias (default `item`), passes
+//   INCASE, then DO selects its output (without DO the columns plus the element are the output);
+//   no output at all is `no_result`;
+// - CASE: searched form takes the first WHEN that is true, the `CASE x WHEN v` form the first v
+//   equal to x; no match and no ELSE gives undefined.
 import { topicMatches } from '../access/topic-match.js';
-import type { Condition, Expr, Field, PathSegment, SelectStatement } from './ast.js';
+import type { Condition, Expr, Field, ForeachClauses, PathSegment, SelectStatement } from './ast.js';
 import { callFunction, isSupportedFunction } from './functions.js';
 import { UnsupportedSqlError } from './parser.js';
 import { RuleRuntimeError, encodeJson, isObject, toText } from './values.js';
@@ -44,6 +51,14 @@ export function checkStatement(statement: SelectStatement): void {
       case 'list':
         expr.items.forEach(visitExpr);
         return;
+      case 'case':
+        if (expr.on) visitExpr(expr.on);
+        for (const clause of expr.clauses) {
+          visitCondition(clause.when);
+          visitExpr(clause.then);
+        }
+        if (expr.otherwise) visitExpr(expr.otherwise);
+        return;
       default:
         return;
     }
@@ -68,6 +83,8 @@ export function checkStatement(statement: SelectStatement): void {
   };
   for (const field of statement.fields) if (field.kind === 'field') visitExpr(field.expr);
   if (statement.where) visitCondition(statement.where);
+  for (const field of statement.foreach?.doFields ?? []) if (field.kind === 'field') visitExpr(field.expr);
+  if (statement.foreach?.incase) visitCondition(statement.foreach.incase);
 }
 
 function decodePayload(scope: Scope): Value {
@@ -233,7 +250,19 @@ function evalExpr(expr: Expr, scope: Scope): Value {
       return expr.items.map((item) => evalExpr(item, scope));
     case 'compare':
       return compare(expr.op, evalExpr(expr.left, scope), evalExpr(expr.right, scope));
+    case 'case':
+      return evalCase(expr, scope);
   }
+}
+
+function evalCase(expr: Extract<Expr, { kind: 'case' }>, scope: Scope): Value {
+  if (expr.on === undefined) {
+    for (const clause of expr.clauses) if (evalCondition(clause.when, scope) === true) return evalExpr(clause.then, scope);
+  } else {
+    const on = evalExpr(expr.on, scope);
+    for (const clause of expr.clauses) if (deepEqual(on, evalCondition(clause.when, scope))) return evalExpr(clause.then, scope);
+  }
+  return expr.otherwise === undefined ? undefined : evalExpr(expr.otherwise, scope);
 }
 
 function evalCondition(condition: Condition, scope: Scope): Value {
@@ -280,21 +309,55 @@ function outputKey(field: Extract<Field, { kind: 'field' }>, position: number): 
   return [{ key: `_v_${position}` }];
 }
 
-export type EvaluationResult = { outcome: 'passed'; selected: Record<string, Value> } | { outcome: 'no_result' };
+export type EvaluationResult =
+  /** `selected`: the SELECT output (FOREACH: the first output); `outputs`: one per action invocation. */
+  | { outcome: 'passed'; selected: Record<string, Value>; outputs: Array<Record<string, Value>> }
+  | { outcome: 'no_result' };
 
-/**
- * SELECT then WHERE for one event. Throws RuleRuntimeError for evaluation failures (EMQX
- * counts them as `failed.exception`).
- */
-export function evaluateStatement(statement: SelectStatement, columns: Columns): EvaluationResult {
-  const scope: Scope = { columns, selected: {} };
-  statement.fields.forEach((field, position) => {
+function selectFields(fields: readonly Field[], scope: Scope): void {
+  fields.forEach((field, position) => {
     if (field.kind === 'star') {
-      for (const [key, value] of Object.entries(columns)) scope.selected[key] = value;
+      for (const [key, value] of Object.entries(scope.columns)) scope.selected[key] = value;
       return;
     }
     setPath(scope.selected, outputKey(field, position), evalExpr(field.expr, scope));
   });
+}
+
+/**
+ * SELECT then WHERE for one event (FOREACH: also the per-element INCASE and DO). Throws
+ * RuleRuntimeError for evaluation failures (EMQX counts them as `failed.exception`).
+ */
+export function evaluateStatement(statement: SelectStatement, columns: Columns): EvaluationResult {
+  if (statement.foreach) return evaluateForeach(statement, statement.foreach, columns);
+  const scope: Scope = { columns, selected: {} };
+  selectFields(statement.fields, scope);
   if (statement.where && evalCondition(statement.where, scope) !== true) return { outcome: 'no_result' };
-  return { outcome: 'passed', selected: scope.selected };
+  return { outcome: 'passed', selected: scope.selected, outputs: [scope.selected] };
+}
+
+function evaluateForeach(statement: SelectStatement, foreach: ForeachClauses, columns: Columns): EvaluationResult {
+  const scope: Scope = { columns, selected: {} };
+  const fields = statement.fields;
+  selectFields(fields.slice(0, -1), scope);
+  const last = fields[fields.length - 1] as Extract<Field, { kind: 'field' }>;
+  const collection = evalExpr(last.expr, scope);
+  setPath(scope.selected, outputKey(last, fields.length - 1), collection);
+  if (statement.where && evalCondition(statement.where, scope) !== true) return { outcome: 'no_result' };
+  if (!Array.isArray(collection)) return { outcome: 'no_result' };
+  const base: Columns = { ...columns, ...scope.selected };
+  const outputs: Array<Record<string, Value>> = [];
+  for (const item of collection) {
+    const itemColumns: Columns = { ...base, [foreach.itemName]: item };
+    const itemScope: Scope = { columns: itemColumns, selected: {} };
+    if (foreach.incase && evalCondition(foreach.incase, itemScope) !== true) continue;
+    if (!foreach.doFields) {
+      outputs.push(itemColumns);
+      continue;
+    }
+    selectFields(foreach.doFields, itemScope);
+    outputs.push(itemScope.selected);
+  }
+  if (outputs.length === 0) return { outcome: 'no_result' };
+  return { outcome: 'passed', selected: outputs[0] as Record<string, Value>, outputs };
 }
