@@ -173,6 +173,21 @@ describe('rule SQL evaluation', () => {
     assert.equal(passes(`SELECT a FROM "u/#" WHERE payload.level`), false, 'a WHERE that is not exactly true drops');
   });
 
+  it('gives the same outcome when WHERE can run before SELECT, and keeps the order when it cannot', () => {
+    const whereFirst = (sql: string): boolean | undefined => {
+      const compiled = compileRuleSql(sql);
+      return 'statement' in compiled ? compiled.statement.whereFirst : undefined;
+    };
+    assert.equal(whereFirst(`SELECT 'k' AS kind, clientid, client_attrs.owner AS o FROM "u/#" WHERE qos = 1`), true);
+    assert.deepEqual(selected(`SELECT 'k' AS kind, clientid, client_attrs.owner AS o FROM "u/#" WHERE qos = 1`), { kind: 'k', clientid: 'dev-1', o: '42' });
+    assert.equal(passes(`SELECT 'k' AS kind FROM "u/#" WHERE qos = 2`), false);
+    assert.equal(whereFirst(`SELECT clientid AS c FROM "u/#" WHERE c = 'dev-1'`), false, 'WHERE reads an alias');
+    assert.equal(passes(`SELECT clientid AS c FROM "u/#" WHERE c = 'dev-1'`), true);
+    assert.equal(whereFirst(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`), false, 'a payload path may fail: SELECT first');
+    assert.throws(() => run(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`, columns({ payload: 'not json' })), /decode_json_failed/);
+    assert.equal(whereFirst(`SELECT * FROM "u/#" WHERE qos = 1`), false);
+  });
+
   it('raises for a non-JSON payload path and for non-numeric comparisons (failed.exception)', () => {
     assert.throws(() => run('SELECT payload.x AS x FROM "u/#"', columns({ payload: 'not json' })), /decode_json_failed/);
     assert.deepEqual(selected('SELECT payload FROM "u/#"', columns({ payload: 'not json' })), { payload: 'not json' });

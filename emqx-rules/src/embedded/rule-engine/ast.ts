@@ -42,6 +42,11 @@ export interface SelectStatement {
   from: string[];
   where?: Condition;
   foreach?: ForeachClauses;
+  /**
+   * Set by `checkStatement` when WHERE may run before SELECT without changing any outcome:
+   * SELECT cannot fail (columns and constants only) and WHERE reads no alias of it.
+   */
+  whereFirst?: boolean;
 }
 
 /** `FOREACH fields [DO fields] [INCASE condition]`: one output per element of the collection. */

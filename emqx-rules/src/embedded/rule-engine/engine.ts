@@ -30,6 +30,8 @@ import { ActionValidationError, checkAction, checkFromEntry, compileAction } fro
 import type { CompiledAction, StoredAction } from './actions.js';
 import type { SelectStatement } from './ast.js';
 import { Bridges } from './bridges.js';
+import { RuleCounterStore } from './rule-counters.js';
+import type { RuleCounter } from './rule-counters.js';
 import { checkStatement, evaluateStatement } from './evaluator.js';
 import type { Columns } from './evaluator.js';
 import { EmptyFromError, SqlSyntaxError, UnsupportedSqlError, parseRuleSql } from './parser.js';
@@ -86,24 +88,9 @@ interface StoredRule {
   lastModifiedAt: number;
 }
 
-const COUNTERS = [
-  'matched',
-  'passed',
-  'failed',
-  'failed.exception',
-  'failed.no_result',
-  'actions.total',
-  'actions.success',
-  'actions.failed',
-  'actions.failed.out_of_service',
-  'actions.failed.unknown',
-  'actions.discarded',
-] as const;
-
-type Counter = (typeof COUNTERS)[number];
-
 interface Metrics {
-  counters: Record<Counter, number>;
+  /** The rule's counters in the engine's `RuleCounterStore`. */
+  slot: number;
   lastSampleMatched: number;
   rate: number;
   rateMax: number;
@@ -123,8 +110,8 @@ interface LiveRule {
 
 /** The enabled rules of one topic (publish or event), split by what running them needs. */
 interface TopicRules {
-  /** Rules needing nothing of the message (counters). */
-  counters: LiveRule[];
+  /** Counter slots of the rules needing nothing of the message (counters). */
+  counterSlots: number[];
   /** Rules evaluated against the message's columns, in creation order. */
   evaluated: LiveRule[];
 }
@@ -134,7 +121,7 @@ export interface PendingRules {
   readonly rules: readonly LiveRule[];
 }
 
-const NO_RULES: TopicRules = Object.freeze({ counters: [], evaluated: [] }) as unknown as TopicRules;
+const NO_RULES: TopicRules = Object.freeze({ counterSlots: [], evaluated: [] }) as unknown as TopicRules;
 /** Distinct topics whose rule lists are cached (cleared when full and on every rule change). */
 const MAX_CACHED_TOPICS = 100_000;
 
@@ -148,15 +135,8 @@ const SAMPLES_5M = 30;
 const MAX_REPUBLISH_DEPTH = 16;
 const STATE_VERSION = 2;
 
-function newMetrics(): Metrics {
-  const counters = Object.fromEntries(COUNTERS.map((name) => [name, 0])) as Record<Counter, number>;
-  return { counters, lastSampleMatched: 0, rate: 0, rateMax: 0, samples: [] };
-}
-
-function metricsValues(metrics: Metrics): RuleMetricsValues {
-  const last5m = metrics.samples.length === 0 ? 0 : metrics.samples.reduce((sum, value) => sum + value, 0) / metrics.samples.length;
-  const round = (value: number): number => Math.round(value * 100) / 100;
-  return { ...metrics.counters, 'matched.rate': round(metrics.rate), 'matched.rate.max': round(metrics.rateMax), 'matched.rate.last5m': round(last5m) };
+function newMetrics(slot: number): Metrics {
+  return { slot, lastSampleMatched: 0, rate: 0, rateMax: 0, samples: [] };
 }
 
 /** A 400 in the shape EMQX's config check produces for a rule. */
@@ -198,6 +178,9 @@ export class RuleEngine {
   private readonly rules = new Map<string, LiveRule>();
   private readonly index = new TopicIndex<string>();
   private readonly topicRules = new Map<string, TopicRules>();
+  private readonly counters = new RuleCounterStore();
+  /** Enabled rules per event topic (`$events/...`), so an event no rule reads costs one lookup in a tiny map. */
+  private readonly eventRuleCount = new Map<string, number>();
   /** Connectors and actions (`/api/v5/connectors`, `/api/v5/actions`). */
   readonly bridges: Bridges;
   private readonly logger: Logger;
@@ -316,14 +299,16 @@ export class RuleEngine {
   metrics(id: string): RuleMetrics | undefined {
     const rule = this.rules.get(id);
     if (!rule) return undefined;
-    const values = metricsValues(rule.metrics);
+    const values = this.metricsValues(rule.metrics);
     return { id, metrics: values, node_metrics: [{ node: this.options.nodeName, metrics: { ...values } }] };
   }
 
   resetMetrics(id: string): boolean {
     const rule = this.rules.get(id);
     if (!rule) return false;
-    rule.metrics = newMetrics();
+    this.counters.reset(rule.metrics.slot);
+    // A new object: replies of asynchronous actions sent before the reset are not counted.
+    rule.metrics = newMetrics(rule.metrics.slot);
     return true;
   }
 
@@ -335,7 +320,7 @@ export class RuleEngine {
   wants(topic: string): boolean {
     if (topic.startsWith('$SYS/')) return false;
     const rules = this.rulesOf(topic);
-    return rules.counters.length > 0 || rules.evaluated.length > 0;
+    return rules.counterSlots.length > 0 || rules.evaluated.length > 0;
   }
 
   /**
@@ -346,7 +331,7 @@ export class RuleEngine {
   beginPublish(topic: string): PendingRules | undefined {
     if (this.rules.size === 0 || topic.startsWith('$SYS/')) return undefined;
     const rules = this.rulesOf(topic);
-    this.countMatches(rules.counters);
+    if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
     return rules.evaluated.length === 0 ? undefined : { rules: rules.evaluated };
   }
 
@@ -362,16 +347,14 @@ export class RuleEngine {
 
   /** Whether some enabled rule selects the event topic (`$events/...`). */
   wantsEvent(eventTopic: string): boolean {
-    if (this.rules.size === 0) return false;
-    const rules = this.rulesOf(eventTopic);
-    return rules.counters.length > 0 || rules.evaluated.length > 0;
+    return this.eventRuleCount.size > 0 && (this.eventRuleCount.get(eventTopic) ?? 0) > 0;
   }
 
   /** Runs the rules of an event; `columns` is called only when a rule needs them. Never throws. */
   handleEvent(eventTopic: string, columns: () => Columns): void {
     if (this.rules.size === 0) return;
     const rules = this.rulesOf(eventTopic);
-    this.countMatches(rules.counters);
+    if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
     if (rules.evaluated.length === 0) return;
     let built: Columns;
     try {
@@ -383,18 +366,12 @@ export class RuleEngine {
     this.applyAll(rules.evaluated, built, undefined);
   }
 
-  private countMatches(rules: readonly LiveRule[]): void {
-    for (let index = 0; index < rules.length; index += 1) {
-      const counters = (rules[index] as LiveRule).metrics.counters;
-      counters.matched += 1;
-      counters.passed += 1;
-    }
-  }
-
   private applyAll(rules: readonly LiveRule[], base: Columns, republishedBy: string | undefined): void {
     for (const rule of rules) {
       try {
-        this.applyRule(rule, { ...base, metadata: { rule_id: rule.stored.id } }, republishedBy);
+        // Each rule sees its own `metadata`; a fresh object, so outputs of earlier rules keep theirs.
+        base.metadata = { rule_id: rule.stored.id };
+        this.applyRule(rule, base, republishedBy);
       } catch (error) {
         this.logger.error({ err: error, rule: rule.stored.id }, 'rule evaluation failed unexpectedly');
       }
@@ -415,7 +392,7 @@ export class RuleEngine {
       }
       if (matching.length > 0) {
         matching.sort((a, b) => a.seq - b.seq);
-        result = { counters: matching.filter((rule) => rule.counterOnly), evaluated: matching.filter((rule) => !rule.counterOnly) };
+        result = { counterSlots: matching.filter((rule) => rule.counterOnly).map((rule) => rule.metrics.slot), evaluated: matching.filter((rule) => !rule.counterOnly) };
       }
     }
     if (this.topicRules.size >= MAX_CACHED_TOPICS) this.topicRules.clear();
@@ -431,7 +408,7 @@ export class RuleEngine {
   } {
     const rules = [...this.rules.values()]
       .sort((a, b) => a.seq - b.seq)
-      .map((rule) => ({ id: rule.stored.id, enable: rule.stored.enable, metrics: metricsValues(rule.metrics), actionCount: rule.actions.length }));
+      .map((rule) => ({ id: rule.stored.id, enable: rule.stored.enable, metrics: this.metricsValues(rule.metrics), actionCount: rule.actions.length }));
     return { rules, actions: this.bridges.actionSnapshots(), connectors: this.bridges.connectorSnapshots() };
   }
 
@@ -541,18 +518,37 @@ export class RuleEngine {
       statement: compiled.statement,
       actions: stored.actions.map((action) => compileAction(action)),
       seq: seq ?? (this.seq += 1),
-      metrics: newMetrics(),
+      metrics: newMetrics(this.counters.allocate()),
       counterOnly: isCounterOnly(compiled.statement, stored.actions),
     };
     this.rules.set(stored.id, rule);
     for (const filter of rule.from) this.index.insert(filter, stored.id);
+    this.countEventRules(rule, 1);
     this.topicRules.clear();
     return rule;
+  }
+
+  private countEventRules(rule: LiveRule, change: 1 | -1): void {
+    if (!rule.stored.enable) return;
+    for (const filter of rule.from) {
+      if (!filter.startsWith('$events/')) continue;
+      const count = (this.eventRuleCount.get(filter) ?? 0) + change;
+      if (count > 0) this.eventRuleCount.set(filter, count);
+      else this.eventRuleCount.delete(filter);
+    }
+  }
+
+  private metricsValues(metrics: Metrics): RuleMetricsValues {
+    const last5m = metrics.samples.length === 0 ? 0 : metrics.samples.reduce((sum, value) => sum + value, 0) / metrics.samples.length;
+    const round = (value: number): number => Math.round(value * 100) / 100;
+    return { ...this.counters.values(metrics.slot), 'matched.rate': round(metrics.rate), 'matched.rate.max': round(metrics.rateMax), 'matched.rate.last5m': round(last5m) };
   }
 
   private uninstall(rule: LiveRule): void {
     for (const filter of rule.from) this.index.remove(filter, rule.stored.id);
     this.rules.delete(rule.stored.id);
+    this.countEventRules(rule, -1);
+    this.counters.release(rule.metrics.slot);
     this.topicRules.clear();
   }
 
@@ -576,35 +572,36 @@ export class RuleEngine {
   }
 
   private applyRule(rule: LiveRule, columns: Columns, republishedBy: string | undefined): void {
-    const counters = rule.metrics.counters;
-    counters.matched += 1;
+    const slot = rule.metrics.slot;
+    const count = (counter: RuleCounter): void => this.counters.add(slot, counter);
+    count('matched');
     let result;
     try {
       result = evaluateStatement(rule.statement, columns);
     } catch (error) {
-      counters.failed += 1;
-      counters['failed.exception'] += 1;
+      count('failed');
+      count('failed.exception');
       this.logger.debug({ rule: rule.stored.id, err: error instanceof Error ? error.message : String(error) }, 'rule SQL failed for a message');
       return;
     }
     if (result.outcome === 'no_result') {
-      counters.failed += 1;
-      counters['failed.no_result'] += 1;
+      count('failed');
+      count('failed.no_result');
       return;
     }
-    counters.passed += 1;
+    count('passed');
     for (const output of result.outputs) {
       for (const action of rule.actions) {
-        counters['actions.total'] += 1;
+        count('actions.total');
         const outcome = this.runAction(rule, action, output, republishedBy);
-        if (outcome === 'success') counters['actions.success'] += 1;
-        else if (outcome === 'discarded') counters['actions.discarded'] += 1;
+        if (outcome === 'success') count('actions.success');
+        else if (outcome === 'discarded') count('actions.discarded');
         else if (outcome === 'out_of_service') {
-          counters['actions.failed'] += 1;
-          counters['actions.failed.out_of_service'] += 1;
+          count('actions.failed');
+          count('actions.failed.out_of_service');
         } else if (outcome === 'failed') {
-          counters['actions.failed'] += 1;
-          counters['actions.failed.unknown'] += 1;
+          count('actions.failed');
+          count('actions.failed.unknown');
         }
         // 'pending': counted when the asynchronous action replies.
       }
@@ -620,14 +617,14 @@ export class RuleEngine {
     const ruleId = rule.stored.id;
     switch (action.kind) {
       case 'connector': {
-        const counters = rule.metrics;
+        const metrics = rule.metrics;
         const sent = this.bridges.send(action.ref, selected, (outcome) => {
-          // The rule may have been replaced meanwhile; its new metrics start from zero.
-          if (this.rules.get(ruleId)?.metrics !== counters) return;
-          if (outcome === 'success') counters.counters['actions.success'] += 1;
+          // The rule may have been replaced or reset meanwhile; its new metrics start from zero.
+          if (this.rules.get(ruleId)?.metrics !== metrics) return;
+          if (outcome === 'success') this.counters.add(metrics.slot, 'actions.success');
           else {
-            counters.counters['actions.failed'] += 1;
-            counters.counters['actions.failed.unknown'] += 1;
+            this.counters.add(metrics.slot, 'actions.failed');
+            this.counters.add(metrics.slot, 'actions.failed.unknown');
           }
         });
         // EMQX: references to actions that do not exist are discarded; a stopped action is out of service.
@@ -675,7 +672,7 @@ export class RuleEngine {
   private sampleRates(): void {
     for (const rule of this.rules.values()) {
       const metrics = rule.metrics;
-      const matched = metrics.counters.matched;
+      const matched = this.counters.get(metrics.slot, 'matched');
       metrics.rate = Math.max(0, matched - metrics.lastSampleMatched) / (SAMPLE_INTERVAL_MS / 1000);
       metrics.lastSampleMatched = matched;
       metrics.rateMax = Math.max(metrics.rateMax, metrics.rate);
