@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TopicIndex, compileRuleSql, evaluateStatement, parseRuleSql, tokenize } from '../src/embedded/rule-engine/index.js';
 import type { Columns } from '../src/embedded/rule-engine/evaluator.js';
-import { pipeRuleSql } from '../src/rules/index.js';
+import { authzDenyAlertSql, disconnectAlertSql, pipeRuleSql } from '../src/rules/index.js';
 
 const NODE = '0b8c3d7e-1111-4222-8333-444455556666';
 
@@ -186,6 +186,8 @@ describe('rule SQL evaluation', () => {
     assert.equal(whereFirst(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`), false, 'a payload path may fail: SELECT first');
     assert.throws(() => run(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`, columns({ payload: 'not json' })), /decode_json_failed/);
     assert.equal(whereFirst(`SELECT * FROM "u/#" WHERE qos = 1`), false);
+    assert.equal(whereFirst(authzDenyAlertSql()), true, 'the authorization alert drops most events before selecting');
+    assert.equal(whereFirst(disconnectAlertSql()), true);
   });
 
   it('raises for a non-JSON payload path and for non-numeric comparisons (failed.exception)', () => {

@@ -110,34 +110,50 @@ function parseLabels(text: string, start: number, end: number): Record<string, s
 export function parseDataIntegrationText(text: string): DataIntegrationSnapshot {
   const groups = { rules: new Map<string, Series>(), actions: new Map<string, Series>(), connectors: new Map<string, Series>() };
   const overview: Record<string, number> = {};
+  const bad = (lineStart: number, lineEnd: number, what: string): never => {
+    throw new CounterParseError(`Prometheus text: ${what} in ${text.slice(lineStart, Math.min(lineEnd, lineStart + 200))}`);
+  };
   let lineStart = 0;
   while (lineStart < text.length) {
     let lineEnd = text.indexOf('\n', lineStart);
     if (lineEnd === -1) lineEnd = text.length;
-    const first = text.charCodeAt(lineStart);
-    if (lineEnd > lineStart && first !== 35 /* # */) {
+    if (lineEnd > lineStart && text.charCodeAt(lineStart) !== 35 /* # */) {
       const brace = text.indexOf('{', lineStart);
       const hasLabels = brace !== -1 && brace < lineEnd;
       const nameEnd = hasLabels ? brace : text.indexOf(' ', lineStart);
-      if (nameEnd === -1 || nameEnd > lineEnd) throw new CounterParseError(`Prometheus text: bad line ${text.slice(lineStart, lineEnd)}`);
+      if (nameEnd === -1 || nameEnd > lineEnd) bad(lineStart, lineEnd, 'no value');
       const name = text.slice(lineStart, nameEnd);
-      const close = hasLabels ? text.lastIndexOf('}', lineEnd) : nameEnd;
-      if (hasLabels && close < brace) throw new CounterParseError(`Prometheus text: bad line ${text.slice(lineStart, lineEnd)}`);
-      const valueText = text.slice(close + (hasLabels ? 1 : 0), lineEnd).trim().split(' ')[0] ?? '';
-      const value = Number(valueText);
-      if (valueText === '' || Number.isNaN(value)) throw new CounterParseError(`Prometheus text: bad value in ${text.slice(lineStart, lineEnd)}`);
+      const close = hasLabels ? text.lastIndexOf('}', lineEnd) : nameEnd - 1;
+      if (hasLabels && close < brace) bad(lineStart, lineEnd, 'unclosed labels');
+      // The value: the first field after the labels (a timestamp may follow).
+      let valueStart = close + 1;
+      while (text.charCodeAt(valueStart) === 32) valueStart += 1;
+      let valueEnd = text.indexOf(' ', valueStart);
+      if (valueEnd === -1 || valueEnd > lineEnd) valueEnd = lineEnd;
+      const value = valueEnd > valueStart ? Number(text.slice(valueStart, valueEnd)) : Number.NaN;
+      if (Number.isNaN(value)) bad(lineStart, lineEnd, 'bad value');
       if (!hasLabels) {
         overview[name] = value;
       } else {
         const group = name.startsWith('emqx_rule_') ? groups.rules : name.startsWith('emqx_action_') ? groups.actions : name.startsWith('emqx_connector_') ? groups.connectors : undefined;
         if (group) {
-          const labels = parseLabels(text, brace + 1, close);
-          const id = labels.id;
-          if (id === undefined) throw new CounterParseError(`Prometheus text: ${name} without an id label`);
-          const key = labels.node === undefined ? id : `${id}\u0000${labels.node}`;
+          // Fast path for EMQX's usual `{id="..."}` without escapes; the general parser otherwise.
+          let id: string | undefined;
+          let node: string | undefined;
+          const quoteEnd = close - 1;
+          const plain = text.startsWith('id="', brace + 1) && text.charCodeAt(quoteEnd) === 34 && text.indexOf('"', brace + 5) === quoteEnd ? text.slice(brace + 5, quoteEnd) : undefined;
+          if (plain !== undefined && !plain.includes('\\')) {
+            id = plain;
+          } else {
+            const labels = parseLabels(text, brace + 1, close);
+            id = labels.id;
+            node = labels.node;
+          }
+          if (id === undefined) bad(lineStart, lineEnd, `${name} without an id label`);
+          const key = node === undefined ? (id as string) : `${id as string}\u0000${node}`;
           let series = group.get(key);
           if (!series) {
-            series = labels.node === undefined ? { id, values: {} } : { id, node: labels.node, values: {} };
+            series = node === undefined ? { id: id as string, values: {} } : { id: id as string, node, values: {} };
             group.set(key, series);
           }
           series.values[name] = value;

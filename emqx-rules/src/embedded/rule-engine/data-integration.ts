@@ -80,16 +80,8 @@ export function dataIntegrationJson(snapshot: Snapshot, mode: DataIntegrationMod
   return { data_integration_overview: data.overview, rules: data.rules, actions: data.actions, connectors: data.connectors };
 }
 
-function labelValue(value: string | number): string {
-  return String(value).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function family(lines: string[], name: string, type: 'gauge' | 'counter', points: Row[]): void {
-  lines.push(`# HELP ${name} `, `# TYPE ${name} ${type}`);
-  for (const point of points) {
-    const labels = point.node === undefined ? `id="${labelValue(point.id as string)}"` : `node="${labelValue(point.node)}",id="${labelValue(point.id as string)}"`;
-    lines.push(`${name}{${labels}} ${point[name] ?? 0}`);
-  }
+function labelValue(value: string): string {
+  return /[\\\n"]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : value;
 }
 
 /** The Prometheus text exposition format (the default). */
@@ -97,8 +89,18 @@ export function dataIntegrationText(snapshot: Snapshot, mode: DataIntegrationMod
   const data = rows(snapshot, mode === 'all_nodes_unaggregated' ? node : undefined);
   const lines: string[] = [];
   for (const [name, value] of Object.entries(data.overview)) lines.push(`# HELP ${name} `, `# TYPE ${name} gauge`, `${name} ${value}`);
-  for (const [name, type] of RULE_METRICS) family(lines, name, type, data.rules);
-  for (const [name, type] of ACTION_METRICS) family(lines, name, type, data.actions);
-  for (const [name, type] of CONNECTOR_METRICS) family(lines, name, type, data.connectors);
+  const families: Array<[ReadonlyArray<[string, 'gauge' | 'counter', string]>, Row[]]> = [
+    [RULE_METRICS, data.rules],
+    [ACTION_METRICS, data.actions],
+    [CONNECTOR_METRICS, data.connectors],
+  ];
+  for (const [metrics, points] of families) {
+    // Labels are rendered once per series, not once per metric.
+    const labels = points.map((point) => (point.node === undefined ? `{id="${labelValue(String(point.id))}"} ` : `{node="${labelValue(String(point.node))}",id="${labelValue(String(point.id))}"} `));
+    for (const [name, type] of metrics) {
+      lines.push(`# HELP ${name} `, `# TYPE ${name} ${type}`);
+      for (let index = 0; index < points.length; index += 1) lines.push(name + (labels[index] as string) + String((points[index] as Row)[name] ?? 0));
+    }
+  }
   return `${lines.join('\n')}\n`;
 }

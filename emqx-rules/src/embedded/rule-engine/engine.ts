@@ -31,7 +31,6 @@ import type { CompiledAction, StoredAction } from './actions.js';
 import type { SelectStatement } from './ast.js';
 import { Bridges } from './bridges.js';
 import { RuleCounterStore } from './rule-counters.js';
-import type { RuleCounter } from './rule-counters.js';
 import { checkStatement, evaluateStatement } from './evaluator.js';
 import type { Columns } from './evaluator.js';
 import { EmptyFromError, SqlSyntaxError, UnsupportedSqlError, parseRuleSql } from './parser.js';
@@ -178,6 +177,7 @@ export class RuleEngine {
   private readonly rules = new Map<string, LiveRule>();
   private readonly index = new TopicIndex<string>();
   private readonly topicRules = new Map<string, TopicRules>();
+  private readonly eventRules = new Map<string, TopicRules>();
   private readonly counters = new RuleCounterStore();
   /** Enabled rules per event topic (`$events/...`), so an event no rule reads costs one lookup in a tiny map. */
   private readonly eventRuleCount = new Map<string, number>();
@@ -352,8 +352,13 @@ export class RuleEngine {
 
   /** Runs the rules of an event; `columns` is called only when a rule needs them. Never throws. */
   handleEvent(eventTopic: string, columns: () => Columns): void {
-    if (this.rules.size === 0) return;
-    const rules = this.rulesOf(eventTopic);
+    if (!this.wantsEvent(eventTopic)) return;
+    // Event topics are few: their own small cache, away from the (large) per-topic one.
+    let rules = this.eventRules.get(eventTopic);
+    if (!rules) {
+      rules = this.matchRules(eventTopic);
+      this.eventRules.set(eventTopic, rules);
+    }
     if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
     if (rules.evaluated.length === 0) return;
     let built: Columns;
@@ -382,6 +387,13 @@ export class RuleEngine {
   private rulesOf(topic: string): TopicRules {
     const cached = this.topicRules.get(topic);
     if (cached) return cached;
+    const result = this.matchRules(topic);
+    if (this.topicRules.size >= MAX_CACHED_TOPICS) this.topicRules.clear();
+    this.topicRules.set(topic, result);
+    return result;
+  }
+
+  private matchRules(topic: string): TopicRules {
     let result = NO_RULES;
     const ids = this.index.match(topic);
     if (ids.size > 0) {
@@ -395,8 +407,6 @@ export class RuleEngine {
         result = { counterSlots: matching.filter((rule) => rule.counterOnly).map((rule) => rule.metrics.slot), evaluated: matching.filter((rule) => !rule.counterOnly) };
       }
     }
-    if (this.topicRules.size >= MAX_CACHED_TOPICS) this.topicRules.clear();
-    this.topicRules.set(topic, result);
     return result;
   }
 
@@ -435,7 +445,7 @@ export class RuleEngine {
       rule.actions = rule.stored.actions.map((action) => compileAction(action));
       rule.counterOnly = isCounterOnly(rule.statement, rule.stored.actions);
     }
-    this.topicRules.clear();
+    this.clearRuleCaches();
     this.bridges.deleteAction(id);
     await this.persist();
   }
@@ -524,8 +534,13 @@ export class RuleEngine {
     this.rules.set(stored.id, rule);
     for (const filter of rule.from) this.index.insert(filter, stored.id);
     this.countEventRules(rule, 1);
-    this.topicRules.clear();
+    this.clearRuleCaches();
     return rule;
+  }
+
+  private clearRuleCaches(): void {
+    this.topicRules.clear();
+    this.eventRules.clear();
   }
 
   private countEventRules(rule: LiveRule, change: 1 | -1): void {
@@ -549,7 +564,7 @@ export class RuleEngine {
     this.rules.delete(rule.stored.id);
     this.countEventRules(rule, -1);
     this.counters.release(rule.metrics.slot);
-    this.topicRules.clear();
+    this.clearRuleCaches();
   }
 
   private columnsOf(message: RulePublishEvent): Columns {
@@ -572,36 +587,37 @@ export class RuleEngine {
   }
 
   private applyRule(rule: LiveRule, columns: Columns, republishedBy: string | undefined): void {
+    // No per-call closures here: this runs for every message a non-counting rule selects.
     const slot = rule.metrics.slot;
-    const count = (counter: RuleCounter): void => this.counters.add(slot, counter);
-    count('matched');
+    const counters = this.counters;
+    counters.add(slot, 'matched');
     let result;
     try {
       result = evaluateStatement(rule.statement, columns);
     } catch (error) {
-      count('failed');
-      count('failed.exception');
+      counters.add(slot, 'failed');
+      counters.add(slot, 'failed.exception');
       this.logger.debug({ rule: rule.stored.id, err: error instanceof Error ? error.message : String(error) }, 'rule SQL failed for a message');
       return;
     }
     if (result.outcome === 'no_result') {
-      count('failed');
-      count('failed.no_result');
+      counters.add(slot, 'failed');
+      counters.add(slot, 'failed.no_result');
       return;
     }
-    count('passed');
+    counters.add(slot, 'passed');
     for (const output of result.outputs) {
       for (const action of rule.actions) {
-        count('actions.total');
+        counters.add(slot, 'actions.total');
         const outcome = this.runAction(rule, action, output, republishedBy);
-        if (outcome === 'success') count('actions.success');
-        else if (outcome === 'discarded') count('actions.discarded');
+        if (outcome === 'success') counters.add(slot, 'actions.success');
+        else if (outcome === 'discarded') counters.add(slot, 'actions.discarded');
         else if (outcome === 'out_of_service') {
-          count('actions.failed');
-          count('actions.failed.out_of_service');
+          counters.add(slot, 'actions.failed');
+          counters.add(slot, 'actions.failed.out_of_service');
         } else if (outcome === 'failed') {
-          count('actions.failed');
-          count('actions.failed.unknown');
+          counters.add(slot, 'actions.failed');
+          counters.add(slot, 'actions.failed.unknown');
         }
         // 'pending': counted when the asynchronous action replies.
       }

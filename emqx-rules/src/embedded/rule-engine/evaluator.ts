@@ -96,15 +96,25 @@ export function checkStatement(statement: SelectStatement): void {
  */
 function canRunWhereFirst(statement: SelectStatement): boolean {
   if (!statement.where || statement.foreach) return false;
+  // Names whose value in the selected fields differs from the column of the same name.
   const outputs = new Set<string>();
   for (const field of statement.fields) {
     if (field.kind === 'star') return false;
     const expr = field.expr;
-    const safe = expr.kind === 'const' || expr.kind === 'var' || (expr.kind === 'path' && 'key' in (expr.segments[0] ?? {}) && (expr.segments[0] as { key: string }).key !== 'payload');
-    if (!safe) return false;
-    const key = field.alias?.[0] ?? (expr.kind === 'var' ? { key: expr.name } : expr.kind === 'path' ? expr.segments[0] : expr.kind === 'const' && typeof expr.value === 'string' ? { key: expr.value } : undefined);
-    if (!key || !('key' in key)) return false;
-    outputs.add(key.key);
+    const first = expr.kind === 'path' ? expr.segments[0] : undefined;
+    if (expr.kind === 'path' && (!first || !('key' in first) || first.key === 'payload')) return false;
+    if (expr.kind !== 'const' && expr.kind !== 'var' && expr.kind !== 'path') return false;
+    const alias = field.alias?.[0];
+    if (alias) {
+      if (!('key' in alias)) return false;
+      // `x AS x` selects the column itself.
+      if (!(expr.kind === 'var' && field.alias?.length === 1 && alias.key === expr.name)) outputs.add(alias.key);
+    } else if (expr.kind === 'path' && first && 'key' in first) {
+      outputs.add(first.key); // rebuilt as a nested object, not the column
+    } else if (expr.kind === 'const' && typeof expr.value === 'string') {
+      outputs.add(expr.value);
+    }
+    // An unaliased column (`clientid`) selects the same value WHERE would read.
   }
   const names = new Set<string>();
   let hasCase = false;
