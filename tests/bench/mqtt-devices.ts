@@ -23,7 +23,7 @@ export function subscribePacket(filter: string, qos = 0): Buffer {
   return Buffer.concat([Buffer.from([0x82]), encodeRemainingLength(body.length), body]);
 }
 
-/** One device: a TCP connection that completed CONNECT/CONNACK. */
+/** One device: a TCP connection that completed CONNECT/CONNACK (used by the ingest and load-broker benches). */
 export async function connectDevice(port: number, clientId: string): Promise<net.Socket> {
   const socket = net.connect({ host: '127.0.0.1', port });
   socket.setNoDelay(true);
@@ -45,6 +45,7 @@ export async function connectDevice(port: number, clientId: string): Promise<net
     socket.once('close', () => reject(new Error(`${clientId}: closed before CONNACK`)));
   });
   if (ack[0] !== 0x20 || ack[3] !== 0) throw new Error(`${clientId}: CONNACK refused (${ack.subarray(0, 4).toString('hex')})`);
+  socket.on('data', () => {}); // keeps the socket flowing; callers add their own reader when they expect packets
   return socket;
 }
 
@@ -57,7 +58,6 @@ export async function publishPaced(port: number, topics: readonly string[], opti
   const devices = await Promise.all(
     Array.from({ length: options.connections }, async (_, c) => {
       const socket = await connectDevice(port, `${options.clientPrefix}-${c}`);
-      socket.on('data', () => {}); // nothing else is expected (QoS 0, no keep-alive)
       const own = topics.filter((_, i) => i % options.connections === c);
       const packets = own.map((topic) => encodeQos0Publish(topic, options.payload ?? '21.5'));
       return { socket, packets, next: 0, batch: [] as Buffer[] };
