@@ -3,6 +3,8 @@
 // as Prometheus text or as JSON. Metric names, label key (`id`) and the JSON layout are EMQX's;
 // `all_nodes_unaggregated` adds a `node` label (one node here, so the other modes are equal).
 import type { RuleEngine } from './engine.js';
+import { RULE_COUNTERS } from './rule-counters.js';
+import type { RuleCounter } from './rule-counters.js';
 
 export type DataIntegrationMode = 'node' | 'all_nodes_aggregated' | 'all_nodes_unaggregated';
 export const DATA_INTEGRATION_MODES: readonly DataIntegrationMode[] = ['node', 'all_nodes_aggregated', 'all_nodes_unaggregated'];
@@ -24,6 +26,9 @@ const RULE_METRICS: ReadonlyArray<[string, 'gauge' | 'counter', string]> = [
   ['emqx_rule_actions_failed_unknown', 'counter', 'actions.failed.unknown'],
   ['emqx_rule_actions_discarded', 'counter', 'actions.discarded'],
 ];
+
+/** Prometheus name -> index in a rule's counters. */
+const RULE_COUNTER_INDEX: ReadonlyArray<[string, number]> = RULE_METRICS.filter(([, , key]) => key !== '').map(([name, , key]) => [name, RULE_COUNTERS.indexOf(key as RuleCounter)]);
 
 const ACTION_METRICS: ReadonlyArray<[string, 'gauge' | 'counter', string]> = [
   ['emqx_action_enable', 'gauge', ''],
@@ -55,7 +60,7 @@ function rows(snapshot: Snapshot, node: string | undefined): { rules: Row[]; act
   const withNode = (row: Row): Row => (node === undefined ? row : { ...row, node });
   const rules = snapshot.rules.map((rule) => {
     const row: Row = { id: rule.id, emqx_rule_enable: rule.enable ? 1 : 0 };
-    for (const [name, , key] of RULE_METRICS) if (key !== '') row[name] = rule.metrics[key] ?? 0;
+    for (const [name, index] of RULE_COUNTER_INDEX) row[name] = rule.counters[index] ?? 0;
     return withNode(row);
   });
   const actions = snapshot.actions.map((action) => {

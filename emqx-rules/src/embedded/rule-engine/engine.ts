@@ -412,13 +412,14 @@ export class RuleEngine {
 
   /** Rule, action and connector counters for `/api/v5/prometheus/data_integration`. */
   dataIntegrationSnapshot(): {
-    rules: Array<{ id: string; enable: boolean; metrics: RuleMetricsValues; actionCount: number }>;
+    /** `counters` in `RULE_COUNTERS` order (rule-counters.ts). */
+    rules: Array<{ id: string; enable: boolean; counters: Float64Array; actionCount: number }>;
     actions: ReturnType<Bridges['actionSnapshots']>;
     connectors: ReturnType<Bridges['connectorSnapshots']>;
   } {
     const rules = [...this.rules.values()]
       .sort((a, b) => a.seq - b.seq)
-      .map((rule) => ({ id: rule.stored.id, enable: rule.stored.enable, metrics: this.metricsValues(rule.metrics), actionCount: rule.actions.length }));
+      .map((rule) => ({ id: rule.stored.id, enable: rule.stored.enable, counters: this.counters.snapshot(rule.metrics.slot), actionCount: rule.actions.length }));
     return { rules, actions: this.bridges.actionSnapshots(), connectors: this.bridges.connectorSnapshots() };
   }
 

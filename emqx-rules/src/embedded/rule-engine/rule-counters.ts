@@ -70,6 +70,11 @@ export class RuleCounterStore {
     }
   }
 
+  /** A copy of a rule's counters, in `RULE_COUNTERS` order. */
+  snapshot(slot: number): Float64Array {
+    return this.data.slice(slot * STRIDE, (slot + 1) * STRIDE);
+  }
+
   values(slot: number): Record<RuleCounter, number> {
     const result = {} as Record<RuleCounter, number>;
     RULE_COUNTERS.forEach((name, index) => (result[name] = this.data[slot * STRIDE + index] as number));
