@@ -4,6 +4,9 @@
 // entries, authorization denials, abnormal disconnects).
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
@@ -127,6 +130,41 @@ describe('embedded connectors and actions API', () => {
     await client.deleteRule('roundtrip');
     await client.deleteAction('http:roundtrip');
     await client.deleteConnector('http:pu-backend');
+  });
+});
+
+describe('embedded connectors and actions across a restart', () => {
+  it('keeps them (and the rules using them) in the state file, readable only by the owner, and runs them again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pepeunit-bridges-'));
+    const stateFile = join(dir, 'broker.json');
+    const webhook = await startWebhook();
+    try {
+      const options = { url: `${webhook.url}/emqx`, secret: SECRET };
+      let broker = await startTestBroker({ stateFile });
+      await broker.client.createConnector(buildAlertConnector(options));
+      await broker.client.createAction(buildAlertAction(options));
+      await broker.client.createRule({ id: 'persisted', sql: `SELECT 'persisted' AS kind FROM "persisted/#"`, actions: [ALERT_ACTION_REF] });
+      await broker.close();
+      const file = `${stateFile}.rules.json`;
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.equal(JSON.parse(readFileSync(file, 'utf8')).version, 2);
+
+      broker = await startTestBroker({ stateFile });
+      try {
+        assert.equal((await broker.client.getConnector('http:pu-backend'))?.status, 'connected');
+        assert.equal((await broker.client.getAction(ALERT_ACTION_REF))?.parameters.path, 'alerts/${kind}');
+        const device = await connectClient(broker.broker.mqttUrl, { clientId: 'after-restart' });
+        await device.publishAsync('persisted/1', 'x');
+        await device.endAsync();
+        await eventually(() => webhook.received.some((item) => item.path === '/emqx/alerts/persisted'), 5000, 'a request after the restart');
+        assert.equal(webhook.received.find((item) => item.path === '/emqx/alerts/persisted')?.headers.authorization, `Bearer ${SECRET}`);
+      } finally {
+        await broker.close();
+      }
+    } finally {
+      await webhook.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -260,6 +298,29 @@ describe('alert rules end to end on the embedded broker', () => {
     const metrics = (await broker.client.getRuleMetrics('alert-authz-deny'))?.metrics;
     assert.equal(metrics?.passed, 1, 'the cache hit is filtered by the WHERE');
     await device.endAsync();
+  });
+
+  it('reports the EMQX disconnect reasons in the event: normal, tcp_closed, takenover', async () => {
+    await broker.client.createRule({
+      id: 'reasons',
+      sql: 'SELECT clientid, reason, connected_at, disconnected_at, proto_ver FROM "$events/client_disconnected"',
+      actions: [{ function: 'republish', args: { topic: 'reasons/${clientid}', payload: '${reason}' } }],
+    });
+    const watcher = await connectClient(broker.broker.mqttUrl, { clientId: 'reason-watcher' });
+    const seen: Array<[string, string]> = [];
+    watcher.on('message', (topic, payload) => seen.push([topic.slice('reasons/'.length), payload.toString()]));
+    await watcher.subscribeAsync('reasons/#');
+    const normal = await connectClient(broker.broker.mqttUrl, { clientId: 'r-normal' });
+    await normal.endAsync();
+    const dropped = await connectClient(broker.broker.mqttUrl, { clientId: 'r-dropped' });
+    dropped.stream.destroy();
+    await connectClient(broker.broker.mqttUrl, { clientId: 'r-twice' });
+    const second = await connectClient(broker.broker.mqttUrl, { clientId: 'r-twice' });
+    await eventually(() => seen.length >= 3, 5000, 'three disconnect events');
+    assert.deepEqual(Object.fromEntries(seen), { 'r-normal': 'normal', 'r-dropped': 'tcp_closed', 'r-twice': 'takenover' });
+    await second.endAsync();
+    await watcher.endAsync();
+    await broker.client.deleteRule('reasons');
   });
 
   it('forwards abnormal disconnects (kicked) and not normal ones', async () => {
