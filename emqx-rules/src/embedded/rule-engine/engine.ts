@@ -176,7 +176,11 @@ export function compileRuleSql(sql: string): { statement: SelectStatement; from:
 export class RuleEngine {
   private readonly rules = new Map<string, LiveRule>();
   private readonly index = new TopicIndex<string>();
-  private readonly topicRules = new Map<string, TopicRules>();
+  /**
+   * Per-topic rule lists. The most common entry, exactly one counting rule (every unit topic
+   * with `cnt-` rules), is stored as its counter slot itself: one memory access less per publish.
+   */
+  private readonly topicRules = new Map<string, TopicRules | number>();
   private readonly eventRules = new Map<string, TopicRules>();
   private readonly counters = new RuleCounterStore();
   /** Enabled rules per event topic (`$events/...`), so an event no rule reads costs one lookup in a tiny map. */
@@ -319,8 +323,8 @@ export class RuleEngine {
    */
   wants(topic: string): boolean {
     if (topic.startsWith('$SYS/')) return false;
-    const rules = this.rulesOf(topic);
-    return rules.counterSlots.length > 0 || rules.evaluated.length > 0;
+    const rules = this.topicRulesOf(topic);
+    return typeof rules === 'number' || rules.counterSlots.length > 0 || rules.evaluated.length > 0;
   }
 
   /**
@@ -330,7 +334,11 @@ export class RuleEngine {
    */
   beginPublish(topic: string): PendingRules | undefined {
     if (this.rules.size === 0 || topic.startsWith('$SYS/')) return undefined;
-    const rules = this.rulesOf(topic);
+    const rules = this.topicRulesOf(topic);
+    if (typeof rules === 'number') {
+      this.counters.countPassedOne(rules);
+      return undefined;
+    }
     if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
     return rules.evaluated.length === 0 ? undefined : { rules: rules.evaluated };
   }
@@ -384,13 +392,14 @@ export class RuleEngine {
   }
 
   /** The enabled rules whose FROM matches `topic`, from the per-topic cache. */
-  private rulesOf(topic: string): TopicRules {
+  private topicRulesOf(topic: string): TopicRules | number {
     const cached = this.topicRules.get(topic);
-    if (cached) return cached;
+    if (cached !== undefined) return cached;
     const result = this.matchRules(topic);
+    const entry = result.evaluated.length === 0 && result.counterSlots.length === 1 ? (result.counterSlots[0] as number) : result;
     if (this.topicRules.size >= MAX_CACHED_TOPICS) this.topicRules.clear();
-    this.topicRules.set(topic, result);
-    return result;
+    this.topicRules.set(topic, entry);
+    return entry;
   }
 
   private matchRules(topic: string): TopicRules {

@@ -75,6 +75,13 @@ export class RuleCounterStore {
     return this.data.slice(slot * STRIDE, (slot + 1) * STRIDE);
   }
 
+  countPassedOne(slot: number): void {
+    const data = this.data;
+    const base = slot * STRIDE;
+    data[base] = (data[base] as number) + 1;
+    data[base + 1] = (data[base + 1] as number) + 1;
+  }
+
   values(slot: number): Record<RuleCounter, number> {
     const result = {} as Record<RuleCounter, number>;
     RULE_COUNTERS.forEach((name, index) => (result[name] = this.data[slot * STRIDE + index] as number));
