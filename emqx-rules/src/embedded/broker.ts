@@ -36,7 +36,7 @@ import { SharedSubscriptions } from './shared-subscriptions.js';
 import { useFastBacklog } from './fast-queue.js';
 import { coalesceWrites } from './write-coalescing.js';
 import { FastPublish } from './fast-publish.js';
-import type { FastPublishStats } from './fast-publish.js';
+import type { FastPublishStats, TopicHookCache } from './fast-publish.js';
 import { RuleEngine } from './rule-engine/index.js';
 import type { RepublishMessage, RulePublishEvent } from './rule-engine/index.js';
 import { AUTHZ_COMPLETE_EVENT, DISCONNECTED_EVENT, authzCompleteColumns, disconnectedColumns } from './rule-engine/events.js';
@@ -388,11 +388,19 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
    * The `message.publish` event of a client's publish, built only when a rule can select the
    * topic or someone else listens (otherwise a publish costs one topic-index lookup here).
    */
-  const emitClientPublish = (session: ClientSession, topic: string, qos: number, retain: boolean, dup: boolean, body: PublishPacket['payload'] | undefined): void => {
+  const emitClientPublish = (
+    session: ClientSession,
+    topic: string,
+    qos: number,
+    retain: boolean,
+    dup: boolean,
+    body: PublishPacket['payload'] | undefined,
+    topicCache?: TopicHookCache,
+  ): void => {
     if (topic.startsWith('$SYS/')) return;
     // Counting rules are served here without building the message; only rules that read it
     // (or hook listeners) need the event below.
-    const pending = ruleEngineRef?.beginPublish(topic);
+    const pending = ruleEngineRef?.beginPublish(topic, topicCache);
     if (pending === undefined && hooks.listenerCount('message.publish') === 0) return;
     const payload = Buffer.isBuffer(body) ? body : Buffer.from(body ?? '');
     const message: PublishedMessage = {
@@ -453,9 +461,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       if (!publishWithinLimits(session, packet, 0)) return undefined;
       return verdictOf(session, packet, false, known) === 'allow' ? 'allow' : 'drop';
     },
-    published(client, topic, payload) {
+    published(client, topic, payload, topicCache) {
       const session = sessions.of(client);
-      if (session) emitClientPublish(session, topic, 0, false, false, payload);
+      if (session) emitClientPublish(session, topic, 0, false, false, payload, topicCache);
     },
     forwarded(client) {
       countForward(client, 0);

@@ -182,6 +182,7 @@ export class RuleEngine {
    */
   private readonly topicRules = new Map<string, TopicRules | number>();
   private readonly eventRules = new Map<string, TopicRules>();
+  private rulesVersion = 0;
   private readonly counters = new RuleCounterStore();
   /** Enabled rules per event topic (`$events/...`), so an event no rule reads costs one lookup in a tiny map. */
   private readonly eventRuleCount = new Map<string, number>();
@@ -330,11 +331,21 @@ export class RuleEngine {
   /**
    * First half of a publish: counts the counter-only rules of `topic` and returns the rules
    * that need the message's columns, or undefined when there are none (then the broker need
-   * not build the message at all). Never throws.
+   * not build the message at all). `topicCache` is a per-topic slot the caller already looked up
+   * (the fast path's route cache): the engine keeps the topic's rules there, so a publish costs
+   * no lookup of its own. Never throws.
    */
-  beginPublish(topic: string): PendingRules | undefined {
+  beginPublish(topic: string, topicCache?: { hookVersion: number; hookState: unknown }): PendingRules | undefined {
     if (this.rules.size === 0 || topic.startsWith('$SYS/')) return undefined;
-    const rules = this.topicRulesOf(topic);
+    let rules: TopicRules | number;
+    if (topicCache && topicCache.hookVersion === this.rulesVersion) rules = topicCache.hookState as TopicRules | number;
+    else {
+      rules = this.topicRulesOf(topic);
+      if (topicCache) {
+        topicCache.hookVersion = this.rulesVersion;
+        topicCache.hookState = rules;
+      }
+    }
     if (typeof rules === 'number') {
       this.counters.countPassedOne(rules);
       return undefined;
@@ -551,6 +562,8 @@ export class RuleEngine {
   private clearRuleCaches(): void {
     this.topicRules.clear();
     this.eventRules.clear();
+    // Invalidates what callers keep in their own per-topic slots (`beginPublish`).
+    this.rulesVersion += 1;
   }
 
   private countEventRules(rule: LiveRule, change: 1 | -1): void {
