@@ -79,6 +79,14 @@ describe('counter sampling (pure)', () => {
     assert.deepEqual(perNode.rules.map((series) => [series.node, series.values.emqx_rule_matched]), [['emqx@a', 3], ['emqx@b', 4]]);
   });
 
+  it('keeps only the asked metrics when told to (what a sampler needs), in both forms', () => {
+    const json = { rules: [{ id: UNIT_RULE, emqx_rule_matched: 7, emqx_rule_passed: 7, emqx_rule_failed: 0 }] };
+    const text = `emqx_rule_matched{id="${UNIT_RULE}"} 7\nemqx_rule_passed{id="${UNIT_RULE}"} 7\nemqx_rule_failed{id="${UNIT_RULE}"} 0\n`;
+    for (const body of [json, text]) {
+      assert.deepEqual(parseDataIntegration(body, { metrics: ['emqx_rule_matched'] }).rules, [{ id: UNIT_RULE, values: { emqx_rule_matched: 7 } }]);
+    }
+  });
+
   it('refuses answers it cannot read', () => {
     for (const bad of ['emqx_rule_matched{id="x"} abc', 'emqx_rule_matched{node="a"} 1', '{"rules": 3}', '{"rules":[{"matched":1}]}', '{oops']) {
       assert.throws(() => parseDataIntegration(bad), CounterParseError, bad);

@@ -15,7 +15,7 @@
 //    `cnt-unit-` rule plus the `cnt-node-` rules of its nodes).
 // Parsing 20 000 rules takes a few tens of milliseconds (see docs/BENCHMARKS.md, load-broker).
 import type { CountedUnit } from './counting.js';
-import { countNodeRuleId, countUnitRuleId } from './catalogue.js';
+import { COUNT_NODE_RULE_PREFIX, COUNT_UNIT_RULE_PREFIX } from './catalogue.js';
 
 /** Metric values of one series (EMQX's metric names, e.g. `emqx_rule_matched`). */
 export type SeriesValues = Record<string, number>;
@@ -42,7 +42,12 @@ export class CounterParseError extends Error {
   }
 }
 
-function seriesFromJson(items: unknown, what: string): Series[] {
+/** What to keep: every metric (default) or only the named ones (cheaper for 20 000 rules). */
+export interface ParseOptions {
+  metrics?: readonly string[];
+}
+
+function seriesFromJson(items: unknown, what: string, metrics: readonly string[] | undefined): Series[] {
   if (items === undefined) return [];
   if (!Array.isArray(items)) throw new CounterParseError(`data_integration JSON: "${what}" is not a list`);
   const result: Series[] = [];
@@ -50,8 +55,15 @@ function seriesFromJson(items: unknown, what: string): Series[] {
     if (!item || typeof item !== 'object' || typeof (item as { id?: unknown }).id !== 'string') throw new CounterParseError(`data_integration JSON: an entry of "${what}" has no id`);
     const record = item as Record<string, unknown>;
     const values: SeriesValues = {};
-    for (const [key, value] of Object.entries(record)) {
-      if (typeof value === 'number' && Number.isFinite(value)) values[key] = value;
+    if (metrics) {
+      for (const key of metrics) {
+        const value = record[key];
+        if (typeof value === 'number' && Number.isFinite(value)) values[key] = value;
+      }
+    } else {
+      for (const [key, value] of Object.entries(record)) {
+        if (typeof value === 'number' && Number.isFinite(value)) values[key] = value;
+      }
     }
     const series: Series = { id: record.id as string, values };
     if (typeof record.node === 'string') series.node = record.node;
@@ -61,7 +73,7 @@ function seriesFromJson(items: unknown, what: string): Series[] {
 }
 
 /** The JSON form (`{data_integration_overview, rules, actions, connectors}`). */
-export function parseDataIntegrationJson(body: unknown): DataIntegrationSnapshot {
+export function parseDataIntegrationJson(body: unknown, options: ParseOptions = {}): DataIntegrationSnapshot {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new CounterParseError('data_integration JSON: expected an object');
   const record = body as Record<string, unknown>;
   const overview: Record<string, number> = {};
@@ -69,7 +81,12 @@ export function parseDataIntegrationJson(body: unknown): DataIntegrationSnapshot
   if (rawOverview && typeof rawOverview === 'object') {
     for (const [key, value] of Object.entries(rawOverview)) if (typeof value === 'number') overview[key] = value;
   }
-  return { rules: seriesFromJson(record.rules, 'rules'), actions: seriesFromJson(record.actions, 'actions'), connectors: seriesFromJson(record.connectors, 'connectors'), overview };
+  return {
+    rules: seriesFromJson(record.rules, 'rules', options.metrics),
+    actions: seriesFromJson(record.actions, 'actions', options.metrics),
+    connectors: seriesFromJson(record.connectors, 'connectors', options.metrics),
+    overview,
+  };
 }
 
 /** Label values of `{a="x",b="y"}` (Prometheus escapes: `\\`, `\"`, `\n`). */
@@ -107,7 +124,8 @@ function parseLabels(text: string, start: number, end: number): Record<string, s
 }
 
 /** The Prometheus text exposition form. Unknown families are ignored. */
-export function parseDataIntegrationText(text: string): DataIntegrationSnapshot {
+export function parseDataIntegrationText(text: string, options: ParseOptions = {}): DataIntegrationSnapshot {
+  const wanted = options.metrics ? new Set(options.metrics) : undefined;
   const groups = { rules: new Map<string, Series>(), actions: new Map<string, Series>(), connectors: new Map<string, Series>() };
   const overview: Record<string, number> = {};
   const bad = (lineStart: number, lineEnd: number, what: string): never => {
@@ -135,7 +153,7 @@ export function parseDataIntegrationText(text: string): DataIntegrationSnapshot 
       if (!hasLabels) {
         overview[name] = value;
       } else {
-        const group = name.startsWith('emqx_rule_') ? groups.rules : name.startsWith('emqx_action_') ? groups.actions : name.startsWith('emqx_connector_') ? groups.connectors : undefined;
+        const group = wanted && !wanted.has(name) ? undefined : name.startsWith('emqx_rule_') ? groups.rules : name.startsWith('emqx_action_') ? groups.actions : name.startsWith('emqx_connector_') ? groups.connectors : undefined;
         if (group) {
           // Fast path for EMQX's usual `{id="..."}` without escapes; the general parser otherwise.
           let id: string | undefined;
@@ -166,7 +184,7 @@ export function parseDataIntegrationText(text: string): DataIntegrationSnapshot 
 }
 
 /** Either form: an object or JSON text is JSON, anything else Prometheus text. */
-export function parseDataIntegration(body: unknown): DataIntegrationSnapshot {
+export function parseDataIntegration(body: unknown, options: ParseOptions = {}): DataIntegrationSnapshot {
   if (typeof body === 'string') {
     const trimmed = body.trimStart();
     if (trimmed.startsWith('{')) {
@@ -176,11 +194,11 @@ export function parseDataIntegration(body: unknown): DataIntegrationSnapshot {
       } catch (error) {
         throw new CounterParseError(`data_integration JSON does not parse: ${(error as Error).message}`);
       }
-      return parseDataIntegrationJson(parsed);
+      return parseDataIntegrationJson(parsed, options);
     }
-    return parseDataIntegrationText(body);
+    return parseDataIntegrationText(body, options);
   }
-  return parseDataIntegrationJson(body);
+  return parseDataIntegrationJson(body, options);
 }
 
 /** One metric of chosen rules at one moment: series key (`id` or `id\0node`) → value. */
@@ -263,9 +281,10 @@ export interface UnitLoad {
 export function unitLoads(deltas: CounterDeltas, units: Iterable<CountedUnit>): Map<string, UnitLoad> {
   const seconds = deltas.elapsedMs / 1000;
   const loads = new Map<string, UnitLoad>();
+  // Ids built without re-validating the uuids (a malformed one matches no rule and loads zero).
   for (const unit of units) {
-    let messages = deltas.deltas.get(countUnitRuleId(unit.unitUuid)) ?? 0;
-    for (const node of unit.nodeUuids) messages += deltas.deltas.get(countNodeRuleId(node)) ?? 0;
+    let messages = deltas.deltas.get(COUNT_UNIT_RULE_PREFIX + unit.unitUuid.toLowerCase()) ?? 0;
+    for (const node of unit.nodeUuids) messages += deltas.deltas.get(COUNT_NODE_RULE_PREFIX + node.toLowerCase()) ?? 0;
     loads.set(unit.unitUuid.toLowerCase(), { messages, mps: seconds > 0 ? messages / seconds : 0 });
   }
   return loads;

@@ -84,4 +84,4 @@ export {
   ruleRates,
   unitLoads,
 } from './counter-sampling.js';
-export type { CounterDeltas, CounterReading, DataIntegrationSnapshot, Series, SeriesValues, UnitLoad } from './counter-sampling.js';
+export type { CounterDeltas, CounterReading, DataIntegrationSnapshot, ParseOptions, Series, SeriesValues, UnitLoad } from './counter-sampling.js';
