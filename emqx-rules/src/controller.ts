@@ -21,11 +21,16 @@
 //   superuser.
 // - Sources are created in the wanted order with explicit moves, not by relying on EMQX
 //   prepending each POST.
+// - With `alertWebhook`, the one HTTP connector (`http:pu-backend`) and HTTP action
+//   (`http:pu-alerts`) the alert rules send to (rules/alert-webhook.ts) are created or updated
+//   to match; connectors and actions the platform does not own are left alone.
 import { differences } from './config-compare.js';
 import type {
+  ActionCreate,
   AuthenticatorConfig,
   AuthzSettings,
   AuthzSourceConfig,
+  ConnectorCreate,
   FileAuthzSourceConfig,
   GlobalZoneConfig,
   HttpAuthenticatorConfig,
@@ -39,6 +44,8 @@ import { isAlreadyExistsError, isMissingSourceError } from './management-client.
 import type { EmqxManagementClient } from './management-client.js';
 import { silentLogger } from './logger.js';
 import type { Logger } from './logger.js';
+import { buildAlertAction, buildAlertConnector } from './rules/alert-webhook.js';
+import type { AlertWebhookOptions } from './rules/alert-webhook.js';
 
 /** Backend path (under the callback base) EMQX posts every CONNECT to. */
 export const BACKEND_AUTHN_PATH = '/units/authn';
@@ -114,6 +121,8 @@ export interface EmqxBaseOptions {
   /** Callback timeouts (defaults "5s" for authn, "30s" for authz — EMQX's and the reference's). */
   authnRequestTimeout?: string;
   authzRequestTimeout?: string;
+  /** The backend's webhook for alerts: adds the HTTP connector + action alert rules send to. */
+  alertWebhook?: AlertWebhookOptions;
 }
 
 /** Everything the controller manages. Chains are complete and ordered; other fragments are partial. */
@@ -129,6 +138,10 @@ export interface EmqxBaseConfig {
   globalZone?: GlobalZoneConfig;
   /** Keys to set on the retainer. */
   retainer?: RetainerConfig;
+  /** Connectors the platform owns (created or updated to match; others are left alone). */
+  connectors?: ConnectorCreate[];
+  /** Actions the platform owns (created or updated to match, after the connectors). */
+  actions?: ActionCreate[];
 }
 
 export interface ReconcileResult {
@@ -274,6 +287,7 @@ export function buildEmqxBaseConfig(options: EmqxBaseOptions): EmqxBaseConfig {
       },
     },
     retainer: { enable: false },
+    ...(options.alertWebhook ? { connectors: [buildAlertConnector(options.alertWebhook)], actions: [buildAlertAction(options.alertWebhook)] } : {}),
   };
 }
 
@@ -336,7 +350,7 @@ export function authenticatorId(config: AuthenticatorConfig): string {
 /**
  * Brings EMQX to `desired`, writing only what differs. Order: authorization settings first
  * (`no_match: deny` fails closed while the chain is rebuilt), then sources, authenticators,
- * listeners, zone and retainer.
+ * listeners, zone, retainer, connectors and actions.
  */
 export async function reconcileEmqxBase(client: EmqxManagementClient, desired: EmqxBaseConfig, logger: Logger = silentLogger): Promise<ReconcileResult> {
   const changed: string[] = [];
@@ -351,6 +365,8 @@ export async function reconcileEmqxBase(client: EmqxManagementClient, desired: E
   for (const listener of desired.listeners) await reconcileListener(client, listener.id, listener.config, note);
   if (desired.globalZone) await reconcileGlobalZone(client, desired.globalZone, note);
   if (desired.retainer) await reconcileRetainer(client, desired.retainer, note);
+  for (const connector of desired.connectors ?? []) await reconcileConnector(client, connector, note);
+  for (const action of desired.actions ?? []) await reconcileAction(client, action, note);
 
   logger.debug({ changed: changed.length }, 'EMQX reconcile finished');
   return { changed };
@@ -511,6 +527,55 @@ async function reconcileRetainer(client: EmqxManagementClient, desired: Retainer
   if (diff.length === 0) return;
   await client.updateRetainer(desired);
   note('mqtt/retainer updated', { fields: diff });
+}
+
+/** The part of a connector/action body compared with what EMQX returns (`type`/`name` are the id). */
+function configOf<T extends { type: string; name: string }>(body: T): Omit<T, 'type' | 'name'> {
+  const { type: _type, name: _name, ...config } = body;
+  return config;
+}
+
+/**
+ * Creates the connector, or updates it when a field we set differs (secrets read back as
+ * `******` count as equal; the description carries the secret's fingerprint, so a rotation is
+ * still seen).
+ */
+async function reconcileConnector(client: EmqxManagementClient, desired: ConnectorCreate, note: Note): Promise<void> {
+  const id = `${desired.type}:${desired.name}`;
+  let current = await client.getConnector(id);
+  if (!current) {
+    try {
+      await client.createConnector(desired);
+      note(`connectors/${id} created`);
+      return;
+    } catch (error) {
+      if (!isAlreadyExistsError(error)) throw error;
+      current = await client.getConnector(id); // created meanwhile by another replica
+    }
+  }
+  const diff = differences(configOf(desired), current);
+  if (diff.length === 0) return;
+  await client.updateConnector(id, configOf(desired));
+  note(`connectors/${id} updated`, { fields: diff });
+}
+
+async function reconcileAction(client: EmqxManagementClient, desired: ActionCreate, note: Note): Promise<void> {
+  const id = `${desired.type}:${desired.name}`;
+  let current = await client.getAction(id);
+  if (!current) {
+    try {
+      await client.createAction(desired);
+      note(`actions/${id} created`);
+      return;
+    } catch (error) {
+      if (!isAlreadyExistsError(error)) throw error;
+      current = await client.getAction(id);
+    }
+  }
+  const diff = differences(configOf(desired), current);
+  if (diff.length === 0) return;
+  await client.updateAction(id, configOf(desired));
+  note(`actions/${id} updated`, { fields: diff });
 }
 
 function assertUnique(values: string[], what: string): void {

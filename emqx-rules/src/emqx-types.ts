@@ -326,3 +326,72 @@ export interface RuleTestContext {
   payload?: string;
   [key: string]: unknown;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connectors and actions (reference/emqx-5.md §4.3; EMQX 5.4+ "bridge v2")
+
+/** `POST /connectors` body of an HTTP connector (`type`/`name` are ignored by PUT). */
+export interface ConnectorCreate {
+  type: string;
+  name: string;
+  url: string;
+  enable?: boolean;
+  description?: string;
+  headers?: Record<string, string>;
+  connect_timeout?: string;
+  pool_type?: 'random' | 'hash';
+  pool_size?: number;
+  enable_pipelining?: number;
+  ssl?: SslOptions;
+  resource_opts?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** What `GET /connectors[/{type:name}]` returns: the config plus its state. */
+export interface ConnectorInfo extends ConnectorCreate {
+  status?: string;
+  node_status?: Array<{ node: string; status: string }>;
+}
+
+export interface HttpActionParameters {
+  path?: string;
+  method?: 'post' | 'put' | 'get' | 'delete';
+  headers?: Record<string, string>;
+  /** Template; empty/absent = the whole rule output as JSON (`${.}`). */
+  body?: string;
+  max_retries?: number;
+  [key: string]: unknown;
+}
+
+/** `POST /actions` body of an HTTP action. */
+export interface ActionCreate {
+  type: string;
+  name: string;
+  connector: string;
+  enable?: boolean;
+  description?: string;
+  parameters: HttpActionParameters;
+  resource_opts?: {
+    query_mode?: 'sync' | 'async';
+    inflight_window?: number;
+    worker_pool_size?: number;
+    request_ttl?: string;
+    max_buffer_bytes?: string;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export interface ActionInfo extends ActionCreate {
+  status?: string;
+  node_status?: Array<{ node: string; status: string }>;
+}
+
+/** `GET /actions/{id}/metrics`: counters (`matched`, `success`, `failed`, `retried`, `dropped.*`...) and gauges (`inflight`, `queuing`). */
+export interface ActionMetrics {
+  metrics: Record<string, number>;
+  node_metrics: Array<{ node: string; metrics: Record<string, number> }>;
+}
+
+/** `mode` of `/prometheus/data_integration`. */
+export type DataIntegrationMode = 'node' | 'all_nodes_aggregated' | 'all_nodes_unaggregated';

@@ -4,6 +4,9 @@
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type {
+  ActionCreate,
+  ActionInfo,
+  ActionMetrics,
   Authenticator,
   AuthenticatorConfig,
   AuthenticatorPosition,
@@ -18,6 +21,9 @@ import type {
   ClientListQuery,
   SubscriptionInfo,
   SubscriptionListQuery,
+  ConnectorCreate,
+  ConnectorInfo,
+  DataIntegrationMode,
   EmqxStatus,
   GlobalZoneConfig,
   ListenerConfig,
@@ -54,6 +60,8 @@ export interface RequestOptions {
   body?: unknown;
   /** Retry connection errors / 503 (default true). */
   retry?: boolean;
+  /** The Accept header (default `application/json`). */
+  accept?: string;
 }
 
 export interface ApiResponse<T> {
@@ -187,7 +195,7 @@ export class EmqxManagementClient {
   async request<T = unknown>(method: Dispatcher.HttpMethod, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
     const url = new URL(`${this.apiBase}${path}`);
     appendQuery(url, options.query);
-    const headers: Record<string, string> = { authorization: this.authorization, accept: 'application/json' };
+    const headers: Record<string, string> = { authorization: this.authorization, accept: options.accept ?? 'application/json' };
     let payload: string | undefined;
     if (options.body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -518,6 +526,91 @@ export class EmqxManagementClient {
 
   async resetRuleMetrics(id: string): Promise<void> {
     await this.request('PUT', `/rules/${segment(id)}/metrics/reset`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connectors and actions (reference/emqx-5.md §4.3). Ids are `<type>:<name>`; create answers
+  // 201 (400 ALREADY_EXISTS when the name is taken), read/update 200, delete 204.
+
+  async listConnectors(): Promise<ConnectorInfo[]> {
+    const { body } = await this.request<ConnectorInfo[]>('GET', '/connectors');
+    return Array.isArray(body) ? body : [];
+  }
+
+  /** The connector, or undefined when EMQX answers 404. */
+  async getConnector(id: string): Promise<ConnectorInfo | undefined> {
+    return this.getOrUndefined<ConnectorInfo>(`/connectors/${segment(id)}`, ['NOT_FOUND']);
+  }
+
+  async createConnector(connector: ConnectorCreate): Promise<ConnectorInfo> {
+    return (await this.request<ConnectorInfo>('POST', '/connectors', { body: connector })).body;
+  }
+
+  /** Replaces the connector's configuration (`type`/`name` are taken from the id). */
+  async updateConnector(id: string, connector: Omit<ConnectorCreate, 'type' | 'name'> | ConnectorCreate): Promise<ConnectorInfo> {
+    const { type: _type, name: _name, ...body } = connector as ConnectorCreate;
+    return (await this.request<ConnectorInfo>('PUT', `/connectors/${segment(id)}`, { body })).body;
+  }
+
+  /** `DELETE /connectors/{id}` (204); false when it did not exist. EMQX refuses (400) while actions use it. */
+  async deleteConnector(id: string): Promise<boolean> {
+    return this.deleteIfExists(`/connectors/${segment(id)}`);
+  }
+
+  async listActions(): Promise<ActionInfo[]> {
+    const { body } = await this.request<ActionInfo[]>('GET', '/actions');
+    return Array.isArray(body) ? body : [];
+  }
+
+  /** The action, or undefined when EMQX answers 404. */
+  async getAction(id: string): Promise<ActionInfo | undefined> {
+    return this.getOrUndefined<ActionInfo>(`/actions/${segment(id)}`, ['NOT_FOUND']);
+  }
+
+  async createAction(action: ActionCreate): Promise<ActionInfo> {
+    return (await this.request<ActionInfo>('POST', '/actions', { body: action })).body;
+  }
+
+  /** Replaces the action's configuration (`type`/`name` are taken from the id). */
+  async updateAction(id: string, action: Omit<ActionCreate, 'type' | 'name'> | ActionCreate): Promise<ActionInfo> {
+    const { type: _type, name: _name, ...body } = action as ActionCreate;
+    return (await this.request<ActionInfo>('PUT', `/actions/${segment(id)}`, { body })).body;
+  }
+
+  /**
+   * `DELETE /actions/{id}` (204); false when it did not exist. EMQX refuses (400) while rules
+   * reference it unless `alsoDeleteDepActions` (the reference is then removed from those rules).
+   */
+  async deleteAction(id: string, options: { alsoDeleteDepActions?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.request('DELETE', `/actions/${segment(id)}`, { query: options.alsoDeleteDepActions ? { also_delete_dep_actions: true } : {} });
+      return true;
+    } catch (error) {
+      if (error instanceof EmqxApiError && error.status === 404) return false;
+      throw error;
+    }
+  }
+
+  /** Counters and gauges of an action; undefined when it does not exist. */
+  async getActionMetrics(id: string): Promise<ActionMetrics | undefined> {
+    return this.getOrUndefined<ActionMetrics>(`/actions/${segment(id)}/metrics`, ['NOT_FOUND']);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Metrics
+
+  /**
+   * `GET /prometheus/data_integration` (5.5+): every rule's, action's and connector's counters
+   * in one request. `json` asks with `Accept: application/json` (the parsed object), `text` the
+   * Prometheus exposition text. Parse either with `parseDataIntegration` (rules/).
+   */
+  async getDataIntegrationMetrics(options: { mode?: DataIntegrationMode; format?: 'json' | 'text' } = {}): Promise<unknown> {
+    const format = options.format ?? 'json';
+    const { body } = await this.request<unknown>('GET', '/prometheus/data_integration', {
+      query: { mode: options.mode ?? 'all_nodes_aggregated' },
+      accept: format === 'json' ? 'application/json' : 'text/plain',
+    });
+    return body;
   }
 
   /**

@@ -239,3 +239,50 @@ describe('reconcileEmqxBase against the embedded broker', () => {
     }
   });
 });
+
+describe('the alert webhook connector and action', () => {
+  const webhook = { url: `${CALLBACK_BASE}/emqx`, secret: 'first-secret-0123456789' };
+
+  it('builds one HTTP connector and one HTTP action from the options, refusing bad ones', () => {
+    const config = buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: webhook });
+    assert.equal(config.connectors?.length, 1);
+    assert.equal(config.actions?.length, 1);
+    const [connector] = config.connectors ?? [];
+    const [action] = config.actions ?? [];
+    assert.deepEqual([connector?.type, connector?.name, connector?.url], ['http', 'pu-backend', `${CALLBACK_BASE}/emqx`]);
+    assert.deepEqual(connector?.headers, { authorization: 'Bearer first-secret-0123456789' });
+    assert.ok(!String(connector?.description).includes(webhook.secret), 'the secret is never in the description');
+    assert.deepEqual([action?.connector, action?.parameters.path, action?.parameters.body, action?.parameters.max_retries], ['pu-backend', 'alerts/${kind}', '${.}', 2]);
+    assert.equal(action?.resource_opts?.query_mode, 'async');
+    assert.equal(buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE }).connectors, undefined, 'none without the option');
+    assert.throws(() => buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: { ...webhook, secret: 'short' } }), /secret/);
+    assert.throws(() => buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: { ...webhook, url: 'ftp://x' } }), /http/);
+    assert.throws(() => buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: { ...webhook, maxRetries: -1 } }), /maxRetries/);
+  });
+
+  it('creates them once, reports no change on the second run, and updates on a secret rotation or drift', async () => {
+    const broker = await startTestBroker();
+    try {
+      const desired = buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: webhook });
+      const first = await reconcileEmqxBase(broker.client, desired);
+      assert.ok(first.changed.includes('connectors/http:pu-backend created'));
+      assert.ok(first.changed.includes('actions/http:pu-alerts created'));
+      assert.deepEqual((await reconcileEmqxBase(broker.client, desired)).changed, []);
+
+      const rotated = buildEmqxBaseConfig({ callbackBaseUrl: CALLBACK_BASE, alertWebhook: { ...webhook, secret: 'second-secret-0123456789' } });
+      assert.deepEqual((await reconcileEmqxBase(broker.client, rotated)).changed, ['connectors/http:pu-backend updated']);
+      assert.deepEqual((await reconcileEmqxBase(broker.client, rotated)).changed, []);
+
+      const action = await broker.client.getAction('http:pu-alerts');
+      assert.ok(action);
+      await broker.client.updateAction('http:pu-alerts', { ...action, parameters: { ...action.parameters, max_retries: 9 } });
+      assert.deepEqual((await reconcileEmqxBase(broker.client, rotated)).changed, ['actions/http:pu-alerts updated']);
+      assert.equal((await broker.client.getAction('http:pu-alerts'))?.parameters.max_retries, 2);
+
+      const results = await Promise.all([1, 2].map(() => reconcileEmqxBase(broker.client, rotated)));
+      assert.ok(results.every((result) => result.changed.length === 0));
+    } finally {
+      await broker.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TopicIndex, compileRuleSql, evaluateStatement, parseRuleSql, tokenize } from '../src/embedded/rule-engine/index.js';
 import type { Columns } from '../src/embedded/rule-engine/evaluator.js';
-import { pipeRuleSql } from '../src/rules/index.js';
+import { authzDenyAlertSql, disconnectAlertSql, pipeRuleSql } from '../src/rules/index.js';
 
 const NODE = '0b8c3d7e-1111-4222-8333-444455556666';
 
@@ -130,10 +130,11 @@ describe('rule SQL parser', () => {
       const compiled = compileRuleSql(sql);
       return 'error' in compiled ? compiled.error : 'accepted';
     };
-    assert.match(errorOf('FOREACH payload.arr FROM "t"'), /not supported by the embedded rule engine: FOREACH/);
-    assert.match(errorOf(`SELECT CASE WHEN a = 1 THEN 'x' END AS c FROM "t"`), /CASE/);
+    assert.match(errorOf('FOREACH * FROM "t"'), /not supported by the embedded rule engine: FOREACH over \*/);
+    assert.match(errorOf(`SELECT CASE WHEN a = 1 THEN 'x' AS y END AS c FROM "t"`), /aliases inside CASE branches/);
     assert.match(errorOf('SELECT no_such_function(a) AS b FROM "t"'), /function no_such_function/);
-    assert.match(errorOf('SELECT a FROM "$events/client_connected"'), /event and bridge sources are not supported/);
+    assert.match(errorOf('SELECT a FROM "$events/client_connected"'), /not supported by the embedded rule engine/);
+    assert.match(errorOf('SELECT a FROM "$bridges/mqtt:x"'), /not supported by the embedded rule engine/);
     assert.match(errorOf(`SELECT a FROM "t" WHERE a ~= 'x'`), /'~='/);
     assert.match(errorOf('SELECT payload.arr[1..2] AS r FROM "t"'), /ranges/);
   });
@@ -172,6 +173,23 @@ describe('rule SQL evaluation', () => {
     assert.equal(passes(`SELECT a FROM "u/#" WHERE payload.level`), false, 'a WHERE that is not exactly true drops');
   });
 
+  it('gives the same outcome when WHERE can run before SELECT, and keeps the order when it cannot', () => {
+    const whereFirst = (sql: string): boolean | undefined => {
+      const compiled = compileRuleSql(sql);
+      return 'statement' in compiled ? compiled.statement.whereFirst : undefined;
+    };
+    assert.equal(whereFirst(`SELECT 'k' AS kind, clientid, client_attrs.owner AS o FROM "u/#" WHERE qos = 1`), true);
+    assert.deepEqual(selected(`SELECT 'k' AS kind, clientid, client_attrs.owner AS o FROM "u/#" WHERE qos = 1`), { kind: 'k', clientid: 'dev-1', o: '42' });
+    assert.equal(passes(`SELECT 'k' AS kind FROM "u/#" WHERE qos = 2`), false);
+    assert.equal(whereFirst(`SELECT clientid AS c FROM "u/#" WHERE c = 'dev-1'`), false, 'WHERE reads an alias');
+    assert.equal(passes(`SELECT clientid AS c FROM "u/#" WHERE c = 'dev-1'`), true);
+    assert.equal(whereFirst(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`), false, 'a payload path may fail: SELECT first');
+    assert.throws(() => run(`SELECT payload.x AS x FROM "u/#" WHERE qos = 2`, columns({ payload: 'not json' })), /decode_json_failed/);
+    assert.equal(whereFirst(`SELECT * FROM "u/#" WHERE qos = 1`), false);
+    assert.equal(whereFirst(authzDenyAlertSql()), true, 'the authorization alert drops most events before selecting');
+    assert.equal(whereFirst(disconnectAlertSql()), true);
+  });
+
   it('raises for a non-JSON payload path and for non-numeric comparisons (failed.exception)', () => {
     assert.throws(() => run('SELECT payload.x AS x FROM "u/#"', columns({ payload: 'not json' })), /decode_json_failed/);
     assert.deepEqual(selected('SELECT payload FROM "u/#"', columns({ payload: 'not json' })), { payload: 'not json' });
@@ -187,6 +205,89 @@ describe('rule SQL evaluation', () => {
       e: 'ab',
       f: -4,
     });
+  });
+});
+
+describe('rule SQL: FOREACH, CASE and list functions', () => {
+  const LOG_SQL = `FOREACH
+  CASE WHEN is_array(json_decode(payload)) THEN json_decode(payload)
+       ELSE [json_decode(payload)] END AS item
+DO
+  'unit_log' AS kind, item.level AS level, item.text AS text,
+  nth(3, split(topic, '/', 'notrim')) AS unit_uuid, clientid, timestamp
+INCASE
+  item.level IN ('Warning', 'Error', 'Critical', 'warning', 'error', 'critical', 'WARNING', 'ERROR', 'CRITICAL')
+FROM "d/output_base_topic/+/log/pepeunit"`;
+  const logColumns = (payload: string): Columns => columns({ payload, topic: 'd/output_base_topic/u-1/log/pepeunit' });
+
+  function outputs(sql: string, cols: Columns): Array<Record<string, unknown>> {
+    const result = run(sql, cols);
+    return result.outcome === 'passed' ? result.outputs : [];
+  }
+
+  it('runs FOREACH over an array: INCASE filters elements, DO shapes each output', () => {
+    const payload = JSON.stringify([
+      { level: 'Info', text: 'boot' },
+      { level: 'Error', text: 'sensor' },
+      { level: 'critical', text: 'fire' },
+      { text: 'no level' },
+      'not an object',
+    ]);
+    assert.deepEqual(outputs(LOG_SQL, logColumns(payload)), [
+      { kind: 'unit_log', level: 'Error', text: 'sensor', unit_uuid: 'u-1', clientid: 'dev-1', timestamp: 1700000000200 },
+      { kind: 'unit_log', level: 'critical', text: 'fire', unit_uuid: 'u-1', clientid: 'dev-1', timestamp: 1700000000200 },
+    ]);
+  });
+
+  it('wraps a single object through CASE/is_array, and yields no result when nothing passes INCASE', () => {
+    assert.deepEqual(outputs(LOG_SQL, logColumns('{"level":"WARNING","text":"hot"}')), [
+      { kind: 'unit_log', level: 'WARNING', text: 'hot', unit_uuid: 'u-1', clientid: 'dev-1', timestamp: 1700000000200 },
+    ]);
+    assert.equal(run(LOG_SQL, logColumns('{"level":"Info","text":"fine"}')).outcome, 'no_result');
+    assert.equal(run(LOG_SQL, logColumns('[]')).outcome, 'no_result');
+    assert.throws(() => run(LOG_SQL, logColumns('not json')), /decode_json_failed/, 'a non-JSON payload is failed.exception');
+  });
+
+  it('FOREACH over a non-list is empty; without DO the output is the columns plus the element; WHERE runs first', () => {
+    assert.equal(run('FOREACH payload.x FROM "u/#"').outcome, 'no_result', 'an object is not a collection');
+    const items = outputs('FOREACH payload.arr AS n INCASE n > 10 FROM "u/#"', columns());
+    assert.deepEqual(items.map((item) => item.n), [20, 30]);
+    assert.equal(items[0]?.clientid, 'dev-1');
+    assert.equal(run(`FOREACH payload.arr FROM "u/#" WHERE clientid = 'other'`).outcome, 'no_result');
+    assert.deepEqual(outputs('FOREACH clientid AS c, payload.arr DO c, item AS v FROM "u/#"', columns()), [
+      { c: 'dev-1', v: 10 },
+      { c: 'dev-1', v: 20 },
+      { c: 'dev-1', v: 30 },
+    ]);
+  });
+
+  it('evaluates CASE: searched and simple forms, ELSE, no match, as a function argument', () => {
+    assert.deepEqual(selected(`SELECT CASE WHEN payload.level > 5 THEN 'high' WHEN payload.level > 2 THEN 'mid' ELSE 'low' END AS band FROM "u/#"`), { band: 'mid' });
+    assert.deepEqual(selected(`SELECT CASE payload.level WHEN 4 THEN 'four' ELSE 'other' END AS v FROM "u/#"`), { v: 'four' });
+    assert.deepEqual(selected(`SELECT CASE WHEN payload.level > 5 THEN 'high' END AS v FROM "u/#"`), { v: undefined });
+    assert.deepEqual(selected(`SELECT upper(CASE WHEN qos = 1 THEN 'a' ELSE 'b' END) AS v FROM "u/#"`), { v: 'A' });
+    assert.deepEqual(selected(`SELECT (CASE WHEN qos = 1 THEN 'a' END) AS v FROM "u/#"`), { v: 'a' });
+  });
+
+  it('refuses CASE where rulesql does not allow it (inside arithmetic or a comparison)', () => {
+    const errorOf = (sql: string): string => {
+      const compiled = compileRuleSql(sql);
+      return 'error' in compiled ? compiled.error : 'accepted';
+    };
+    assert.match(errorOf(`SELECT CASE WHEN a THEN 1 END + 1 AS v FROM "t"`), /syntax error/);
+    assert.match(errorOf(`SELECT a FROM "t" WHERE CASE WHEN a THEN 1 END = 1`), /syntax error/);
+    assert.match(errorOf(`SELECT CASE END AS v FROM "t"`), /syntax error/);
+  });
+
+  it('implements split (trim, notrim, leading, trailing) and nth like emqx_rule_funcs', () => {
+    assert.deepEqual(selected(`SELECT split('/a//b/', '/') AS v FROM "u/#"`), { v: ['a', 'b'] });
+    assert.deepEqual(selected(`SELECT split('/a//b/', '/', 'notrim') AS v FROM "u/#"`), { v: ['', 'a', '', 'b', ''] });
+    assert.deepEqual(selected(`SELECT split('a/b/c', '/', 'leading') AS v FROM "u/#"`), { v: ['a', 'b/c'] });
+    assert.deepEqual(selected(`SELECT split('a/b/c', '/', 'trailing') AS v FROM "u/#"`), { v: ['a/b', 'c'] });
+    assert.deepEqual(selected(`SELECT nth(2, payload.arr) AS v FROM "u/#"`), { v: 20 });
+    assert.throws(() => run(`SELECT nth(4, payload.arr) AS v FROM "u/#"`), /nth/);
+    assert.throws(() => run(`SELECT split('a', '/', 'sideways') AS v FROM "u/#"`), /split mode/);
+    assert.deepEqual(selected(`SELECT [payload.level, abs(qos)] AS v FROM "u/#"`), { v: [4, 1] });
   });
 });
 

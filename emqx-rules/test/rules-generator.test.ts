@@ -29,7 +29,7 @@ const NODE = '5f0e8b1c-2d3a-4b5c-8d7e-9f0a1b2c3d4e';
 describe('rule catalogue', () => {
   it('keeps family prefixes disjoint (no prefix starts another) and valid in rule ids', () => {
     const prefixes = Object.values(RULE_FAMILIES).map((family) => family.prefix);
-    assert.deepEqual(prefixes.sort(), ['alert-', 'count-', 'pipe-']);
+    assert.deepEqual(prefixes.sort(), ['alert-', 'cnt-', 'pipe-']);
     for (const a of prefixes) {
       assert.ok(isValidRuleId(`${a}x`));
       for (const b of prefixes) if (a !== b) assert.ok(!a.startsWith(b), `${a} overlaps ${b}`);
@@ -37,7 +37,7 @@ describe('rule catalogue', () => {
     assert.equal(RULE_FAMILIES.pipe.kind, 'policy');
     assert.equal(RULE_FAMILIES.count.kind, 'stable');
     assert.equal(RULE_FAMILIES.alert.kind, 'stable');
-    assert.equal(ruleFamilyOf('count-unit')?.name, 'count');
+    assert.equal(ruleFamilyOf('cnt-unit-x')?.name, 'count');
     assert.equal(ruleFamilyOf('my-hand-made-rule'), undefined);
   });
 

@@ -38,7 +38,8 @@ import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pep
 import { createClickHouse, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
 import { migratePostgres } from '@pepeunit/backend/db/migrate';
 import { startIngest, type IngestStats } from '@pepeunit/ingest-go-compatible';
-import { encodeQos0Publish, encodeRemainingLength, readFixedHeader } from '@pepeunit/emqx-rules/embedded/mqtt-frames';
+import { encodeQos0Publish, readFixedHeader } from '@pepeunit/emqx-rules/embedded/mqtt-frames';
+import { connectDevice } from './mqtt-devices.ts';
 import { recordResult, root } from './support.ts';
 
 const DOMAIN = 'bench.pepeunit.local';
@@ -125,39 +126,6 @@ async function subscriberRole(args: string[]): Promise<void> {
   line({ event: 'ready' });
   setInterval(() => line({ event: 'count', count, first, last }), 100);
   process.once('SIGTERM', () => process.exit(0));
-}
-
-/** An MQTT 3.1.1 CONNECT packet: clean session, no keep-alive, no credentials. */
-function connectPacket(clientId: string): Buffer {
-  const id = Buffer.from(clientId);
-  const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0, id.length >> 8, id.length & 255]), id]);
-  return Buffer.concat([Buffer.from([0x10]), encodeRemainingLength(body.length), body]);
-}
-
-/** One device: a TCP connection that completed CONNECT/CONNACK. */
-async function connectDevice(port: number, clientId: string): Promise<net.Socket> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  socket.setNoDelay(true);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.write(connectPacket(clientId));
-  const ack = await new Promise<Buffer>((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    const onData = (data: Buffer): void => {
-      got = Buffer.concat([got, data]);
-      if (got.length < 4) return;
-      socket.off('data', onData);
-      resolve(got);
-    };
-    socket.on('data', onData);
-    socket.once('error', reject);
-    socket.once('close', () => reject(new Error(`${clientId}: closed before CONNACK`)));
-  });
-  if (ack[0] !== 0x20 || ack[3] !== 0) throw new Error(`${clientId}: CONNACK refused (${ack.subarray(0, 4).toString('hex')})`);
-  socket.on('data', () => {}); // nothing else is expected (QoS 0, no keep-alive)
-  return socket;
 }
 
 /**

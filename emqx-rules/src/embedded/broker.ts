@@ -10,8 +10,9 @@
 // max_packet_size (checked on the fixed header, before anything is buffered; a smaller limit
 // before CONNACK), max_clientid_len / max_topic_levels / max_qos_allowed (publish) /
 // retain_available / wildcard_subscription / shared_subscription, retainer on/off, shared
-// subscriptions, and the rule engine (rule-engine/: the Rules API, SQL SELECT/FROM/WHERE, the
-// republish action) applied to every publish through the `message.publish` hook.
+// subscriptions, and the rule engine (rule-engine/: the Rules API, SQL SELECT/FOREACH, the
+// republish and HTTP actions, connectors/actions, Prometheus data integration) applied to every
+// publish and to the `client_check_authz_complete` / `client_disconnected` events.
 // Stored but not enforced (documented gaps): max_qos_allowed downgrade of SUBACK, max_mqueue_len,
 // max_topic_alias (MQTT 5 only), mqtt.client_attrs_init. MQTT 5 clients are refused (aedes).
 // Credentials never reach the log: a refused CONNECT is logged with its client id, the reason and
@@ -38,13 +39,14 @@ import { SharedSubscriptions } from './shared-subscriptions.js';
 import { useFastBacklog } from './fast-queue.js';
 import { coalesceWrites } from './write-coalescing.js';
 import { FastPublish } from './fast-publish.js';
-import type { FastPublishStats } from './fast-publish.js';
+import type { FastPublishStats, TopicHookCache } from './fast-publish.js';
 import { limitInbound } from './inbound-limits.js';
 import type { InboundLimits, InboundLimitStats } from './inbound-limits.js';
 import { ConnectionRateGate } from './connection-rate.js';
 import { fingerprint } from './fingerprint.js';
-import { RuleEngine, ruleRoutes } from './rule-engine/index.js';
+import { RuleEngine } from './rule-engine/index.js';
 import type { RepublishMessage, RulePublishEvent } from './rule-engine/index.js';
+import { AUTHZ_COMPLETE_EVENT, DISCONNECTED_EVENT, authzCompleteColumns, disconnectedColumns } from './rule-engine/events.js';
 
 export interface EmbeddedBrokerOptions {
   /** MQTT listener address (default 127.0.0.1). */
@@ -62,7 +64,7 @@ export interface EmbeddedBrokerOptions {
   stateFile?: string;
   /** Node name reported by the API (default `emqx@127.0.0.1`). */
   nodeName?: string;
-  /** Extra management routes, registered under /api/v5 (the Rules API is built in). */
+  /** Extra management routes, registered under /api/v5 (the Rules, connectors, actions and Prometheus APIs are built in). */
   extraRoutes?: ManagementRoutes[];
   /**
    * Where the rule engine keeps its rules (default: `<stateFile>.rules.json` when `stateFile` is
@@ -196,6 +198,11 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     (session.client as unknown as { _disconnectReason?: string })._disconnectReason = reason;
     session.client.close();
   };
+  /** The reason the `client_disconnected` event reports, unless one was set first. */
+  const markDisconnectReason = (client: Client, reason: string): void => {
+    const internals = client as unknown as { _disconnectReason?: string };
+    internals._disconnectReason ??= reason;
+  };
 
   const scheduleExpiry = (session: ClientSession): void => {
     if (session.expireAt === undefined) return;
@@ -260,6 +267,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
           return done(refusal(5, 'banned'), false);
         }
       }
+      const previous = sessions.find(clientid);
+      if (previous) markDisconnectReason(previous.client, 'takenover');
       sessions.attach(session);
       done(null, true);
     })().catch((error: unknown) => {
@@ -303,7 +312,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const verdictOf = (session: ClientSession, packet: PublishPacket, isWill: boolean, result: AuthorizationResult): Verdict => {
     if (result.decision === 'allow') return 'allow';
     logger.debug({ clientid: session.clientid, topic: packet.topic, source: result.source }, 'publish denied');
-    if (store.authorizationSettings().deny_action === 'disconnect') return 'disconnect';
+    if (store.authorizationSettings().deny_action === 'disconnect') {
+      markDisconnectReason(session.client, 'not_authorized');
+      return 'disconnect';
+    }
     if (!isWill) session.counters['recv_msg.dropped'] += 1;
     return 'drop';
   };
@@ -419,8 +431,20 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
    * The `message.publish` event of a client's publish, built only when a rule can select the
    * topic or someone else listens (otherwise a publish costs one topic-index lookup here).
    */
-  const emitClientPublish = (session: ClientSession, topic: string, qos: number, retain: boolean, dup: boolean, body: PublishPacket['payload'] | undefined): void => {
-    if (topic.startsWith('$SYS/') || (ruleEngineRef?.wants(topic) !== true && hooks.listenerCount('message.publish') === 0)) return;
+  const emitClientPublish = (
+    session: ClientSession,
+    topic: string,
+    qos: number,
+    retain: boolean,
+    dup: boolean,
+    body: PublishPacket['payload'] | undefined,
+    topicCache?: TopicHookCache,
+  ): void => {
+    if (topic.startsWith('$SYS/')) return;
+    // Counting rules are served here without building the message; only rules that read it
+    // (or hook listeners) need the event below.
+    const pending = ruleEngineRef?.beginPublish(topic, topicCache);
+    if (pending === undefined && hooks.listenerCount('message.publish') === 0) return;
     const payload = Buffer.isBuffer(body) ? body : Buffer.from(body ?? '');
     const message: PublishedMessage = {
       id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
@@ -435,7 +459,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       client_attrs: { ...session.clientAttrs },
     };
     try {
-      ruleEngineRef?.handlePublish(message);
+      if (pending) ruleEngineRef?.handlePublish(message, pending);
       hooks.emit('message.publish', message);
     } catch (error) {
       logger.error({ err: error }, 'message.publish hook failed');
@@ -480,9 +504,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       if (!publishWithinLimits(session, packet, 0)) return undefined;
       return verdictOf(session, packet, false, known) === 'allow' ? 'allow' : 'drop';
     },
-    published(client, topic, payload) {
+    published(client, topic, payload, topicCache) {
       const session = sessions.of(client);
-      if (session) emitClientPublish(session, topic, 0, false, false, payload);
+      if (session) emitClientPublish(session, topic, 0, false, false, payload, topicCache);
     },
     forwarded(client) {
       countForward(client, 0);
@@ -495,7 +519,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   // `emqx_broker:safe_publish`; their `clientid` column is the rule id.
   const publishFromRule = (message: RepublishMessage): void => {
     const retain = message.retain && store.retainerEnabled();
-    if (!message.directDispatch && !message.topic.startsWith('$SYS/') && (ruleEngineRef?.wants(message.topic) === true || hooks.listenerCount('message.publish') > 0)) {
+    const pending = message.directDispatch || message.topic.startsWith('$SYS/') ? undefined : ruleEngineRef?.beginPublish(message.topic);
+    if (!message.directDispatch && !message.topic.startsWith('$SYS/') && (pending !== undefined || hooks.listenerCount('message.publish') > 0)) {
       const event: PublishedMessage = {
         id: `${Date.now().toString(16)}${Math.random().toString(16).slice(2, 10)}`,
         clientid: message.ruleId,
@@ -509,7 +534,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
         client_attrs: {},
         republish_by: message.ruleId,
       };
-      ruleEngineRef?.handlePublish(event);
+      if (pending) ruleEngineRef?.handlePublish(event, pending);
       hooks.emit('message.publish', event);
     }
     const packet = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain, dup: false } as PublishPacket;
@@ -550,9 +575,33 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     const session = sessions.of(client);
     if (!session) return;
     sessions.markDisconnected(session);
-    const reason = (client as unknown as { _disconnectReason?: string })._disconnectReason ?? 'normal';
+    // EMQX's reasons: an explicit one (kicked, takenover, not_authorized, keepalive_timeout...),
+    // else `normal` after a DISCONNECT packet and `tcp_closed` when the socket just closed.
+    const internals = client as unknown as { _disconnectReason?: string; _disconnected?: boolean; conn?: { localAddress?: string; localPort?: number } };
+    const reason = internals._disconnectReason ?? (internals._disconnected ? 'normal' : 'tcp_closed');
     hooks.emit('client.disconnected', { clientid: session.clientid, username: session.username, peerhost: session.peerhost, client_attrs: session.clientAttrs, reason });
+    if (ruleEngineRef?.wantsEvent(DISCONNECTED_EVENT)) {
+      const disconnectedAt = Date.now();
+      ruleEngineRef.handleEvent(DISCONNECTED_EVENT, () =>
+        disconnectedColumns(
+          {
+            clientid: session.clientid,
+            username: session.username,
+            peerhost: session.peerhost,
+            peerport: session.peerport,
+            sockname: `${internals.conn?.localAddress ?? ''}:${internals.conn?.localPort ?? 0}`,
+            protoVer: session.protoVer,
+            reason,
+            connectedAt: session.connectedAt ?? session.createdAt,
+            disconnectedAt,
+            clientAttrs: session.clientAttrs,
+          },
+          nodeName,
+        ),
+      );
+    }
   });
+  aedes.on('keepaliveTimeout', (client) => markDisconnectReason(client, 'keepalive_timeout'));
   aedes.on('clientError', (client, error) => logger.debug({ clientid: client.id, err: error.message }, 'client error'));
   aedes.on('connectionError', (_client, error) => logger.debug({ err: error.message }, 'connection error'));
 
@@ -641,26 +690,47 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     authorizer = new Authorizer(
       () => store.sources(),
       () => store.authorizationSettings(),
+      (session, request, result) => {
+        if (!ruleEngineRef?.wantsEvent(AUTHZ_COMPLETE_EVENT)) return;
+        ruleEngineRef.handleEvent(AUTHZ_COMPLETE_EVENT, () =>
+          authzCompleteColumns(
+            {
+              clientid: session.clientid,
+              username: session.username,
+              peerhost: session.peerhost,
+              peerport: session.peerport,
+              topic: request.topic,
+              action: request.action,
+              result: result.decision,
+              // An ACL from the authentication answer is reported as `http`, as EMQX does.
+              authzSource: result.source === 'acl' ? 'http' : result.source,
+              clientAttrs: session.clientAttrs,
+            },
+            nodeName,
+          ),
+        );
+      },
     );
     // Like EMQX, changing sources or settings drains every client's authorization cache.
     store.onChange((sections) => {
       if (sections.has('authorization')) sessions.clearAllAuthzCaches();
     });
 
-    const context: ManagementContext = {
-      store,
-      sessions,
-      nodeName,
-      logger,
-      kick: (session) => kick(session),
-      listenerConnections: (id) => (id === LISTENER_ID ? sockets.size : 0),
-    };
     const rulesStateFile = options.rulesStateFile ?? (options.stateFile ? `${options.stateFile}.rules.json` : undefined);
     const ruleEngine = await RuleEngine.open({ nodeName, logger, republish: publishFromRule, stateFile: rulesStateFile });
     rules = ruleEngine;
     // The rule engine runs first on every `message.publish` event (before hooks listeners).
     ruleEngineRef = ruleEngine;
-    api = await buildManagementApi(context, options.apiKeys, [ruleRoutes(ruleEngine), ...(options.extraRoutes ?? [])]);
+    const context: ManagementContext = {
+      store,
+      sessions,
+      rules: ruleEngine,
+      nodeName,
+      logger,
+      kick: (session) => kick(session),
+      listenerConnections: (id) => (id === LISTENER_ID ? sockets.size : 0),
+    };
+    api = await buildManagementApi(context, options.apiKeys, options.extraRoutes ?? []);
     let apiPort: number;
     try {
       await api.listen({ host: apiHost, port: options.apiPort ?? 0 });

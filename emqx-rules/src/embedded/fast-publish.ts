@@ -62,6 +62,17 @@ interface MatcherInternals {
   match(topic: string): Listener[];
 }
 
+/** Per-topic state a hook keeps in the route cache (see `FastPublishHooks.published`). */
+export interface TopicHookCache {
+  hookVersion: number;
+  hookState: unknown;
+}
+
+/** A topic's routes in the cache, with the hooks' state. */
+interface TopicEntry extends TopicHookCache {
+  routes: Route[];
+}
+
 /** A subscriber the fast path writes to directly, or a listener called like aedes' emitter does. */
 type Route = { client: AedesClientInternals; listener?: undefined } | { client?: undefined; listener: Listener };
 
@@ -72,8 +83,12 @@ export interface FastPublishHooks {
    * decide and count it (a callout, a disconnect, a limit).
    */
   admit(client: Client, topic: string, payload: Buffer): 'allow' | 'drop' | undefined;
-  /** Called for every admitted message before it is routed (rule engine, `message.publish`). */
-  published(client: Client, topic: string, payload: Buffer): void;
+  /**
+   * Called for every admitted message before it is routed (rule engine, `message.publish`).
+   * `cache` is the topic's entry in the route cache: hooks may keep per-topic state in it
+   * (saves them a lookup of their own per message); it is dropped with the route cache.
+   */
+  published(client: Client, topic: string, payload: Buffer, cache: TopicHookCache): void;
   /** Counts a delivery to a subscriber (what aedes' authorizeForward hook does). */
   forwarded(client: Client): void;
 }
@@ -93,7 +108,7 @@ const MAX_CARRIED_PARTIAL_BYTES = 64 * 1024;
 
 export class FastPublish {
   readonly stats: FastPublishStats = { fast: 0, slowReads: 0 };
-  private readonly routes = new Map<string, Route[]>();
+  private readonly routes = new Map<string, TopicEntry>();
   private readonly direct = new WeakMap<object, AedesClientInternals>();
   private readonly matcher: MatcherInternals | undefined;
   private readonly pending = new Map<AedesClientInternals, Buffer[]>();
@@ -228,8 +243,9 @@ export class FastPublish {
         const verdict = this.hooks.admit(client, topic, payload);
         if (verdict === undefined) break;
         if (verdict === 'allow') {
-          this.hooks.published(client, topic, payload);
-          this.route(client, topic, payload, buf.subarray(offset, packetEnd));
+          const entry = this.resolve(topic);
+          this.hooks.published(client, topic, payload, entry);
+          this.route(client, topic, payload, buf.subarray(offset, packetEnd), entry.routes);
         }
         this.stats.fast += 1;
         handled += 1;
@@ -307,7 +323,7 @@ export class FastPublish {
     );
   }
 
-  private resolve(topic: string): Route[] {
+  private resolve(topic: string): TopicEntry {
     const cached = this.routes.get(topic);
     if (cached) return cached;
     const routes: Route[] = [];
@@ -327,15 +343,15 @@ export class FastPublish {
         routes.push({ listener });
       }
     }
+    const entry: TopicEntry = { routes, hookVersion: -1, hookState: undefined };
     if (cacheable) {
       if (this.routes.size >= MAX_CACHED_TOPICS) this.routes.clear();
-      this.routes.set(topic, routes);
+      this.routes.set(topic, entry);
     }
-    return routes;
+    return entry;
   }
 
-  private route(publisher: Client, topic: string, payload: Buffer, bytes: Buffer): void {
-    const routes = this.resolve(topic);
+  private route(publisher: Client, topic: string, payload: Buffer, bytes: Buffer, routes: Route[]): void {
     for (let index = 0; index < routes.length; index += 1) {
       const route = routes[index] as Route;
       if (route.client) {

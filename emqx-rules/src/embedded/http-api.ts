@@ -1,6 +1,6 @@
 // The embedded broker's management API: EMQX 5.8 paths under /api/v5, API-key Basic auth, EMQX's
-// error format. Each resource lives in routes/<resource>.ts as a Fastify plugin; the rule-engine
-// task adds routes/rules.ts the same way (or passes it in `extraRoutes`).
+// error format. Each resource lives in routes/<resource>.ts as a Fastify plugin; the rule engine's
+// routes (rules, connectors, actions, Prometheus data integration) are registered here too.
 import { timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
@@ -8,11 +8,16 @@ import type { Logger } from '../logger.js';
 import { ApiError } from './api-error.js';
 import type { ConfigStore } from './config-store.js';
 import type { ClientSession, SessionRegistry } from './sessions.js';
+import type { RuleEngine } from './rule-engine/engine.js';
+import { ruleRoutes } from './rule-engine/routes.js';
+import { actionsRoutes } from './routes/actions.js';
 import { authenticationRoutes } from './routes/authentication.js';
 import { authorizationRoutes } from './routes/authorization.js';
 import { bannedRoutes } from './routes/banned.js';
 import { clientsRoutes } from './routes/clients.js';
 import { configRoutes } from './routes/config.js';
+import { connectorsRoutes } from './routes/connectors.js';
+import { prometheusRoutes } from './routes/prometheus.js';
 import { statusRoutes } from './routes/status.js';
 import { subscriptionsRoutes } from './routes/subscriptions.js';
 
@@ -25,6 +30,8 @@ export interface ApiKey {
 export interface ManagementContext {
   store: ConfigStore;
   sessions: SessionRegistry;
+  /** The rule engine: rules, connectors, actions and their metrics. */
+  rules: RuleEngine;
   nodeName: string;
   logger: Logger;
   /** Disconnects a client (reason `kicked`). */
@@ -102,7 +109,20 @@ export async function buildManagementApi(context: ManagementContext, apiKeys: re
     void reply.code(404).send({ code: 'NOT_FOUND', message: `Not found: ${request.method} ${request.url.split('?')[0] ?? ''}` });
   });
 
-  const plugins = [statusRoutes, authenticationRoutes, authorizationRoutes, clientsRoutes, subscriptionsRoutes, bannedRoutes, configRoutes, ...extraRoutes];
+  const plugins = [
+    statusRoutes,
+    authenticationRoutes,
+    authorizationRoutes,
+    clientsRoutes,
+    subscriptionsRoutes,
+    bannedRoutes,
+    configRoutes,
+    (ctx: ManagementContext) => ruleRoutes(ctx.rules)(ctx),
+    connectorsRoutes,
+    actionsRoutes,
+    prometheusRoutes,
+    ...extraRoutes,
+  ];
   for (const plugin of plugins) await app.register(plugin(context), { prefix: '/api/v5' });
   // EMQX also serves the liveness endpoint at the root.
   await app.register(statusRoutes(context));

@@ -13,7 +13,7 @@ import type { ObjectSpec } from './schema.js';
 // ---------------------------------------------------------------------------------------------
 // Shared HTTP request fields (authenticator and authorization source)
 
-const sslSpec: ObjectSpec = {
+export const sslSpec: ObjectSpec = {
   enable: { type: 'boolean', default: false },
   verify: { type: 'string', enum: ['verify_peer', 'verify_none'], default: 'verify_peer' },
   versions: { type: 'string_array' },
@@ -31,7 +31,7 @@ const sslSpec: ObjectSpec = {
   middlebox_comp_mode: { type: 'boolean' },
 };
 
-function checkHttpUrl(value: string): string | undefined {
+export function checkHttpUrl(value: string): string | undefined {
   try {
     const url = new URL(value.replace(/\$\{[^}]*\}/g, 'x'));
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'bad_url: scheme must be http or https';

@@ -33,10 +33,20 @@ export interface RuleFamily {
 
 /** DataPipe intake: one rule per unit node with an enabled policy (`pipe-<node uuid>`). */
 export const PIPE_RULE_PREFIX = 'pipe-';
-/** Reserved: per-unit message counters (stable, no actions; read through rule metrics). */
-export const COUNT_RULE_PREFIX = 'count-';
-/** Reserved: alert forwarding (stable; HTTP action to the backend). */
+/** Message counters (stable, no actions; read through rule metrics): `cnt-unit-*`, `cnt-node-*`. */
+export const COUNT_RULE_PREFIX = 'cnt-';
+/** `cnt-unit-<unit uuid>`: the unit's system topics. */
+export const COUNT_UNIT_RULE_PREFIX = 'cnt-unit-';
+/** `cnt-node-<node uuid>`: one unit node's topic, in both forms. */
+export const COUNT_NODE_RULE_PREFIX = 'cnt-node-';
+/** Alert forwarding (stable; HTTP action to the backend): `alert-log-*`, `alert-authz-deny`, `alert-disconnect`. */
 export const ALERT_RULE_PREFIX = 'alert-';
+/** `alert-log-<level>-<unit uuid>`: the unit's log entries at or above `level`. */
+export const ALERT_LOG_RULE_PREFIX = 'alert-log-';
+/** Instance rule: authorization denials (not cache hits). */
+export const ALERT_AUTHZ_DENY_RULE_ID = 'alert-authz-deny';
+/** Instance rule: abnormal disconnects. */
+export const ALERT_DISCONNECT_RULE_ID = 'alert-disconnect';
 
 export const RULE_FAMILIES: Readonly<Record<RuleFamilyName, RuleFamily>> = Object.freeze({
   pipe: {
@@ -50,15 +60,15 @@ export const RULE_FAMILIES: Readonly<Record<RuleFamilyName, RuleFamily>> = Objec
     name: 'count',
     prefix: COUNT_RULE_PREFIX,
     kind: 'stable',
-    reserved: true,
-    description: 'Per-unit message counters (matched/passed metrics sampled by the backend); never edited on policy changes',
+    reserved: false,
+    description: 'Message counters per unit (cnt-unit-<unit>) and per unit node (cnt-node-<node>), no actions; their matched metric is sampled by the backend; created and deleted with their owner, never edited',
   },
   alert: {
     name: 'alert',
     prefix: ALERT_RULE_PREFIX,
     kind: 'stable',
-    reserved: true,
-    description: 'Forwards chosen log levels and broker events to the backend alert endpoint',
+    reserved: false,
+    description: 'Forwards unit log entries at or above the unit alert level (alert-log-<level>-<unit>), authorization denials and abnormal disconnects to the backend through the HTTP action',
   },
 });
 
@@ -81,6 +91,70 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function pipeRuleId(nodeUuid: string): string {
   if (typeof nodeUuid !== 'string' || !UUID.test(nodeUuid)) throw new RuleGenerationError(`unit node uuid ${JSON.stringify(nodeUuid)} is not a UUID`);
   return `${PIPE_RULE_PREFIX}${nodeUuid.toLowerCase()}`;
+}
+
+function checkUuid(uuid: string, what: string): string {
+  if (typeof uuid !== 'string' || !UUID.test(uuid)) throw new RuleGenerationError(`${what} ${JSON.stringify(uuid)} is not a UUID`);
+  return uuid.toLowerCase();
+}
+
+/** `cnt-unit-<unit uuid>` (lower case). */
+export function countUnitRuleId(unitUuid: string): string {
+  return `${COUNT_UNIT_RULE_PREFIX}${checkUuid(unitUuid, 'unit uuid')}`;
+}
+
+/** `cnt-node-<node uuid>` (lower case). */
+export function countNodeRuleId(nodeUuid: string): string {
+  return `${COUNT_NODE_RULE_PREFIX}${checkUuid(nodeUuid, 'unit node uuid')}`;
+}
+
+/** Unit log levels as the backend writes them, lowest first (reference `unit_logs.level`). */
+export const ALERT_LEVELS = ['Debug', 'Info', 'Warning', 'Error', 'Critical'] as const;
+export type AlertLevel = (typeof ALERT_LEVELS)[number];
+
+export function isAlertLevel(value: unknown): value is AlertLevel {
+  return typeof value === 'string' && (ALERT_LEVELS as readonly string[]).includes(value);
+}
+
+/**
+ * `alert-log-<level>-<unit uuid>`: the level is part of the id, so changing a unit's alert
+ * level deletes one rule and creates another instead of editing a rule in place (stable rules
+ * are never PUT).
+ */
+export function alertLogRuleId(level: AlertLevel, unitUuid: string): string {
+  if (!isAlertLevel(level)) throw new RuleGenerationError(`alert level ${JSON.stringify(level)} is not one of ${ALERT_LEVELS.join(', ')}`);
+  return `${ALERT_LOG_RULE_PREFIX}${level.toLowerCase()}-${checkUuid(unitUuid, 'unit uuid')}`;
+}
+
+/** What a stable rule id says about its owner; null for ids of no stable family. */
+export type StableRuleOwner =
+  | { kind: 'count-unit'; unitUuid: string }
+  | { kind: 'count-node'; nodeUuid: string }
+  | { kind: 'alert-log'; unitUuid: string; level: AlertLevel }
+  | { kind: 'alert-instance'; id: string };
+
+export function stableRuleOwner(id: string): StableRuleOwner | null {
+  const uuidAfter = (prefix: string): string | null => {
+    const rest = id.slice(prefix.length);
+    return UUID.test(rest) ? rest.toLowerCase() : null;
+  };
+  if (id.startsWith(COUNT_UNIT_RULE_PREFIX)) {
+    const unitUuid = uuidAfter(COUNT_UNIT_RULE_PREFIX);
+    return unitUuid ? { kind: 'count-unit', unitUuid } : null;
+  }
+  if (id.startsWith(COUNT_NODE_RULE_PREFIX)) {
+    const nodeUuid = uuidAfter(COUNT_NODE_RULE_PREFIX);
+    return nodeUuid ? { kind: 'count-node', nodeUuid } : null;
+  }
+  if (id.startsWith(ALERT_LOG_RULE_PREFIX)) {
+    const rest = id.slice(ALERT_LOG_RULE_PREFIX.length);
+    const dash = rest.indexOf('-');
+    const level = ALERT_LEVELS.find((candidate) => candidate.toLowerCase() === rest.slice(0, dash));
+    const unitUuid = rest.slice(dash + 1);
+    return level && UUID.test(unitUuid) ? { kind: 'alert-log', unitUuid: unitUuid.toLowerCase(), level } : null;
+  }
+  if (id === ALERT_AUTHZ_DENY_RULE_ID || id === ALERT_DISCONNECT_RULE_ID) return { kind: 'alert-instance', id };
+  return null;
 }
 
 /** The node uuid of a `pipe-` rule id, or null. */

@@ -45,7 +45,7 @@ export function normaliseSql(sql: string): string {
   }
   // Keywords are case-insensitive; only fold text outside quotes.
   return result.replace(/('[^']*'|"[^"]*")|([^'"]+)/g, (_match, quoted: string | undefined, plain: string | undefined) =>
-    quoted ?? (plain ?? '').replace(/\b(select|from|where|and|or|not|as|in)\b/gi, (word) => word.toUpperCase()),
+    quoted ?? (plain ?? '').replace(/\b(select|from|where|and|or|not|as|in|foreach|do|incase|case|when|then|else|end)\b/gi, (word) => word.toUpperCase()),
   );
 }
 

@@ -109,10 +109,14 @@ function cacheKey(request: AccessRequest): string {
   return request.action === 'publish' ? `publish|${request.qos}|${request.retain}|${request.topic}` : `subscribe|${request.qos}|${request.topic}`;
 }
 
+/** Told of every decision (cache hits included), as EMQX's `client.check_authz_complete` hook. */
+export type AuthorizationObserver = (session: ClientSession, request: AccessRequest, result: AuthorizationResult) => void;
+
 export class Authorizer {
   constructor(
     private readonly sources: () => readonly AuthorizationSource[],
     private readonly settings: () => AuthorizationSettingsView,
+    private readonly observer?: AuthorizationObserver,
   ) {}
 
   /**
@@ -120,6 +124,12 @@ export class Authorizer {
    * response, or a live cache entry; `undefined` when the sources must be asked.
    */
   authorizeKnown(session: ClientSession, request: AccessRequest): AuthorizationResult | undefined {
+    const known = this.known(session, request);
+    if (known && this.observer) this.observer(session, request, known);
+    return known;
+  }
+
+  private known(session: ClientSession, request: AccessRequest): AuthorizationResult | undefined {
     if (session.isSuperuser) return SUPERUSER;
     if (session.acl) {
       const fromAcl = checkResponseAcl(session.acl, session, request);
@@ -168,6 +178,7 @@ export class Authorizer {
       }
       session.authzCache.set(key, { decision: result.decision, expiresAt: Date.now() + ttl });
     }
+    this.observer?.(session, request, result);
     return result;
   }
 }

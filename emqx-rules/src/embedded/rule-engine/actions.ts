@@ -4,11 +4,12 @@
 // - `{"function": "republish", "args": {...}}`: EMQX's defaults are filled in on write, as EMQX's
 //   schema check does, so GET shows the full argument set.
 // - `{"function": "console"}`: logs the output.
-// - `"<type>:<name>"` (a connector action): accepted, as EMQX accepts references to actions that
-//   do not exist; the embedded broker has no connectors, so every send is counted as
-//   `actions.discarded`.
+// - `"<type>:<name>"` (a connector action, e.g. `http:pu-alerts`): accepted even when the action
+//   does not exist, as EMQX accepts it; at run time a send to a missing action is counted as
+//   `actions.discarded`, otherwise the action (bridges.ts) runs it.
 // Anything else (plugin functions `module:function`, unknown builtins) is refused.
 import { isValidTopicFilter } from '../access/topic-match.js';
+import { SUPPORTED_EVENTS } from './events.js';
 import { parseTemplate } from './templates.js';
 import type { TemplatePart } from './templates.js';
 
@@ -118,10 +119,11 @@ export function compileAction(action: StoredAction): CompiledAction {
   };
 }
 
-/** A FROM entry the engine can index: a valid MQTT topic filter, not an event or bridge source. */
+/** A FROM entry the engine can index: a valid MQTT topic filter or one of the implemented events. */
 export function checkFromEntry(entry: string): string | undefined {
+  if (SUPPORTED_EVENTS.has(entry)) return undefined;
   if (entry.startsWith('$events/') || entry.startsWith('$bridges/') || entry.startsWith('$sources/')) {
-    return `${entry}: event and bridge sources are not supported by the embedded rule engine`;
+    return `${entry}: not supported by the embedded rule engine (events: ${[...SUPPORTED_EVENTS].join(', ')}; no bridge sources)`;
   }
   if (!isValidTopicFilter(entry)) return `${entry}: not a valid MQTT topic filter`;
   if (/['"]/.test(entry)) return `${entry}: quotes are not allowed in a topic filter`;

@@ -12,7 +12,18 @@ export type Expr =
   | { kind: 'arith'; op: '+' | '-' | '*' | '/' | 'div' | 'mod'; left: Expr; right: Expr }
   | { kind: 'neg'; op: '+' | '-'; operand: Expr }
   | { kind: 'list'; items: Expr[] }
-  | { kind: 'compare'; op: ComparisonOp; left: Expr; right: Expr };
+  | { kind: 'compare'; op: ComparisonOp; left: Expr; right: Expr }
+  /**
+   * `CASE [on] WHEN c THEN e ... [ELSE e] END`. Without `on`, the first clause whose condition is
+   * true wins; with `on`, the first clause whose WHEN value equals `on`. No match and no ELSE:
+   * undefined. rulesql allows it as a selected field and as a function argument only.
+   */
+  | { kind: 'case'; on?: Expr; clauses: CaseClause[]; otherwise?: Expr };
+
+export interface CaseClause {
+  when: Condition;
+  then: Expr;
+}
 
 export type ComparisonOp = '=' | '!=' | '<>' | '<' | '<=' | '>' | '>=' | '=~';
 
@@ -24,8 +35,26 @@ export type Condition =
 
 export type Field = { kind: 'star' } | { kind: 'field'; expr: Expr; alias?: PathSegment[] };
 
+/** A SELECT or FOREACH statement (`foreach` set for FOREACH). */
 export interface SelectStatement {
+  /** SELECT: the output fields. FOREACH: fields evaluated like SELECT; the last one is the collection. */
   fields: Field[];
   from: string[];
   where?: Condition;
+  foreach?: ForeachClauses;
+  /**
+   * Set by `checkStatement` when WHERE may run before SELECT without changing any outcome:
+   * SELECT cannot fail (columns and constants only) and WHERE reads no alias of it.
+   */
+  whereFirst?: boolean;
+}
+
+/** `FOREACH fields [DO fields] [INCASE condition]`: one output per element of the collection. */
+export interface ForeachClauses {
+  /** Name the elements are bound to (the last field's alias, default `item`). */
+  itemName: string;
+  /** Fields selected per element; absent = the columns plus the element are the output. */
+  doFields?: Field[];
+  /** Per-element filter. */
+  incase?: Condition;
 }

@@ -2,15 +2,21 @@
 // topic index, per-rule metrics, and the runtime that applies rules to every publish
 // (reference/emqx-5.md §2, §3, §4.2, §8.2):
 //
-// - a publish finds its rules through the topic index (cost independent of the rule count);
-//   disabled rules are skipped and not counted; `$SYS/` topics are ignored
-//   (`rule_engine.ignore_sys_message = true`);
-// - per rule: `matched`++, SELECT + WHERE (`failed.exception` / `failed.no_result`), `passed`++,
-//   then each action (`actions.*`);
+// - a publish finds its rules through the topic index (cost independent of the rule count),
+//   cached per topic; disabled rules are skipped and not counted; `$SYS/` topics are ignored
+//   (`rule_engine.ignore_sys_message = true`); events (`$events/...`) use the same index;
+// - per rule: `matched`++, SELECT + WHERE (FOREACH: per element INCASE + DO)
+//   (`failed.exception` / `failed.no_result`), `passed`++, then each action for each output
+//   (`actions.*`; an HTTP action counts its success or failure when the request completes);
+// - a rule that cannot fail and has no actions (a counter such as `SELECT clientid FROM "t"`)
+//   only needs its two counters: `beginPublish` bumps them without building the message's
+//   columns, so counting rules on every unit topic cost a cached lookup per publish;
 // - `republish` renders its templates against the SELECT output and publishes through the broker
 //   (so shared subscriptions and other rules see it, unless `direct_dispatch`); a message a rule
 //   republished never re-triggers that same rule's republish ("recursive_republish_detected");
-// - every create/update resets the rule's metrics, as EMQX does.
+// - every create/update resets the rule's metrics, as EMQX does;
+// - connectors and actions (bridges.ts) are kept with the rules, as EMQX keeps both in its
+//   cluster config.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -23,6 +29,8 @@ import { ApiError, badRequest, notFound } from '../api-error.js';
 import { ActionValidationError, checkAction, checkFromEntry, compileAction } from './actions.js';
 import type { CompiledAction, StoredAction } from './actions.js';
 import type { SelectStatement } from './ast.js';
+import { Bridges } from './bridges.js';
+import { RuleCounterStore } from './rule-counters.js';
 import { checkStatement, evaluateStatement } from './evaluator.js';
 import type { Columns } from './evaluator.js';
 import { EmptyFromError, SqlSyntaxError, UnsupportedSqlError, parseRuleSql } from './parser.js';
@@ -79,24 +87,9 @@ interface StoredRule {
   lastModifiedAt: number;
 }
 
-const COUNTERS = [
-  'matched',
-  'passed',
-  'failed',
-  'failed.exception',
-  'failed.no_result',
-  'actions.total',
-  'actions.success',
-  'actions.failed',
-  'actions.failed.out_of_service',
-  'actions.failed.unknown',
-  'actions.discarded',
-] as const;
-
-type Counter = (typeof COUNTERS)[number];
-
 interface Metrics {
-  counters: Record<Counter, number>;
+  /** The rule's counters in the engine's `RuleCounterStore`. */
+  slot: number;
   lastSampleMatched: number;
   rate: number;
   rateMax: number;
@@ -110,7 +103,26 @@ interface LiveRule {
   actions: CompiledAction[];
   seq: number;
   metrics: Metrics;
+  /** No actions and a statement that always passes: only `matched` and `passed` change. */
+  counterOnly: boolean;
 }
+
+/** The enabled rules of one topic (publish or event), split by what running them needs. */
+interface TopicRules {
+  /** Counter slots of the rules needing nothing of the message (counters). */
+  counterSlots: number[];
+  /** Rules evaluated against the message's columns, in creation order. */
+  evaluated: LiveRule[];
+}
+
+/** Rules of a publish still to run once the message's columns exist (see `beginPublish`). */
+export interface PendingRules {
+  readonly rules: readonly LiveRule[];
+}
+
+const NO_RULES: TopicRules = Object.freeze({ counterSlots: [], evaluated: [] }) as unknown as TopicRules;
+/** Distinct topics whose rule lists are cached (cleared when full and on every rule change). */
+const MAX_CACHED_TOPICS = 100_000;
 
 const RULE_ID = /^[A-Za-z0-9]+[A-Za-z0-9_-]*$/;
 const BODY_KEYS = new Set(['id', 'sql', 'actions', 'enable', 'name', 'description', 'metadata']);
@@ -120,17 +132,10 @@ const SAMPLE_INTERVAL_MS = 10_000;
 const SAMPLES_5M = 30;
 /** Republish chains deeper than this are cut (EMQX only stops a rule re-triggering itself). */
 const MAX_REPUBLISH_DEPTH = 16;
-const STATE_VERSION = 1;
+const STATE_VERSION = 2;
 
-function newMetrics(): Metrics {
-  const counters = Object.fromEntries(COUNTERS.map((name) => [name, 0])) as Record<Counter, number>;
-  return { counters, lastSampleMatched: 0, rate: 0, rateMax: 0, samples: [] };
-}
-
-function metricsValues(metrics: Metrics): RuleMetricsValues {
-  const last5m = metrics.samples.length === 0 ? 0 : metrics.samples.reduce((sum, value) => sum + value, 0) / metrics.samples.length;
-  const round = (value: number): number => Math.round(value * 100) / 100;
-  return { ...metrics.counters, 'matched.rate': round(metrics.rate), 'matched.rate.max': round(metrics.rateMax), 'matched.rate.last5m': round(last5m) };
+function newMetrics(slot: number): Metrics {
+  return { slot, lastSampleMatched: 0, rate: 0, rateMax: 0, samples: [] };
 }
 
 /** A 400 in the shape EMQX's config check produces for a rule. */
@@ -140,6 +145,15 @@ function ruleValidationError(id: string, field: string, reason: string, extra: R
 
 export function ruleNotFound(): ApiError {
   return notFound('NOT_FOUND', 'Rule Id Not Found');
+}
+
+/**
+ * True for a rule that only counts: no actions, no WHERE, no FOREACH, and fields that are
+ * columns or constants (reading them cannot fail), so every match passes.
+ */
+function isCounterOnly(statement: SelectStatement, actions: readonly StoredAction[]): boolean {
+  if (actions.length > 0 || statement.where || statement.foreach) return false;
+  return statement.fields.every((field) => field.kind === 'star' || field.expr.kind === 'var' || field.expr.kind === 'const');
 }
 
 /** Parses and checks a rule's SQL; the statement plus its FROM list, or a reason. */
@@ -162,6 +176,18 @@ export function compileRuleSql(sql: string): { statement: SelectStatement; from:
 export class RuleEngine {
   private readonly rules = new Map<string, LiveRule>();
   private readonly index = new TopicIndex<string>();
+  /**
+   * Per-topic rule lists. The most common entry, exactly one counting rule (every unit topic
+   * with `cnt-` rules), is stored as its counter slot itself: one memory access less per publish.
+   */
+  private readonly topicRules = new Map<string, TopicRules | number>();
+  private readonly eventRules = new Map<string, TopicRules>();
+  private rulesVersion = 0;
+  private readonly counters = new RuleCounterStore();
+  /** Enabled rules per event topic (`$events/...`), so an event no rule reads costs one lookup in a tiny map. */
+  private readonly eventRuleCount = new Map<string, number>();
+  /** Connectors and actions (`/api/v5/connectors`, `/api/v5/actions`). */
+  readonly bridges: Bridges;
   private readonly logger: Logger;
   private readonly sampler: NodeJS.Timeout;
   private seq = 0;
@@ -171,6 +197,7 @@ export class RuleEngine {
 
   private constructor(private readonly options: RuleEngineOptions) {
     this.logger = options.logger ?? silentLogger;
+    this.bridges = new Bridges(options.nodeName, this.logger);
     this.sampler = setInterval(() => this.sampleRates(), SAMPLE_INTERVAL_MS);
     this.sampler.unref();
   }
@@ -178,7 +205,15 @@ export class RuleEngine {
   static async open(options: RuleEngineOptions): Promise<RuleEngine> {
     const engine = new RuleEngine(options);
     if (options.stateFile) {
-      const loaded = await readRulesFile(options.stateFile);
+      const state = await readStateFile(options.stateFile);
+      try {
+        engine.bridges.load(state);
+      } catch (error) {
+        clearInterval(engine.sampler);
+        const reason = error instanceof ApiError ? error.message : (error as Error).message;
+        throw new Error(`Connectors/actions in ${options.stateFile} are invalid (${reason}); fix or delete the file`);
+      }
+      const loaded = state.rules;
       for (const stored of loaded) {
         const compiled = compileRuleSql(stored.sql);
         if ('error' in compiled) {
@@ -269,55 +304,180 @@ export class RuleEngine {
   metrics(id: string): RuleMetrics | undefined {
     const rule = this.rules.get(id);
     if (!rule) return undefined;
-    const values = metricsValues(rule.metrics);
+    const values = this.metricsValues(rule.metrics);
     return { id, metrics: values, node_metrics: [{ node: this.options.nodeName, metrics: { ...values } }] };
   }
 
   resetMetrics(id: string): boolean {
     const rule = this.rules.get(id);
     if (!rule) return false;
-    rule.metrics = newMetrics();
+    this.counters.reset(rule.metrics.slot);
+    // A new object: replies of asynchronous actions sent before the reset are not counted.
+    rule.metrics = newMetrics(rule.metrics.slot);
     return true;
   }
 
   // ---- runtime --------------------------------------------------------------------------
 
-  /** Applies every enabled rule whose FROM matches the published topic. Never throws. */
   /**
-   * Whether a publish on `topic` could fire an enabled rule (cheap: no event is built). The broker
-   * asks this first so publishes no rule selects cost nothing beyond one topic-index lookup.
+   * Whether a publish on `topic` could fire an enabled rule (cheap: no event is built).
    */
   wants(topic: string): boolean {
-    if (this.rules.size === 0 || topic.startsWith('$SYS/')) return false;
-    for (const id of this.index.match(topic)) {
-      if (this.rules.get(id)?.stored.enable) return true;
-    }
-    return false;
+    if (topic.startsWith('$SYS/')) return false;
+    const rules = this.topicRulesOf(topic);
+    return typeof rules === 'number' || rules.counterSlots.length > 0 || rules.evaluated.length > 0;
   }
 
-  handlePublish(message: RulePublishEvent): void {
-    if (this.rules.size === 0 || message.topic.startsWith('$SYS/')) return;
-    const ids = this.index.match(message.topic);
-    if (ids.size === 0) return;
-    const matching: LiveRule[] = [];
-    for (const id of ids) {
-      const rule = this.rules.get(id);
-      if (rule && rule.stored.enable) matching.push(rule);
+  /**
+   * First half of a publish: counts the counter-only rules of `topic` and returns the rules
+   * that need the message's columns, or undefined when there are none (then the broker need
+   * not build the message at all). `topicCache` is a per-topic slot the caller already looked up
+   * (the fast path's route cache): the engine keeps the topic's rules there, so a publish costs
+   * no lookup of its own. Never throws.
+   */
+  beginPublish(topic: string, topicCache?: { hookVersion: number; hookState: unknown }): PendingRules | undefined {
+    if (this.rules.size === 0 || topic.startsWith('$SYS/')) return undefined;
+    let rules: TopicRules | number;
+    if (topicCache && topicCache.hookVersion === this.rulesVersion) rules = topicCache.hookState as TopicRules | number;
+    else {
+      rules = this.topicRulesOf(topic);
+      if (topicCache) {
+        topicCache.hookVersion = this.rulesVersion;
+        topicCache.hookState = rules;
+      }
     }
-    if (matching.length === 0) return;
-    if (matching.length > 1) matching.sort((a, b) => a.seq - b.seq);
-    const base = this.columnsOf(message);
-    for (const rule of matching) {
+    if (typeof rules === 'number') {
+      this.counters.countPassedOne(rules);
+      return undefined;
+    }
+    if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
+    return rules.evaluated.length === 0 ? undefined : { rules: rules.evaluated };
+  }
+
+  /**
+   * Applies every enabled rule whose FROM matches the published topic; with `pending` (from
+   * `beginPublish` for the same topic) only the rules still to run. Never throws.
+   */
+  handlePublish(message: RulePublishEvent, pending?: PendingRules): void {
+    const rules = pending ?? this.beginPublish(message.topic);
+    if (!rules) return;
+    this.applyAll(rules.rules, this.columnsOf(message), message.republish_by);
+  }
+
+  /** Whether some enabled rule selects the event topic (`$events/...`). */
+  wantsEvent(eventTopic: string): boolean {
+    return this.eventRuleCount.size > 0 && (this.eventRuleCount.get(eventTopic) ?? 0) > 0;
+  }
+
+  /** Runs the rules of an event; `columns` is called only when a rule needs them. Never throws. */
+  handleEvent(eventTopic: string, columns: () => Columns): void {
+    if (!this.wantsEvent(eventTopic)) return;
+    // Event topics are few: their own small cache, away from the (large) per-topic one.
+    let rules = this.eventRules.get(eventTopic);
+    if (!rules) {
+      rules = this.matchRules(eventTopic);
+      this.eventRules.set(eventTopic, rules);
+    }
+    if (rules.counterSlots.length > 0) this.counters.countPassed(rules.counterSlots);
+    if (rules.evaluated.length === 0) return;
+    let built: Columns;
+    try {
+      built = columns();
+    } catch (error) {
+      this.logger.error({ err: error, event: eventTopic }, 'event columns could not be built');
+      return;
+    }
+    this.applyAll(rules.evaluated, built, undefined);
+  }
+
+  private applyAll(rules: readonly LiveRule[], base: Columns, republishedBy: string | undefined): void {
+    for (const rule of rules) {
       try {
-        this.applyRule(rule, { ...base, metadata: { rule_id: rule.stored.id } }, message.republish_by);
+        // Each rule sees its own `metadata`; a fresh object, so outputs of earlier rules keep theirs.
+        base.metadata = { rule_id: rule.stored.id };
+        this.applyRule(rule, base, republishedBy);
       } catch (error) {
         this.logger.error({ err: error, rule: rule.stored.id }, 'rule evaluation failed unexpectedly');
       }
     }
   }
 
+  /** The enabled rules whose FROM matches `topic`, from the per-topic cache. */
+  private topicRulesOf(topic: string): TopicRules | number {
+    const cached = this.topicRules.get(topic);
+    if (cached !== undefined) return cached;
+    const result = this.matchRules(topic);
+    const entry = result.evaluated.length === 0 && result.counterSlots.length === 1 ? (result.counterSlots[0] as number) : result;
+    if (this.topicRules.size >= MAX_CACHED_TOPICS) this.topicRules.clear();
+    this.topicRules.set(topic, entry);
+    return entry;
+  }
+
+  private matchRules(topic: string): TopicRules {
+    let result = NO_RULES;
+    const ids = this.index.match(topic);
+    if (ids.size > 0) {
+      const matching: LiveRule[] = [];
+      for (const id of ids) {
+        const rule = this.rules.get(id);
+        if (rule && rule.stored.enable) matching.push(rule);
+      }
+      if (matching.length > 0) {
+        matching.sort((a, b) => a.seq - b.seq);
+        result = { counterSlots: matching.filter((rule) => rule.counterOnly).map((rule) => rule.metrics.slot), evaluated: matching.filter((rule) => !rule.counterOnly) };
+      }
+    }
+    return result;
+  }
+
+  /** Rule, action and connector counters for `/api/v5/prometheus/data_integration`. */
+  dataIntegrationSnapshot(): {
+    /** `counters` in `RULE_COUNTERS` order (rule-counters.ts). */
+    rules: Array<{ id: string; enable: boolean; counters: Float64Array; actionCount: number }>;
+    actions: ReturnType<Bridges['actionSnapshots']>;
+    connectors: ReturnType<Bridges['connectorSnapshots']>;
+  } {
+    const rules = [...this.rules.values()]
+      .sort((a, b) => a.seq - b.seq)
+      .map((rule) => ({ id: rule.stored.id, enable: rule.stored.enable, counters: this.counters.snapshot(rule.metrics.slot), actionCount: rule.actions.length }));
+    return { rules, actions: this.bridges.actionSnapshots(), connectors: this.bridges.connectorSnapshots() };
+  }
+
+  /** Rule ids whose actions reference `ref` (e.g. `http:pu-alerts`). */
+  rulesUsingAction(ref: string): string[] {
+    const result: string[] = [];
+    for (const rule of this.rules.values()) if (rule.stored.actions.some((action) => action === ref)) result.push(rule.stored.id);
+    return result;
+  }
+
+  /**
+   * `DELETE /actions/{id}`: 400 while rules reference it, unless `alsoDeleteDeps` (the
+   * reference is then removed from those rules, which keep their metrics).
+   */
+  async deleteAction(id: string, alsoDeleteDeps: boolean): Promise<void> {
+    this.bridges.requireAction(id);
+    const users = this.rulesUsingAction(id);
+    if (users.length > 0 && !alsoDeleteDeps) {
+      throw badRequest(JSON.stringify({ reason: 'Cannot delete action while active rules are dependent on it', rules: users }));
+    }
+    for (const ruleId of users) {
+      const rule = this.rules.get(ruleId) as LiveRule;
+      rule.stored = { ...rule.stored, actions: rule.stored.actions.filter((action) => action !== id), lastModifiedAt: Date.now() };
+      rule.actions = rule.stored.actions.map((action) => compileAction(action));
+      rule.counterOnly = isCounterOnly(rule.statement, rule.stored.actions);
+    }
+    this.clearRuleCaches();
+    this.bridges.deleteAction(id);
+    await this.persist();
+  }
+
+  /** Persists after a connector/action change made through `bridges`. */
+  async saveBridges(): Promise<void> {
+    await this.persist();
+  }
+
   /** `POST /rule_test` for `message_publish` contexts: 200 output, 412 no match, 400 errors. */
-  testSql(body: unknown): Record<string, Value> {
+  testSql(body: unknown): Record<string, Value> | Array<Record<string, Value>> {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Invalid json message received');
     const { sql, context = {} } = body as { sql?: unknown; context?: unknown };
     if (typeof sql !== 'string') throw badRequest(JSON.stringify({ kind: 'validation_error', path: 'sql', reason: 'required_field' }));
@@ -355,11 +515,12 @@ export class RuleEngine {
       throw error;
     }
     if (result.outcome === 'no_result') throw new ApiError(412, 'NOT_MATCH', 'SQL Not Match');
-    return result.selected;
+    return compiled.statement.foreach ? result.outputs : result.selected;
   }
 
   async close(): Promise<void> {
     clearInterval(this.sampler);
+    await this.bridges.close();
     await this.nextWrite;
     await this.currentWrite;
   }
@@ -388,16 +549,45 @@ export class RuleEngine {
       statement: compiled.statement,
       actions: stored.actions.map((action) => compileAction(action)),
       seq: seq ?? (this.seq += 1),
-      metrics: newMetrics(),
+      metrics: newMetrics(this.counters.allocate()),
+      counterOnly: isCounterOnly(compiled.statement, stored.actions),
     };
     this.rules.set(stored.id, rule);
     for (const filter of rule.from) this.index.insert(filter, stored.id);
+    this.countEventRules(rule, 1);
+    this.clearRuleCaches();
     return rule;
+  }
+
+  private clearRuleCaches(): void {
+    this.topicRules.clear();
+    this.eventRules.clear();
+    // Invalidates what callers keep in their own per-topic slots (`beginPublish`).
+    this.rulesVersion += 1;
+  }
+
+  private countEventRules(rule: LiveRule, change: 1 | -1): void {
+    if (!rule.stored.enable) return;
+    for (const filter of rule.from) {
+      if (!filter.startsWith('$events/')) continue;
+      const count = (this.eventRuleCount.get(filter) ?? 0) + change;
+      if (count > 0) this.eventRuleCount.set(filter, count);
+      else this.eventRuleCount.delete(filter);
+    }
+  }
+
+  private metricsValues(metrics: Metrics): RuleMetricsValues {
+    const last5m = metrics.samples.length === 0 ? 0 : metrics.samples.reduce((sum, value) => sum + value, 0) / metrics.samples.length;
+    const round = (value: number): number => Math.round(value * 100) / 100;
+    return { ...this.counters.values(metrics.slot), 'matched.rate': round(metrics.rate), 'matched.rate.max': round(metrics.rateMax), 'matched.rate.last5m': round(last5m) };
   }
 
   private uninstall(rule: LiveRule): void {
     for (const filter of rule.from) this.index.remove(filter, rule.stored.id);
     this.rules.delete(rule.stored.id);
+    this.countEventRules(rule, -1);
+    this.counters.release(rule.metrics.slot);
+    this.clearRuleCaches();
   }
 
   private columnsOf(message: RulePublishEvent): Columns {
@@ -420,41 +610,67 @@ export class RuleEngine {
   }
 
   private applyRule(rule: LiveRule, columns: Columns, republishedBy: string | undefined): void {
-    const counters = rule.metrics.counters;
-    counters.matched += 1;
+    // No per-call closures here: this runs for every message a non-counting rule selects.
+    const slot = rule.metrics.slot;
+    const counters = this.counters;
+    counters.add(slot, 'matched');
     let result;
     try {
       result = evaluateStatement(rule.statement, columns);
     } catch (error) {
-      counters.failed += 1;
-      counters['failed.exception'] += 1;
+      counters.add(slot, 'failed');
+      counters.add(slot, 'failed.exception');
       this.logger.debug({ rule: rule.stored.id, err: error instanceof Error ? error.message : String(error) }, 'rule SQL failed for a message');
       return;
     }
     if (result.outcome === 'no_result') {
-      counters.failed += 1;
-      counters['failed.no_result'] += 1;
+      counters.add(slot, 'failed');
+      counters.add(slot, 'failed.no_result');
       return;
     }
-    counters.passed += 1;
-    for (const action of rule.actions) {
-      counters['actions.total'] += 1;
-      const outcome = this.runAction(rule, action, result.selected, republishedBy);
-      if (outcome === 'success') counters['actions.success'] += 1;
-      else if (outcome === 'discarded') counters['actions.discarded'] += 1;
-      else {
-        counters['actions.failed'] += 1;
-        counters['actions.failed.unknown'] += 1;
+    counters.add(slot, 'passed');
+    for (const output of result.outputs) {
+      for (const action of rule.actions) {
+        counters.add(slot, 'actions.total');
+        const outcome = this.runAction(rule, action, output, republishedBy);
+        if (outcome === 'success') counters.add(slot, 'actions.success');
+        else if (outcome === 'discarded') counters.add(slot, 'actions.discarded');
+        else if (outcome === 'out_of_service') {
+          counters.add(slot, 'actions.failed');
+          counters.add(slot, 'actions.failed.out_of_service');
+        } else if (outcome === 'failed') {
+          counters.add(slot, 'actions.failed');
+          counters.add(slot, 'actions.failed.unknown');
+        }
+        // 'pending': counted when the asynchronous action replies.
       }
     }
   }
 
-  private runAction(rule: LiveRule, action: CompiledAction, selected: Record<string, Value>, republishedBy: string | undefined): 'success' | 'failed' | 'discarded' {
+  private runAction(
+    rule: LiveRule,
+    action: CompiledAction,
+    selected: Record<string, Value>,
+    republishedBy: string | undefined,
+  ): 'success' | 'failed' | 'discarded' | 'out_of_service' | 'pending' {
     const ruleId = rule.stored.id;
     switch (action.kind) {
-      case 'connector':
-        // No connectors exist in the embedded broker (EMQX: references to missing actions are discarded).
-        return 'discarded';
+      case 'connector': {
+        const metrics = rule.metrics;
+        const sent = this.bridges.send(action.ref, selected, (outcome) => {
+          // The rule may have been replaced or reset meanwhile; its new metrics start from zero.
+          if (this.rules.get(ruleId)?.metrics !== metrics) return;
+          if (outcome === 'success') this.counters.add(metrics.slot, 'actions.success');
+          else {
+            this.counters.add(metrics.slot, 'actions.failed');
+            this.counters.add(metrics.slot, 'actions.failed.unknown');
+          }
+        });
+        // EMQX: references to actions that do not exist are discarded; a stopped action is out of service.
+        if (sent === 'not_found') return 'discarded';
+        if (sent === 'stopped') return 'out_of_service';
+        return 'pending';
+      }
       case 'console':
         this.logger.info({ rule: ruleId, selected }, 'rule console action');
         return 'success';
@@ -495,7 +711,7 @@ export class RuleEngine {
   private sampleRates(): void {
     for (const rule of this.rules.values()) {
       const metrics = rule.metrics;
-      const matched = metrics.counters.matched;
+      const matched = this.counters.get(metrics.slot, 'matched');
       metrics.rate = Math.max(0, matched - metrics.lastSampleMatched) / (SAMPLE_INTERVAL_MS / 1000);
       metrics.lastSampleMatched = matched;
       metrics.rateMax = Math.max(metrics.rateMax, metrics.rate);
@@ -518,7 +734,7 @@ export class RuleEngine {
       this.nextWrite = undefined;
       this.currentWrite = next;
       const rules = [...this.rules.values()].sort((a, b) => a.seq - b.seq).map((rule) => rule.stored);
-      const text = `${JSON.stringify({ version: STATE_VERSION, rules })}\n`;
+      const text = `${JSON.stringify({ version: STATE_VERSION, rules, ...this.bridges.snapshot() })}\n`;
       try {
         await mkdir(dirname(file), { recursive: true });
         const temporary = `${file}.${process.pid}.tmp`;
@@ -590,23 +806,25 @@ function buildRule(id: string, record: Record<string, unknown>, existing: Stored
   return { stored, compiled };
 }
 
-async function readRulesFile(file: string): Promise<StoredRule[]> {
+/** The state file: rules plus connectors and actions (version 1 files hold rules only). */
+async function readStateFile(file: string): Promise<{ rules: StoredRule[]; connectors?: unknown; actions?: unknown }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { rules: [] };
     throw new Error(`Cannot read rule engine state file ${file}: ${(error as Error).message}`);
   }
   try {
-    const parsed = JSON.parse(text) as { version?: number; rules?: StoredRule[] };
-    if (parsed.version !== STATE_VERSION || !Array.isArray(parsed.rules)) throw new Error(`unsupported version ${String(parsed.version)}`);
-    return parsed.rules.map((rule) => {
+    const parsed = JSON.parse(text) as { version?: number; rules?: StoredRule[]; connectors?: unknown; actions?: unknown };
+    if ((parsed.version !== 1 && parsed.version !== STATE_VERSION) || !Array.isArray(parsed.rules)) throw new Error(`unsupported version ${String(parsed.version)}`);
+    const rules = parsed.rules.map((rule) => {
       const record = checkBodyShape({ sql: rule.sql, actions: rule.actions, enable: rule.enable, name: rule.name, description: rule.description });
       const id = checkRuleId(rule.id);
       const { stored } = buildRule(id, record, undefined, Date.now());
       return { ...stored, createdAt: Number(rule.createdAt) || stored.createdAt, lastModifiedAt: Number(rule.lastModifiedAt) || stored.lastModifiedAt };
     });
+    return { rules, connectors: parsed.connectors, actions: parsed.actions };
   } catch (error) {
     const reason = error instanceof ApiError ? error.message : (error as Error).message;
     throw new Error(`Rule engine state file ${file} is invalid (${reason}); fix or delete it`);

@@ -8,9 +8,16 @@
 //   string (a non-numeric string fails the rule); `=~` is MQTT topic-filter matching;
 // - `NOT x` on a non-boolean is false; a WHERE that is not exactly true drops the message;
 // - unaliased outputs: a variable keeps its name, a path is rebuilt as nested maps, a string
-//   constant becomes a key equal to itself.
+//   constant becomes a key equal to itself;
+// - FOREACH (`select_and_collect` + `filter_collection`): the fields are evaluated like a SELECT,
+//   the last one is the collection (anything but a list counts as empty); WHERE sees the columns
+//   and those fields; each element, bound to the collection's alias (default `item`), passes
+//   INCASE, then DO selects its output (without DO the columns plus the element are the output);
+//   no output at all is `no_result`;
+// - CASE: searched form takes the first WHEN that is true, the `CASE x WHEN v` form the first v
+//   equal to x; no match and no ELSE gives undefined.
 import { topicMatches } from '../access/topic-match.js';
-import type { Condition, Expr, Field, PathSegment, SelectStatement } from './ast.js';
+import type { Condition, Expr, Field, ForeachClauses, PathSegment, SelectStatement } from './ast.js';
 import { callFunction, isSupportedFunction } from './functions.js';
 import { UnsupportedSqlError } from './parser.js';
 import { RuleRuntimeError, encodeJson, isObject, toText } from './values.js';
@@ -44,6 +51,14 @@ export function checkStatement(statement: SelectStatement): void {
       case 'list':
         expr.items.forEach(visitExpr);
         return;
+      case 'case':
+        if (expr.on) visitExpr(expr.on);
+        for (const clause of expr.clauses) {
+          visitCondition(clause.when);
+          visitExpr(clause.then);
+        }
+        if (expr.otherwise) visitExpr(expr.otherwise);
+        return;
       default:
         return;
     }
@@ -68,6 +83,94 @@ export function checkStatement(statement: SelectStatement): void {
   };
   for (const field of statement.fields) if (field.kind === 'field') visitExpr(field.expr);
   if (statement.where) visitCondition(statement.where);
+  for (const field of statement.foreach?.doFields ?? []) if (field.kind === 'field') visitExpr(field.expr);
+  if (statement.foreach?.incase) visitCondition(statement.foreach.incase);
+  statement.whereFirst = canRunWhereFirst(statement);
+}
+
+/**
+ * Whether WHERE can be evaluated before SELECT with the same results and counters: SELECT only
+ * reads columns (no payload path, which may fail to decode) or constants, and WHERE reads no
+ * name SELECT produces. Event rules such as `SELECT ..., clientid FROM "$events/..." WHERE
+ * result = 'deny'` then cost one comparison for the events they drop.
+ */
+function canRunWhereFirst(statement: SelectStatement): boolean {
+  if (!statement.where || statement.foreach) return false;
+  // Names whose value in the selected fields differs from the column of the same name.
+  const outputs = new Set<string>();
+  for (const field of statement.fields) {
+    if (field.kind === 'star') return false;
+    const expr = field.expr;
+    const first = expr.kind === 'path' ? expr.segments[0] : undefined;
+    if (expr.kind === 'path' && (!first || !('key' in first) || first.key === 'payload')) return false;
+    if (expr.kind !== 'const' && expr.kind !== 'var' && expr.kind !== 'path') return false;
+    const alias = field.alias?.[0];
+    if (alias) {
+      if (!('key' in alias)) return false;
+      // `x AS x` selects the column itself.
+      if (!(expr.kind === 'var' && field.alias?.length === 1 && alias.key === expr.name)) outputs.add(alias.key);
+    } else if (expr.kind === 'path' && first && 'key' in first) {
+      outputs.add(first.key); // rebuilt as a nested object, not the column
+    } else if (expr.kind === 'const' && typeof expr.value === 'string') {
+      outputs.add(expr.value);
+    }
+    // An unaliased column (`clientid`) selects the same value WHERE would read.
+  }
+  const names = new Set<string>();
+  let hasCase = false;
+  const visitExpr = (expr: Expr): void => {
+    switch (expr.kind) {
+      case 'var':
+        names.add(expr.name);
+        return;
+      case 'path': {
+        const first = expr.segments[0];
+        if (first && 'key' in first) names.add(first.key);
+        return;
+      }
+      case 'fun':
+        expr.args.forEach(visitExpr);
+        return;
+      case 'arith':
+      case 'compare':
+        visitExpr(expr.left);
+        visitExpr(expr.right);
+        return;
+      case 'neg':
+        visitExpr(expr.operand);
+        return;
+      case 'list':
+        expr.items.forEach(visitExpr);
+        return;
+      case 'case':
+        hasCase = true; // not analysed: keep the EMQX order
+        return;
+      default:
+        return;
+    }
+  };
+  const visitCondition = (condition: Condition): void => {
+    switch (condition.kind) {
+      case 'and':
+      case 'or':
+        visitCondition(condition.left);
+        visitCondition(condition.right);
+        return;
+      case 'not':
+        visitCondition(condition.operand);
+        return;
+      case 'in':
+        visitExpr(condition.value);
+        condition.list.forEach(visitExpr);
+        return;
+      case 'expr':
+        visitExpr(condition.expr);
+    }
+  };
+  visitCondition(statement.where);
+  if (hasCase) return false;
+  for (const name of names) if (outputs.has(name)) return false;
+  return true;
 }
 
 function decodePayload(scope: Scope): Value {
@@ -233,7 +336,19 @@ function evalExpr(expr: Expr, scope: Scope): Value {
       return expr.items.map((item) => evalExpr(item, scope));
     case 'compare':
       return compare(expr.op, evalExpr(expr.left, scope), evalExpr(expr.right, scope));
+    case 'case':
+      return evalCase(expr, scope);
   }
+}
+
+function evalCase(expr: Extract<Expr, { kind: 'case' }>, scope: Scope): Value {
+  if (expr.on === undefined) {
+    for (const clause of expr.clauses) if (evalCondition(clause.when, scope) === true) return evalExpr(clause.then, scope);
+  } else {
+    const on = evalExpr(expr.on, scope);
+    for (const clause of expr.clauses) if (deepEqual(on, evalCondition(clause.when, scope))) return evalExpr(clause.then, scope);
+  }
+  return expr.otherwise === undefined ? undefined : evalExpr(expr.otherwise, scope);
 }
 
 function evalCondition(condition: Condition, scope: Scope): Value {
@@ -280,21 +395,56 @@ function outputKey(field: Extract<Field, { kind: 'field' }>, position: number): 
   return [{ key: `_v_${position}` }];
 }
 
-export type EvaluationResult = { outcome: 'passed'; selected: Record<string, Value> } | { outcome: 'no_result' };
+export type EvaluationResult =
+  /** `selected`: the SELECT output (FOREACH: the first output); `outputs`: one per action invocation. */
+  | { outcome: 'passed'; selected: Record<string, Value>; outputs: Array<Record<string, Value>> }
+  | { outcome: 'no_result' };
 
-/**
- * SELECT then WHERE for one event. Throws RuleRuntimeError for evaluation failures (EMQX
- * counts them as `failed.exception`).
- */
-export function evaluateStatement(statement: SelectStatement, columns: Columns): EvaluationResult {
-  const scope: Scope = { columns, selected: {} };
-  statement.fields.forEach((field, position) => {
+function selectFields(fields: readonly Field[], scope: Scope): void {
+  fields.forEach((field, position) => {
     if (field.kind === 'star') {
-      for (const [key, value] of Object.entries(columns)) scope.selected[key] = value;
+      for (const [key, value] of Object.entries(scope.columns)) scope.selected[key] = value;
       return;
     }
     setPath(scope.selected, outputKey(field, position), evalExpr(field.expr, scope));
   });
+}
+
+/**
+ * SELECT then WHERE for one event (FOREACH: also the per-element INCASE and DO). Throws
+ * RuleRuntimeError for evaluation failures (EMQX counts them as `failed.exception`).
+ */
+export function evaluateStatement(statement: SelectStatement, columns: Columns): EvaluationResult {
+  if (statement.foreach) return evaluateForeach(statement, statement.foreach, columns);
+  const scope: Scope = { columns, selected: {} };
+  if (statement.whereFirst && statement.where && evalCondition(statement.where, scope) !== true) return { outcome: 'no_result' };
+  selectFields(statement.fields, scope);
+  if (!statement.whereFirst && statement.where && evalCondition(statement.where, scope) !== true) return { outcome: 'no_result' };
+  return { outcome: 'passed', selected: scope.selected, outputs: [scope.selected] };
+}
+
+function evaluateForeach(statement: SelectStatement, foreach: ForeachClauses, columns: Columns): EvaluationResult {
+  const scope: Scope = { columns, selected: {} };
+  const fields = statement.fields;
+  selectFields(fields.slice(0, -1), scope);
+  const last = fields[fields.length - 1] as Extract<Field, { kind: 'field' }>;
+  const collection = evalExpr(last.expr, scope);
+  setPath(scope.selected, outputKey(last, fields.length - 1), collection);
   if (statement.where && evalCondition(statement.where, scope) !== true) return { outcome: 'no_result' };
-  return { outcome: 'passed', selected: scope.selected };
+  if (!Array.isArray(collection)) return { outcome: 'no_result' };
+  const base: Columns = { ...columns, ...scope.selected };
+  const outputs: Array<Record<string, Value>> = [];
+  for (const item of collection) {
+    const itemColumns: Columns = { ...base, [foreach.itemName]: item };
+    const itemScope: Scope = { columns: itemColumns, selected: {} };
+    if (foreach.incase && evalCondition(foreach.incase, itemScope) !== true) continue;
+    if (!foreach.doFields) {
+      outputs.push(itemColumns);
+      continue;
+    }
+    selectFields(foreach.doFields, itemScope);
+    outputs.push(itemScope.selected);
+  }
+  if (outputs.length === 0) return { outcome: 'no_result' };
+  return { outcome: 'passed', selected: outputs[0] as Record<string, Value>, outputs };
 }

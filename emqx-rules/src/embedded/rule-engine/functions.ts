@@ -103,6 +103,19 @@ const FUNCTIONS: Record<string, SqlFunction> = {
     if (!Array.isArray(list)) throw new RuleRuntimeError('bad_sql_function_argument: contains expects a list');
     return list.some((item) => encodeJson(item) === encodeJson(args[0]));
   },
+  nth: (args) => {
+    arity('nth', args, 2);
+    const list = args[1];
+    const index = args[0];
+    if (!Array.isArray(list) || typeof index !== 'number' || !Number.isInteger(index) || index < 1 || index > list.length) {
+      throw new RuleRuntimeError('bad_sql_function_argument: nth(N, List) needs 1 <= N <= length(List)');
+    }
+    return list[index - 1];
+  },
+  split: (args) => {
+    arity('split', args, 2, 3);
+    return splitText(str('split', args[0]), str('split', args[1]), args.length === 3 ? str('split', args[2]) : undefined);
+  },
   length: (args) => {
     arity('length', args, 1);
     if (!Array.isArray(args[0])) throw new RuleRuntimeError('bad_sql_function_argument: length expects a list');
@@ -122,6 +135,32 @@ const FUNCTIONS: Record<string, SqlFunction> = {
   md5: (args) => (arity('md5', args, 1), createHash('md5').update(str('md5', args[0])).digest('hex')),
   sha256: (args) => (arity('sha256', args, 1), createHash('sha256').update(str('sha256', args[0])).digest('hex')),
 };
+
+/**
+ * `split(S, P[, Mode])` of emqx_rule_funcs: all occurrences (default) or only the first
+ * (`leading`) / last (`trailing`) one; empty parts are dropped unless the mode ends in `notrim`
+ * (`notrim` alone keeps them and splits at every occurrence).
+ */
+const SPLIT_MODES: Readonly<Record<string, { at: 'all' | 'leading' | 'trailing'; keepEmpty: boolean }>> = {
+  notrim: { at: 'all', keepEmpty: true },
+  leading: { at: 'leading', keepEmpty: false },
+  leading_notrim: { at: 'leading', keepEmpty: true },
+  trailing: { at: 'trailing', keepEmpty: false },
+  trailing_notrim: { at: 'trailing', keepEmpty: true },
+};
+
+function splitText(text: string, separator: string, mode: string | undefined): string[] {
+  const chosen = mode === undefined ? { at: 'all' as const, keepEmpty: false } : SPLIT_MODES[mode];
+  if (!chosen) throw new RuleRuntimeError(`bad_sql_function_argument: split mode ${JSON.stringify(mode)}`);
+  let parts: string[];
+  if (separator === '') parts = [text];
+  else if (chosen.at === 'all') parts = text.split(separator);
+  else {
+    const position = chosen.at === 'leading' ? text.indexOf(separator) : text.lastIndexOf(separator);
+    parts = position === -1 ? [text] : [text.slice(0, position), text.slice(position + separator.length)];
+  }
+  return chosen.keepEmpty ? parts : parts.filter((part) => part !== '');
+}
 
 export function isSupportedFunction(name: string): boolean {
   return Object.hasOwn(FUNCTIONS, name);

@@ -2,7 +2,9 @@
 // operator precedence are those of emqx/rulesql (`rulesql.yrl`, reference/emqx-5.md §3.1):
 //
 //   SELECT field {, field} FROM source {, source} [WHERE condition]
-//   field     := '*' | expr [[AS] alias]
+//   FOREACH field {, field} [DO field {, field}] [INCASE condition] FROM ... [WHERE condition]
+//   field     := '*' | expr [[AS] alias] | case [[AS] alias]
+//   case      := CASE [expr] WHEN condition THEN expr {WHEN ...} [ELSE expr] END | (case)
 //   source    := "double-quoted" | 'single-quoted' | name
 //   condition := condition OR condition | condition AND condition | NOT condition | (condition)
 //              | expr | expr cmp expr | expr [NOT] IN (expr {, expr})
@@ -10,9 +12,11 @@
 //              | (+|-) expr | (expr)
 //
 // Precedence (low to high): OR, AND, NOT, comparison (non-associative), + -, * / div mod, unary.
-// What EMQX accepts but this engine does not run (FOREACH, CASE, ranges, dynamic indexes,
-// module functions) is refused with `UnsupportedSqlError`, never accepted silently.
-import type { ComparisonOp, Condition, Expr, Field, PathSegment, SelectStatement } from './ast.js';
+// As in rulesql, CASE is a selected field or a function argument, not a general scalar (so
+// `CASE ... END + 1` is a syntax error here as on EMQX). What EMQX accepts but this engine does
+// not run (ranges, dynamic indexes, module functions, aliases inside CASE branches) is refused
+// with `UnsupportedSqlError`, never accepted silently.
+import type { CaseClause, ComparisonOp, Condition, Expr, Field, ForeachClauses, PathSegment, SelectStatement } from './ast.js';
 import { SqlSyntaxError, tokenize } from './lexer.js';
 import type { Token } from './lexer.js';
 
@@ -77,9 +81,28 @@ class Parser {
   }
 
   parseStatement(): SelectStatement {
-    if (this.isKeyword('FOREACH')) throw new UnsupportedSqlError('FOREACH statements');
+    if (this.isKeyword('FOREACH')) return this.parseForeach();
     this.expectKeyword('SELECT');
     const fields = this.parseFields();
+    return this.parseSourcesAndWhere(fields);
+  }
+
+  private parseForeach(): SelectStatement {
+    this.expectKeyword('FOREACH');
+    const fields = this.parseFields();
+    const foreach: ForeachClauses = { itemName: collectionName(fields[fields.length - 1] as Field) };
+    if (this.isKeyword('DO')) {
+      this.next();
+      foreach.doFields = this.parseFields();
+    }
+    if (this.isKeyword('INCASE')) {
+      this.next();
+      foreach.incase = this.parseOr();
+    }
+    return { ...this.parseSourcesAndWhere(fields), foreach };
+  }
+
+  private parseSourcesAndWhere(fields: Field[]): SelectStatement {
     if (this.peek().type === 'EOF') throw new EmptyFromError();
     this.expectKeyword('FROM');
     const from = this.parseSources();
@@ -106,12 +129,16 @@ class Parser {
       this.next();
       return { kind: 'star' };
     }
-    if (this.isKeyword('CASE')) throw new UnsupportedSqlError('CASE expressions');
-    let expr = this.parseScalar();
-    // `scalar_opt_as_exp_1`: a comparison may be selected (`SELECT a = b AS same`).
-    if (this.peek().type === 'COMPARISON') {
-      const op = this.next().value as ComparisonOp;
-      expr = { kind: 'compare', op: checkComparison(op), left: expr, right: this.parseScalar() };
+    let expr: Expr;
+    if (this.startsCase()) {
+      expr = this.parseCase();
+    } else {
+      expr = this.parseScalar();
+      // `scalar_opt_as_exp_1`: a comparison may be selected (`SELECT a = b AS same`).
+      if (this.peek().type === 'COMPARISON') {
+        const op = this.next().value as ComparisonOp;
+        expr = { kind: 'compare', op: checkComparison(op), left: expr, right: this.parseScalar() };
+      }
     }
     if (this.isKeyword('AS')) {
       this.next();
@@ -119,6 +146,53 @@ class Parser {
     }
     if (this.peek().type === 'NAME') return { kind: 'field', expr, alias: this.parseAlias() };
     return { kind: 'field', expr };
+  }
+
+  /** `CASE` or `( CASE` (rulesql: `case_when_exp -> '(' case_when_exp ')'`). */
+  private startsCase(): boolean {
+    let ahead = 0;
+    while (this.isPunct('(', ahead)) ahead += 1;
+    return ahead > 0 ? this.isKeyword('CASE', ahead) : this.isKeyword('CASE');
+  }
+
+  private parseCase(): Expr {
+    if (this.isPunct('(')) {
+      this.next();
+      const inner = this.parseCase();
+      this.expectPunct(')');
+      return inner;
+    }
+    this.expectKeyword('CASE');
+    const on = this.isKeyword('WHEN') ? undefined : this.parseCaseBranch();
+    const clauses: CaseClause[] = [];
+    while (this.isKeyword('WHEN')) {
+      this.next();
+      const when = this.parseOr();
+      this.expectKeyword('THEN');
+      clauses.push({ when, then: this.parseCaseBranch() });
+    }
+    if (clauses.length === 0) this.fail();
+    let otherwise: Expr | undefined;
+    if (this.isKeyword('ELSE')) {
+      this.next();
+      otherwise = this.parseCaseBranch();
+    }
+    this.expectKeyword('END');
+    const result: Expr = { kind: 'case', clauses };
+    if (on !== undefined) result.on = on;
+    if (otherwise !== undefined) result.otherwise = otherwise;
+    return result;
+  }
+
+  /** A CASE operand or branch: rulesql's `scalar_opt_as_exp`, without the (meaningless) alias. */
+  private parseCaseBranch(): Expr {
+    let expr = this.parseScalar();
+    if (this.peek().type === 'COMPARISON') {
+      const op = this.next().value as ComparisonOp;
+      expr = { kind: 'compare', op: checkComparison(op), left: expr, right: this.parseScalar() };
+    }
+    if (this.isKeyword('AS') || this.peek().type === 'NAME') throw new UnsupportedSqlError('aliases inside CASE branches');
+    return expr;
   }
 
   private parseAlias(): PathSegment[] {
@@ -286,7 +360,7 @@ class Parser {
         if (token.value === '[') return this.parseList();
         return this.fail();
       case 'KEYWORD':
-        if (token.value === 'CASE') throw new UnsupportedSqlError('CASE expressions');
+        // CASE is only a field or a function argument in rulesql, never part of an expression.
         return this.fail();
       default:
         return this.fail();
@@ -298,6 +372,12 @@ class Parser {
     const args: Expr[] = [];
     if (!this.isPunct(')')) {
       for (;;) {
+        if (this.startsCase()) {
+          args.push(this.parseCase());
+          if (!this.isPunct(',')) break;
+          this.next();
+          continue;
+        }
         let arg = this.parseScalar();
         if (this.peek().type === 'COMPARISON') {
           const op = this.next().value as ComparisonOp;
@@ -364,6 +444,15 @@ class Parser {
     if (segments.length === 1) return { kind: 'var', name: first.value };
     return { kind: 'path', segments };
   }
+}
+
+/** The name FOREACH binds elements to: the last field's alias, else `item` (`select_and_collect`). */
+function collectionName(field: Field): string {
+  if (field.kind === 'star') throw new UnsupportedSqlError('FOREACH over *');
+  if (!field.alias) return 'item';
+  const [first, ...rest] = field.alias;
+  if (!first || rest.length > 0 || !('key' in first)) throw new UnsupportedSqlError('a FOREACH collection alias that is a path');
+  return first.key;
 }
 
 function checkComparison(op: ComparisonOp | '~='): ComparisonOp {

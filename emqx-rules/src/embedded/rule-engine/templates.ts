@@ -66,7 +66,8 @@ export function lookupPath(bindings: Record<string, Value>, path: readonly strin
   return value;
 }
 
-export function renderTemplate(parts: readonly TemplatePart[], bindings: Record<string, Value>): string {
+/** Renders a template; `encode` (e.g. URL encoding for an HTTP path) applies to placeholder values only. */
+export function renderTemplate(parts: readonly TemplatePart[], bindings: Record<string, Value>, encode?: (text: string) => string): string {
   let result = '';
   for (const part of parts) {
     if ('literal' in part) {
@@ -74,7 +75,8 @@ export function renderTemplate(parts: readonly TemplatePart[], bindings: Record<
       continue;
     }
     const value = part.path.length === 0 ? bindings : lookupPath(bindings, part.path);
-    result += part.path.length === 0 ? encodeJson(value) : toText(value);
+    const text = part.path.length === 0 ? encodeJson(value) : toText(value);
+    result += encode ? encode(text) : text;
   }
   return result;
 }
