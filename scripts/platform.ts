@@ -196,7 +196,7 @@ async function main(): Promise<void> {
     args: [...tsx, join(root, 'backend/src/server.ts')],
     env,
     logFile: join(logDir, 'backend.log'),
-    readyUrl: `${base}${prefix}/health/live`,
+    readyLine: true,
     timeoutMs: 90_000,
   });
   started.push(backend);
