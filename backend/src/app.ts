@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
 import errorsPlugin from './plugins/errors.js';
+import inputGuardPlugin from './plugins/input-guard.js';
 import metricsPlugin from './plugins/metrics.js';
 import swaggerPlugin from './plugins/swagger.js';
 import rootRoutes from './routes/root.js';
@@ -43,6 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('mqtt', deps.mqtt);
   app.decorate('cipher', new Cipher(deps.config.encryptKey, deps.config.maxCipherLength));
   await app.register(errorsPlugin);
+  await app.register(inputGuardPlugin);
   await app.register(swaggerPlugin);
   await app.register(metricsPlugin);
   await app.register(rootRoutes);

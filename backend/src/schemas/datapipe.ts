@@ -40,7 +40,7 @@ export const DataPipeDataQuery = Type.Object({
   relative_time: Type.Optional(Type.String({ maxLength: 32, description: '<int><s|m|h|d|M|y>: only rows created within this period before now' })),
   order_by_create_date: Type.Optional(OrderBy),
   offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
-  limit: Type.Optional(Type.Integer({ minimum: 0, description: '0 or absent = PU_MAX_PAGINATION_SIZE (never unlimited)' })),
+  limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: '0 or absent = PU_MAX_PAGINATION_SIZE (never unlimited)' })),
   cursor: Type.Optional(Type.String({ maxLength: 1024, description: 'next_cursor of the previous page (keyset pagination)' })),
 });
 export type DataPipeDataQuery = Static<typeof DataPipeDataQuery>;

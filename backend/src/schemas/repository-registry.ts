@@ -81,8 +81,8 @@ export type RegistrySearchQuery = Static<typeof RegistrySearchQuery>;
 export const BranchCommitsQuery = Type.Object({
   repo_branch: Type.String({ minLength: 1, maxLength: 255 }),
   only_tag: Type.Optional(Type.Boolean({ default: false })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
-  limit: Type.Optional(Type.Integer({ minimum: 0, default: 10 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, default: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, default: 10 })),
 });
 export type BranchCommitsQuery = Static<typeof BranchCommitsQuery>;
 

@@ -113,8 +113,8 @@ export const CommandQuery = Type.Object({ command: BackendTopicCommand });
 
 /** Reference defaults wbits=9, level=9; ranges are checked by the service (UnitError, like the reference). */
 export const TgzQuery = Type.Object({
-  wbits: Type.Optional(Type.Integer({ default: 9 })),
-  level: Type.Optional(Type.Integer({ default: 9 })),
+  wbits: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000, default: 9 })),
+  level: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000, default: 9 })),
 });
 export type TgzQuery = Static<typeof TgzQuery>;
 

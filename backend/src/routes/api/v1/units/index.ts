@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { requireAgent } from '../../../../services/access.js';
-import { UuidParams } from '../../../../schemas/common.js';
+import { PageLimit, PageOffset, UuidParams } from '../../../../schemas/common.js';
 import {
   CommandQuery,
   EnvJsonString,
@@ -175,8 +175,8 @@ const units: FastifyPluginAsyncTypebox = async (app) => {
         uuid: Type.String({ format: 'uuid' }),
         level: Type.Optional(Type.Array(Type.Union(['Debug', 'Info', 'Warning', 'Error', 'Critical'].map((l) => Type.Literal(l))))),
         order_by_create_date: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
-        offset: Type.Optional(Type.Integer({ minimum: 0 })),
-        limit: Type.Optional(Type.Integer({ minimum: 0 })),
+        offset: Type.Optional(PageOffset),
+        limit: Type.Optional(PageLimit),
       }),
     },
   }, async (request) => {
