@@ -18,6 +18,7 @@ import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { buildApp, startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
 import type { DataPipeChangeEvent } from '../../src/services/datapipe-events.ts';
+import { csvField, parseCsv } from '../../src/routes/api/v1/unit_nodes/datapipe/csv.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/9';
 const STREAM = 'backend_data_pipe_nodes';
@@ -499,6 +500,24 @@ test('a valid CSV replaces the node data in every table; other nodes are untouch
   );
   assert.equal(rows.window_entry!.length, 0, 'the stray TimeWindow row of the node was deleted too');
   assert.equal((await chRows(nodes.other)).n_last_entry!.length, 1, "another node's rows stay");
+});
+
+test('CSV export neutralises spreadsheet formulas (issue 10.15) and imports them back unchanged', async () => {
+  const now = nowSec();
+  // A free-text TimeWindow node (the shared one has a whitelist).
+  const node = randomUUID();
+  await insertNode(node, units.a, users.a.uuid, { yaml: Y.timewindow.replace('  type_value_filtering: WhiteList\n  filtering_values: ["open", "closed", "a-very-long-state"]\n', '').replace('max_size: 8', 'max_size: 0'), visibility: 'Public' });
+  const states = ['=HYPERLINK("http://evil.example","x")', '+1+2', '@SUM(A1)', '-12.5', '-cmd|calc'];
+  const csv = `${H}\n${states.map((state, i) => `${csvField(state)},${pyDt(now - 40_000 + i * 1000)}`).join('\n')}\n`;
+  const imported = await call('POST', `${dp}/set_data_pipe_data_csv?uuid=${node}`, { token: users.a.token, multipart: { content: csv } });
+  assert.equal(imported.status, 204, imported.text);
+  const before = await chRows(node);
+  const exported = unzipCsv((await call('GET', `${dp}/get_data_pipe_data_csv/${node}`, { token: users.a.token })).raw).csv;
+  const cells = parseCsv(exported).slice(1).map((record) => record.fields[1]);
+  assert.deepEqual(cells, [`'=HYPERLINK("http://evil.example","x")`, "'+1+2", "'@SUM(A1)", '-12.5', "'-cmd|calc"], 'formulas start with a quote; numbers stay numbers');
+  const again = await call('POST', `${dp}/set_data_pipe_data_csv?uuid=${node}`, { token: users.a.token, multipart: { content: exported } });
+  assert.equal(again.status, 204, again.text);
+  assert.deepEqual(await chRows(node), before, 'the export imports back to the same rows');
 });
 
 test('export -> import round trip (NRecords, TimeWindow, Aggregation) keeps the data byte for byte', async () => {

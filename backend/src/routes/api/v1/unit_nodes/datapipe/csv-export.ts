@@ -7,7 +7,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { pythonFloatRepr } from '@pepeunit/common/datapipe';
 import { parsePythonFloat, pythonDateTimeText } from './csv-import.js';
-import { csvLine } from './csv.js';
+import { csvLine, spreadsheetSafe } from './csv.js';
 import { QueryParams, TABLE_SPECS, visibleSource, type ClickHousePolicy } from './tables.js';
 
 export const CSV_HEADERS: Readonly<Record<ClickHousePolicy, readonly string[]>> = {
@@ -36,14 +36,14 @@ function csvFields(policy: ClickHousePolicy, r: ExportRow): string[] {
   const dt = (ms: number | string | undefined) => pythonDateTimeText(Number(ms));
   switch (policy) {
     case 'NRecords':
-      return [r.node_text, String(r.state), r.state_type_text ?? '', dt(r.create_ms), String(r.max_count), String(r.size)];
+      return [r.node_text, spreadsheetSafe(String(r.state)), r.state_type_text ?? '', dt(r.create_ms), String(r.max_count), String(r.size)];
     case 'TimeWindow':
-      return [r.node_text, String(r.state), r.state_type_text ?? '', dt(r.create_ms), dt(Number(r.expiration_s) * 1000), String(r.size)];
+      return [r.node_text, spreadsheetSafe(String(r.state)), r.state_type_text ?? '', dt(r.create_ms), dt(Number(r.expiration_s) * 1000), String(r.size)];
     case 'Aggregation': {
       const value = parsePythonFloat(r.state_text ?? String(r.state));
       return [
         r.node_text,
-        value === null ? String(r.state_text) : pythonFloatRepr(value),
+        value === null ? spreadsheetSafe(String(r.state_text)) : pythonFloatRepr(value),
         r.aggregation_type_text ?? '',
         String(r.time_window_size),
         dt(r.create_ms),

@@ -30,7 +30,7 @@ import {
   type DataPipeConfig,
 } from '@pepeunit/common/datapipe';
 import { aggregationWindow } from '@pepeunit/ingest-go-compatible/pipeline';
-import { CsvSyntaxError, CsvTooManyRowsError, parseCsv } from './csv.js';
+import { CsvSyntaxError, CsvTooManyRowsError, fromSpreadsheetSafe, parseCsv } from './csv.js';
 import { DataPipeDetailedError, type DataPipeProblem } from './errors.js';
 import type { ClickHousePolicy } from './tables.js';
 
@@ -205,7 +205,9 @@ export function validateCsvImport(data: Buffer, config: DataPipeConfig, nodeUuid
     }
 
     // 2. state.
-    const stateText = col(fields, 'state');
+    const stateCell = col(fields, 'state');
+    // Exports neutralise formula-like text with a leading ' (spreadsheetSafe); read it back as it was.
+    const stateText = stateCell === undefined ? undefined : fromSpreadsheetSafe(stateCell);
     if (stateText === undefined) {
       problem('state is missing');
       continue;

@@ -132,6 +132,24 @@ export function parseCsv(input: string, maxRecords = Number.POSITIVE_INFINITY): 
   return records;
 }
 
+/** A plain decimal number: safe in a spreadsheet even with a leading sign. */
+const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+/** First characters a spreadsheet reads as the start of a formula (OWASP "CSV injection"). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * A text cell made inert for spreadsheets (issue 10.15): a value that would start a formula is
+ * prefixed with `'`, which spreadsheets show as text; numbers (`-12.5`) stay as they are.
+ * `fromSpreadsheetSafe` undoes it on import, so an exported file imports back unchanged.
+ */
+export function spreadsheetSafe(value: string): string {
+  return FORMULA_START.test(value) && !PLAIN_NUMBER.test(value) ? `'${value}` : value;
+}
+
+export function fromSpreadsheetSafe(value: string): string {
+  return value.startsWith("'") && FORMULA_START.test(value.slice(1)) && !PLAIN_NUMBER.test(value.slice(1)) ? value.slice(1) : value;
+}
+
 /** One field with QUOTE_MINIMAL. */
 export function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
