@@ -12,7 +12,7 @@
  * (`--move-ports` re-chooses). See scripts/quickstart/.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, chmodSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startService, type RunningService } from '@pepeunit/common';
 import { resolvePostgres, createDatabase, databaseUrl } from '@pepeunit/common/postgres';
@@ -43,7 +43,9 @@ function say(line: string): void {
 
 /** Secrets generated once per data directory and reused, so tokens and encrypted data survive restarts. */
 function platformSecrets(): Record<string, string> {
-  return loadOrCreateSecrets(join(dataDir, 'secrets.env'), {
+  const file = join(dataDir, 'secrets.env');
+  const before = existsSync(file) ? readFileSync(file, 'utf8') : null;
+  const secrets = loadOrCreateSecrets(file, {
     PU_SECRET_KEY: () => randomBytes(32).toString('base64'),
     PU_ENCRYPT_KEY: () => randomBytes(32).toString('base64'),
     PU_STATIC_SALT: () => randomBytes(32).toString('base64'),
@@ -52,6 +54,14 @@ function platformSecrets(): Record<string, string> {
     // The embedded ClickHouse's password (user `default`); URL-safe, it goes into PU_CLICKHOUSE_DATABASE_URL.
     PU_EMBEDDED_CLICKHOUSE_PASSWORD: () => randomBytes(24).toString('base64url'),
   });
+  // Say it when secrets are made: losing the file loses every token and encrypted value.
+  const added = Object.keys(secrets).filter((name) => !(before ?? '').includes(`${name}=`));
+  if (added.length > 0) {
+    say(`  Generated ${before === null ? 'the instance secrets' : `missing secrets (${added.join(', ')})`} in ${file} (mode 600).`);
+    say('  Keep this file: JWTs, encrypted data and passwords depend on it. Set PU_SECRET_KEY, PU_ENCRYPT_KEY and');
+    say('  PU_STATIC_SALT in the environment to use your own instead.');
+  }
+  return secrets;
 }
 
 async function shutdown(code: number): Promise<never> {

@@ -21,6 +21,8 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/', { schema: { tags, body: UserCreate, response: { 201: UserRead } } }, async (request, reply) => {
     requireAgent(await request.agent(), ['Bot']);
     const user = await service.register(request.body.login, request.body.password);
+    // The first account of an instance becomes its Admin (reference rule): say so in the log.
+    if (user.role === 'Admin') app.log.warn({ login: user.login, uuid: user.uuid }, 'the first account registered on this instance is its Admin');
     return reply.status(201).send(toUserRead(user));
   });
 
