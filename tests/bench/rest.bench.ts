@@ -12,14 +12,14 @@
  *   G  the same at a deep `offset` (what the reference used)
  *
  * The DataPipe node has a TimeWindow (24 h) config; its 10 M rows are written by ClickHouse
- * itself (`INSERT ... SELECT FROM numbers(...)`) and merged before measuring. Each case runs
- * autocannon in its own process (tests/bench/http-load.ts) after a short warm-up; A and B
- * alternate over two rounds and keep their best (their ratio is a target). The DataPipe
- * cases are slow enough that a fixed 10 s window would drop the slowest answers, so they send a
- * fixed number of requests (about `--seconds` of work) and await every answer; they are also
- * measured with one connection, the latency of a request that does not queue behind 49 others.
- * Every case must answer 2xx only, or the benchmark fails. Results go
- * to docs/BENCHMARKS.md, one row per case, with bare Fastify of the same run as the baseline.
+ * itself (`INSERT ... SELECT FROM numbers(...)`) and merged before measuring. autocannon runs in
+ * its own process (tests/bench/http-load.ts). Every case is measured on one connection (the
+ * latency of a request that queues behind no other) and at `--connections`: for `--seconds`
+ * after a warm-up, or, for an endpoint too slow for that window, over a fixed number of
+ * requests with every answer awaited (a window would cut off the slowest answers, those the
+ * percentiles are about). A and B alternate over two rounds and keep their best, since their
+ * ratio is a target. Every request must answer 2xx, or the benchmark fails. Results go to
+ * docs/BENCHMARKS.md, one row per case, bare Fastify of the same run as the baseline.
  * Knobs also as environment variables: PU_BENCH_SECONDS, PU_BENCH_CONNECTIONS.
  */
 import { randomUUID } from 'node:crypto';
@@ -103,14 +103,16 @@ interface Case {
   readonly token?: string;
   readonly target: string;
   readonly met: (result: LoadResult, baseline: LoadResult) => boolean;
-  /** Also measured with one connection (latency without queueing). */
-  readonly unloaded?: boolean;
 }
 
 interface Measured {
   readonly spec: Case;
+  /** At `connections` concurrent connections. */
   readonly loaded: LoadResult;
-  readonly single?: LoadResult;
+  /** At one connection: the latency of a request that queues behind no other. */
+  readonly single: LoadResult;
+  /** Measured over a fixed number of requests, every answer awaited (slow endpoints). */
+  readonly counted: boolean;
 }
 
 try {
@@ -199,9 +201,9 @@ try {
     { id: 'B', label: 'GET /pepeunit', url: `${origin}/pepeunit`, target: '>= 0.7 x bare', met: (r, b) => r.rps >= 0.7 * b.rps },
     { id: 'C', label: 'GET /users/{uuid} with a token', url: `${origin}${api}/users/${userUuid}`, token, target: '>= 6,000 req/s, p99 < 20 ms', met: (r) => r.rps >= 6000 && r.p99_ms < 20 },
     { id: 'D', label: `GET /units/?limit=10 with a token (${unitCount} units)`, url: `${origin}${api}/units/?limit=10`, token, target: '>= 3,000 req/s', met: (r) => r.rps >= 3000 },
-    { id: 'E', label: `DataPipe TimeWindow page of ${pageSize} rows, first page (${rowCount} rows)`, url: `${origin}${pipeQuery}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50, unloaded: true },
-    { id: 'F', label: `DataPipe page of ${pageSize} rows at keyset cursor after row ${deepRow}`, url: `${origin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50, unloaded: true },
-    { id: 'G', label: `DataPipe page of ${pageSize} rows at offset=${deepRow}`, url: `${origin}${pipeQuery}&offset=${deepRow}`, token, target: 'p95 < 50 ms (reference style)', met: (r) => r.p95_ms < 50, unloaded: true },
+    { id: 'E', label: `DataPipe TimeWindow page of ${pageSize} rows, first page (${rowCount} rows)`, url: `${origin}${pipeQuery}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
+    { id: 'F', label: `DataPipe page of ${pageSize} rows at keyset cursor after row ${deepRow}`, url: `${origin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
+    { id: 'G', label: `DataPipe page of ${pageSize} rows at offset=${deepRow}`, url: `${origin}${pipeQuery}&offset=${deepRow}`, token, target: 'p95 < 50 ms (reference style)', met: (r) => r.p95_ms < 50 },
   ];
 
   const measured: Measured[] = [];
@@ -213,63 +215,64 @@ try {
   };
   const headersOf = (spec: Case): Record<string, string> => (spec.token ? { 'x-auth-token': spec.token } : {});
   // Requests the load generator abandoned at its deadline may still be queued in the server:
-  // one answered request afterwards means the next case starts on an idle server.
+  // one answered request afterwards means the next run starts on an idle server.
   const drain = async (spec: Case): Promise<void> => void (await (await fetch(spec.url, { headers: headersOf(spec) })).text());
-  const steady = async (spec: Case, round = ''): Promise<LoadResult> => {
-    log(`${spec.id}${round}: ${spec.label}: warm-up ${warmupSeconds} s, then ${seconds} s at ${connections} connections ...`);
-    const load = { url: spec.url, headers: headersOf(spec), pipelining: 1, connections };
-    await httpLoad({ ...load, seconds: warmupSeconds });
-    const result = check(spec, await httpLoad({ ...load, seconds }));
+  const run = async (spec: Case, how: { seconds: number; amount?: number; connections: number }): Promise<LoadResult> => {
+    const result = check(spec, await httpLoad({ url: spec.url, headers: headersOf(spec), pipelining: 1, timeoutSeconds: 600, ...how }));
     await drain(spec);
     return result;
   };
+
+  /**
+   * One case: five requests on one connection to learn its latency, then about
+   * `unloadedSeconds` of requests on one connection. Under load a fast endpoint runs for
+   * `seconds` after a warm-up; a slow one (its answers would take more than a twentieth of the
+   * window at `connections` concurrent requests) sends a fixed number of requests sized to
+   * about `seconds` of work and awaits every answer: with a fixed window the slowest answers,
+   * those the percentiles are about, would be cut off.
+   */
+  const measure = async (spec: Case): Promise<Measured> => {
+    log(`${spec.id}: ${spec.label}`);
+    const probe = await run(spec, { seconds, amount: 5, connections: 1 });
+    const latency = probe.mean_ms / 1000;
+    const single = await run(spec, { seconds, amount: Math.max(5, Math.round(unloadedSeconds / latency)), connections: 1 });
+    log(`    1 connection: ${single.requests} requests, p50 ${single.p50_ms.toFixed(2)} ms`);
+    if (connections * latency <= seconds / 20) {
+      log(`    warm-up ${warmupSeconds} s, then ${seconds} s at ${connections} connections ...`);
+      await run(spec, { seconds: warmupSeconds, connections });
+      return { spec, single, loaded: await run(spec, { seconds, connections }), counted: false };
+    }
+    const amount = connections * Math.max(1, Math.round(seconds / (connections * latency)));
+    log(`    ${amount} requests at ${connections} connections, every answer awaited ...`);
+    return { spec, single, loaded: await run(spec, { seconds, amount, connections }), counted: true };
+  };
+
   // The ratio B / A is a target: A and B alternate over two rounds and each keeps its best, so a
   // burst of background load on the machine does not decide it.
-  const [bareCase, rootCase] = [cases[0]!, cases[1]!];
-  const best = (a: LoadResult, b: LoadResult): LoadResult => (b.rps > a.rps ? b : a);
-  let bareResult = await steady(bareCase, ' round 1');
-  let rootResult = await steady(rootCase, ' round 1');
-  bareResult = best(bareResult, await steady(bareCase, ' round 2'));
-  rootResult = best(rootResult, await steady(rootCase, ' round 2'));
-  measured.push({ spec: bareCase, loaded: bareResult }, { spec: rootCase, loaded: rootResult });
-  for (const spec of cases.slice(2)) {
-    if (!spec.unloaded) {
-      measured.push({ spec, loaded: await steady(spec) });
-      continue;
-    }
-    // One connection first (also the warm-up), then `connections` concurrent clients sending a
-    // fixed number of requests sized to take about `seconds`, every answer awaited: with a fixed
-    // window the slowest answers, those the percentiles are about, would be cut off.
-    const load = { url: spec.url, headers: headersOf(spec), pipelining: 1 };
-    log(`${spec.id}: ${spec.label}: ${unloadedSeconds} s at 1 connection ...`);
-    const single = check(spec, await httpLoad({ ...load, seconds: unloadedSeconds, connections: 1 }));
-    const rounds = Math.max(1, Math.round(seconds / ((connections * single.seconds) / single.requests)));
-    log(`${spec.id}: ${connections * rounds} requests at ${connections} connections ...`);
-    const loaded = check(spec, await httpLoad({ ...load, seconds, amount: connections * rounds, connections, timeoutSeconds: 600 }));
-    await drain(spec);
-    measured.push({ spec, loaded, single });
-  }
+  const best = (a: Measured, b: Measured): Measured => (b.loaded.rps > a.loaded.rps ? b : a);
+  const bareFirst = await measure(cases[0]!);
+  const rootFirst = await measure(cases[1]!);
+  measured.push(best(bareFirst, await measure(cases[0]!)), best(rootFirst, await measure(cases[1]!)));
+  for (const spec of cases.slice(2)) measured.push(await measure(spec));
 
   // --- Report.
   const baseline = measured[0]!.loaded;
   const ms = (value: number): string => value.toFixed(value < 10 ? 2 : 1);
   const describe = (r: LoadResult): string => `${Math.round(r.rps)} req/s, p50 ${ms(r.p50_ms)} ms, p95 ${ms(r.p95_ms)} ms, p99 ${ms(r.p99_ms)} ms`;
+  const how = (m: Measured): string => (m.counted ? `${m.loaded.requests} requests at ${connections} connections, every answer awaited` : `${connections} connections, ${seconds} s`);
   log('');
-  for (const { spec, loaded, single } of measured) {
-    const verdict = spec.id === 'A' ? '' : `  [target ${spec.target}: ${spec.met(loaded, baseline) ? 'met' : 'MISSED'}]`;
-    log(`${spec.id} ${spec.label}\n    ${connections} connections${single ? ` (${loaded.requests} requests)` : ''}: ${describe(loaded)}; ${(loaded.rps / baseline.rps).toFixed(2)} x bare${verdict}`);
-    if (single) log(`    1 connection:  ${describe(single)}`);
+  for (const m of measured) {
+    const verdict = m.spec.id === 'A' ? '' : `  [target ${m.spec.target}: ${m.spec.met(m.loaded, baseline) ? 'met' : 'MISSED'}]`;
+    log(`${m.spec.id} ${m.spec.label}\n    ${how(m)}: ${describe(m.loaded)}; ${(m.loaded.rps / baseline.rps).toFixed(2)} x bare${verdict}\n    1 connection: ${describe(m.single)}`);
   }
-  const bareText = `bare Fastify GET /pepeunit: ${Math.round(baseline.rps)} req/s, p99 ${ms(baseline.p99_ms)} ms`;
-  for (const { spec, loaded, single } of measured.slice(1)) {
+  const bareText = `bare Fastify GET /pepeunit (best of 2 rounds alternating with B): ${describe(baseline)}`;
+  for (const m of measured.slice(1)) {
     recordResult({
-      benchmark: `rest ${spec.id}: ${spec.label}; ${single ? `${loaded.requests} requests at ${connections} connections, every answer awaited` : `${connections} connections, ${seconds} s${spec.id === 'B' ? ', best of 2 rounds alternating with bare Fastify' : ''}`}`,
+      benchmark: `rest ${m.spec.id}: ${m.spec.label}; ${how(m)}${m.spec.id === 'B' ? ', best of 2 rounds' : ''}`,
       command: 'npm run bench -- rest',
-      result:
-        `${describe(loaded)}${single ? `; 1 connection: p50 ${ms(single.p50_ms)} ms, p95 ${ms(single.p95_ms)} ms` : ''}; ` +
-        `target ${spec.target}: ${spec.met(loaded, baseline) ? 'met' : 'missed'}`,
+      result: `${describe(m.loaded)}; 1 connection: p50 ${ms(m.single.p50_ms)} ms, p95 ${ms(m.single.p95_ms)} ms; target ${m.spec.target}: ${m.spec.met(m.loaded, baseline) ? 'met' : 'missed'}`,
       baseline: bareText,
-      ratio: (loaded.rps / baseline.rps).toFixed(2),
+      ratio: (m.loaded.rps / baseline.rps).toFixed(2),
     });
   }
   log(`\nrecorded ${measured.length - 1} rows in docs/BENCHMARKS.md; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
