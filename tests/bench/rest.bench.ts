@@ -200,9 +200,9 @@ try {
     { id: 'A', label: 'bare Fastify GET /pepeunit (same body)', url: bareUrl, target: 'baseline', met: () => true },
     { id: 'B', label: 'GET /pepeunit', url: `${origin}/pepeunit`, target: '>= 0.7 x bare', met: (r, b) => r.rps >= 0.7 * b.rps },
     { id: 'C', label: 'GET /users/{uuid} with a token', url: `${origin}${api}/users/${userUuid}`, token, target: '>= 6,000 req/s, p99 < 20 ms', met: (r) => r.rps >= 6000 && r.p99_ms < 20 },
-    { id: 'D', label: `GET /units/?limit=10 with a token (${unitCount} units)`, url: `${origin}${api}/units/?limit=10`, token, target: '>= 3,000 req/s', met: (r) => r.rps >= 3000 },
-    { id: 'E', label: `DataPipe TimeWindow page of ${pageSize} rows, first page (${rowCount} rows)`, url: `${origin}${pipeQuery}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
-    { id: 'F', label: `DataPipe page of ${pageSize} rows at keyset cursor after row ${deepRow}`, url: `${origin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
+    { id: 'D', label: `GET /units/?limit=10 with a token (${unitCount.toLocaleString('en-US')} units)`, url: `${origin}${api}/units/?limit=10`, token, target: '>= 3,000 req/s', met: (r) => r.rps >= 3000 },
+    { id: 'E', label: `DataPipe TimeWindow page of ${pageSize} rows, first page (${rowCount.toLocaleString('en-US')} rows)`, url: `${origin}${pipeQuery}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
+    { id: 'F', label: `DataPipe page of ${pageSize} rows at keyset cursor after row ${deepRow.toLocaleString('en-US')}`, url: `${origin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
     { id: 'G', label: `DataPipe page of ${pageSize} rows at offset=${deepRow}`, url: `${origin}${pipeQuery}&offset=${deepRow}`, token, target: 'p95 < 50 ms (reference style)', met: (r) => r.p95_ms < 50 },
   ];
 
@@ -234,7 +234,8 @@ try {
   const measure = async (spec: Case): Promise<Measured> => {
     log(`${spec.id}: ${spec.label}`);
     const probe = await run(spec, { seconds, amount: 5, connections: 1 });
-    const latency = probe.mean_ms / 1000;
+    // The median: the first answers on a fresh connection can be slow (JIT, pool warm-up).
+    const latency = probe.p50_ms / 1000;
     const single = await run(spec, { seconds, amount: Math.max(5, Math.round(unloadedSeconds / latency)), connections: 1 });
     log(`    1 connection: ${single.requests} requests, p50 ${single.p50_ms.toFixed(2)} ms`);
     if (connections * latency <= seconds / 20) {
