@@ -1,7 +1,7 @@
-export { IgnoreMatcher, boundedIgnoreLines } from './pepeignore.js';
+export { IgnoreMatcher } from './pepeignore.js';
 export { applyIgnoreRules, collectEntries, type ArchiveEntry } from './entries.js';
-export { tarStream, tarEntryName, tarHeaders } from './tar.js';
-export { zipStream, zipEntryName } from './zip.js';
+export { tarStream } from './tar.js';
+export { zipStream } from './zip.js';
 export { assertTgzParameters, createTgzCompressor, VALID_WBITS, VALID_LEVELS } from './compress.js';
 export {
   buildFirmware,

@@ -21,7 +21,7 @@ const MAX_LINES = 2000;
 const MAX_PATTERN_LENGTH = 4096;
 
 /** The lines of a `.pepeignore` within the bounds above. */
-export function boundedIgnoreLines(text: string): string[] {
+function boundedIgnoreLines(text: string): string[] {
   return text
     .slice(0, MAX_FILE_LENGTH)
     .split(/\r?\n/)

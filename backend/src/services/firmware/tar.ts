@@ -23,7 +23,7 @@ const RECORD_BYTES = 20 * 512;
 const PAX_HEADER_NAME = '././@PaxHeader';
 
 /** Entry name inside the tar: `./`, `./dir/`, `./dir/file`. */
-export function tarEntryName(entry: ArchiveEntry): string {
+function tarEntryName(entry: ArchiveEntry): string {
   if (entry.path === '') return './';
   return `./${entry.path}${entry.type === 'directory' ? '/' : ''}`;
 }
@@ -42,7 +42,7 @@ function truncateUtf8(name: string, limit: number): string {
 }
 
 /** The headers written for one entry: a PAX header and its body first when the name is too long. */
-export function tarHeaders(entry: ArchiveEntry): { pax?: { header: TarHeader; body: Buffer }; header: TarHeader } {
+function tarHeaders(entry: ArchiveEntry): { pax?: { header: TarHeader; body: Buffer }; header: TarHeader } {
   const name = tarEntryName(entry);
   const mtime = new Date(entry.mtime * 1000);
   const type = entry.type === 'directory' ? 'directory' : 'file';

@@ -13,7 +13,7 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 
 /** Entry name inside the zip: `dir/`, `dir/file` (the root directory itself is not listed). */
-export function zipEntryName(entry: ArchiveEntry): string {
+function zipEntryName(entry: ArchiveEntry): string {
   return entry.type === 'directory' ? `${entry.path}/` : entry.path;
 }
 
