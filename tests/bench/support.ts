@@ -6,6 +6,8 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
 import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
+import { startService } from '@pepeunit/common';
+import type { LoadResult, LoadSpec } from './http-load.ts';
 
 export const root = resolve(import.meta.dirname, '../..');
 
@@ -15,22 +17,49 @@ export interface BenchServices {
   close(): Promise<void>;
 }
 
-/** PostgreSQL (local or private) with a fresh database, and an embedded ClickHouse with a fresh database. */
-export async function benchServices(label: string): Promise<BenchServices> {
+/**
+ * PostgreSQL (local or private) with a fresh database, and an embedded ClickHouse with a fresh
+ * database: in this process by default, or in its own process (`clickhouseProcess`) when the
+ * benchmark measures a server in this process that queries ClickHouse, so the engine's work does
+ * not run on the server's event loop (a ClickHouse server is its own process in production too).
+ */
+export async function benchServices(label: string, options: { clickhouseProcess?: boolean } = {}): Promise<BenchServices> {
   const dataDir = join(root, '.data', 'bench');
   const pg = await resolvePostgres({ dataDir, allowInstall: true });
   const name = `pu_bench_${label}_${randomBytes(3).toString('hex')}`;
   await createDatabase(pg.adminUrl, name);
   const chDir = mkdtempSync(join(tmpdir(), 'pepeunit-bench-ch-'));
-  const ch = await startEmbeddedClickHouse({ port: 0, dataPath: chDir, auth: { username: 'default', password: randomBytes(18).toString('base64url') } });
-  const admin = createClickHouse(ch.authenticatedUrl, 'default');
+  // The embedded ClickHouse always authenticates (issue 10.14).
+  const password = randomBytes(18).toString('base64url');
+  let chUrl: string;
+  let stopClickHouse: () => Promise<unknown>;
+  if (options.clickhouseProcess) {
+    const service = await startService({
+      name: 'clickhouse',
+      command: process.execPath,
+      args: ['--import', 'tsx', join(root, 'clickhouse-schemas/src/server-cli.ts'), '--port', '0', '--data', chDir],
+      env: { PU_EMBEDDED_CLICKHOUSE_PASSWORD: password },
+      logFile: join(dataDir, 'clickhouse.log'),
+      readyLine: true,
+    });
+    const url = new URL(String(service.ready.url));
+    url.username = 'default';
+    url.password = password;
+    chUrl = url.toString().replace(/\/$/, '');
+    stopClickHouse = () => service.stop();
+  } else {
+    const ch = await startEmbeddedClickHouse({ port: 0, dataPath: chDir, auth: { username: 'default', password } });
+    chUrl = ch.authenticatedUrl;
+    stopClickHouse = () => ch.close();
+  }
+  const admin = createClickHouse(chUrl, 'default');
   await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${name}` });
   await admin.close();
   return {
     pgUrl: databaseUrl(pg.adminUrl, name),
-    clickhouseUrl: `${ch.authenticatedUrl}/${name}`,
+    clickhouseUrl: `${chUrl}/${name}`,
     async close() {
-      await ch.close();
+      await stopClickHouse();
       rmSync(chDir, { recursive: true, force: true });
       await dropDatabase(pg.adminUrl, name).catch(() => {});
       await pg.stop();
@@ -38,25 +67,15 @@ export async function benchServices(label: string): Promise<BenchServices> {
   };
 }
 
-export interface LoadResult {
-  requests: number;
-  seconds: number;
-  rps: number;
-  p50_ms: number;
-  p99_ms: number;
-  max_ms: number;
-  errors: number;
-  non2xx: number;
-  allowed: number;
-}
+export type { LoadResult, LoadSpec } from './http-load.ts';
 
-/** Runs tests/bench/http-load.ts in a child process against `url`. */
-export async function httpLoad(url: string, bodies: unknown[], seconds: number, connections = 32, pipelining = 4): Promise<LoadResult> {
+/** Runs tests/bench/http-load.ts (autocannon) in a child process and returns its result. */
+export async function httpLoad(spec: LoadSpec): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), 'pepeunit-load-'));
-  const file = join(dir, 'bodies.json');
-  writeFileSync(file, JSON.stringify(bodies));
+  const file = join(dir, 'load.json');
+  writeFileSync(file, JSON.stringify(spec));
   try {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tests/bench/http-load.ts'), url, file, String(seconds), String(connections), String(pipelining)], {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tests/bench/http-load.ts'), file], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';

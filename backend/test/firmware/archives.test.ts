@@ -1,5 +1,5 @@
 /**
- * Our tar / zip / "tgz" writers checked with independent readers: GNU tar, Info-ZIP unzip and
+ * The tar / zip / "tgz" archives checked with independent readers: GNU tar, Info-ZIP unzip and
  * Python's tarfile / zipfile / zlib, plus the MicroPython client's tar conventions.
  */
 import { test, after } from 'node:test';
@@ -21,11 +21,11 @@ import {
   createTgzCompressor,
   firmwareArchiveStream,
   pythonIndentedJson,
-  splitUstarName,
   tarStream,
   zipStream,
 } from '../../src/services/firmware/index.ts';
 import { PepeunitError } from '../../src/errors.ts';
+import { waitFor } from '../../../tests/src/wait.ts';
 
 const exec = promisify(execFile);
 const root = await mkdtemp(join(tmpdir(), 'pu-archive-'));
@@ -70,13 +70,19 @@ async function assertTreeMatches(dir: string): Promise<void> {
   }
 }
 
-test('ustar name splitting: short names as is, long ones in prefix+name, impossible ones null', () => {
-  assert.deepEqual(splitUstarName('./a.txt'), { name: './a.txt', prefix: '' });
-  const split = splitUstarName(`./${LONG_DIR}/long_name_file.txt`);
-  assert.ok(split && split.prefix.length <= 155 && split.name.length <= 100);
-  assert.equal(`${split.prefix}/${split.name}`, `./${LONG_DIR}/long_name_file.txt`);
-  assert.equal(splitUstarName(`./${'x'.repeat(300)}`), null);
-});
+/** The raw ustar headers of a tar: 100-byte name field, mode, size, mtime, type (what MicroPython sees). */
+function rawTarHeaders(tar: Buffer): { name: string; mode: number; size: number; mtime: number; type: string }[] {
+  const headers: { name: string; mode: number; size: number; mtime: number; type: string }[] = [];
+  for (let offset = 0; offset + 512 <= tar.length; ) {
+    const header = tar.subarray(offset, offset + 512);
+    if (header[0] === 0) break;
+    const field = (from: number, to: number): string => header.subarray(from, to).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(field(124, 136), 8);
+    headers.push({ name: field(0, 100), mode: parseInt(field(100, 108), 8), size, mtime: parseInt(field(136, 148), 8), type: String.fromCharCode(header[156]!) });
+    offset += 512 + Math.ceil(size / 512) * 512;
+  }
+  return headers;
+}
 
 test('tar: GNU tar and Python tarfile extract every file byte for byte; layout as devices expect', async () => {
   const source = await makeSource();
@@ -99,25 +105,34 @@ test('tar: GNU tar and Python tarfile extract every file byte for byte; layout a
   await python('import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])', file, py);
   await assertTreeMatches(py);
 
-  // MicroPython's tarfile: 100-byte name field, type from a trailing "/", client strips "./".
-  const raw = tar;
-  const seen: string[] = [];
-  for (let offset = 0; offset + 512 <= raw.length; ) {
-    const header = raw.subarray(offset, offset + 512);
-    if (header[0] === 0) break;
-    const name = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(header.subarray(124, 136).toString('ascii').replace(/\0.*$/s, ''), 8);
-    const type = String.fromCharCode(header[156]!);
-    if (type === '5') assert.ok(name.endsWith('/'), `directory ${name} ends with /`);
-    if (type === '0') seen.push(name.slice(2));
-    offset += 512 + Math.ceil(size / 512) * 512;
-  }
+  // MicroPython's tarfile: 100-byte name field, type from a trailing "/", client strips "./"
+  // and skips entries whose name contains "@PaxHeader".
+  const headers = rawTarHeaders(tar);
+  for (const header of headers) if (header.type === '5') assert.ok(header.name.endsWith('/'), `directory ${header.name} ends with /`);
+  const seen = headers.filter((header) => header.type === '0').map((header) => header.name.slice(2));
   assert.ok(seen.includes('main.py') && seen.includes('lib/util.py'));
+  assert.ok(seen.includes('unicodé/файл.txt'), 'a short non-ASCII name stays UTF-8 in the ustar name field');
+  assert.ok(seen.includes(`${LONG_DIR}/long_name_file.txt`.slice(0, 98)), 'a name over 100 bytes is cut to 100 bytes for readers without PAX');
+  const longIndex = headers.findIndex((header) => header.name.startsWith(`./${LONG_DIR.slice(0, 20)}`) && header.type === '0');
+  assert.deepEqual(
+    { name: headers[longIndex - 1]!.name, type: headers[longIndex - 1]!.type },
+    { name: '././@PaxHeader', type: 'x' },
+    'the PAX header before a long name is named like Python does (the client skips "@PaxHeader")',
+  );
+  assert.equal(headers.filter((header) => header.type === 'x').length, 4, 'PAX only for the names over 100 bytes (two directories, two files)');
+  const emptyFile = headers.find((header) => header.name === './empty.txt')!;
+  assert.equal(emptyFile.size, 0);
+  assert.equal(headers.find((header) => header.name === './main.py')!.mode, 0o755);
+  assert.equal(headers.find((header) => header.name === './lib/util.py')!.mode, 0o644);
+  assert.equal(headers.find((header) => header.name === './lib/')!.mode, 0o755);
+  assert.ok(headers.every((header) => header.mtime === entries[0]!.mtime), 'every entry carries the build time');
+  assert.equal((await stat(join(gnu, 'empty.txt'))).size, 0, 'empty files extract as empty files');
 });
 
 test('zip: unzip -t, Python zipfile and unzip extraction agree with the source', async () => {
   const source = await makeSource();
-  const zip = await collect(zipStream(await collectEntries(source)));
+  const entries = await collectEntries(source);
+  const zip = await collect(zipStream(entries));
   const file = join(root, 'a.zip');
   await writeFile(file, zip);
   const { stdout } = await exec('unzip', ['-t', file]);
@@ -128,6 +143,33 @@ test('zip: unzip -t, Python zipfile and unzip extraction agree with the source',
   const out = await mkdtemp(join(root, 'unzip-'));
   await python('import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', file, out);
   await assertTreeMatches(out);
+  const infoZip = await mkdtemp(join(root, 'infozip-'));
+  await exec('unzip', ['-q', file, '-d', infoZip]);
+  await assertTreeMatches(infoZip);
+  assert.equal((await stat(join(infoZip, 'main.py'))).mode & 0o777, 0o755, 'executable bit kept');
+  const info = JSON.parse(
+    await python('import zipfile,sys,json; print(json.dumps({i.filename: [i.external_attr >> 16, list(i.date_time), i.file_size] for i in zipfile.ZipFile(sys.argv[1]).infolist()}))', file),
+  ) as Record<string, [number, number[], number]>;
+  assert.equal(info['main.py']![0], 0o100755);
+  assert.equal(info['lib/util.py']![0], 0o100644);
+  assert.equal(info['lib/']![0], 0o040755);
+  assert.equal(info['empty.txt']![2], 0, 'empty file listed with size 0');
+  assert.ok('unicodé/файл.txt' in info, 'non-ASCII names decode as UTF-8');
+  // zip stores local time with 2-second resolution, like Python's zipfile
+  const built = new Date(entries[0]!.mtime * 1000);
+  const [year, month, day, hours, minutes, seconds] = info['main.py']![1] as [number, number, number, number, number, number];
+  const stored = new Date(year, month - 1, day, hours, minutes, seconds).getTime();
+  assert.ok(Math.abs(stored - built.getTime()) <= 2000, `zip mtime ${new Date(stored).toISOString()} is the build time ${built.toISOString()}`);
+});
+
+test('a file that vanished or changed size fails the archive stream instead of hanging or corrupting it', async () => {
+  const source = await makeSource();
+  const entries = await collectEntries(source);
+  await rm(join(source, 'lib/util.py'));
+  await assert.rejects(collect(zipStream(entries)), /ENOENT/);
+  await assert.rejects(collect(tarStream(entries)), /ENOENT/);
+  await writeFile(join(source, 'lib/util.py'), 'grown\n'.repeat(2000));
+  await assert.rejects(collect(tarStream(entries)), /exceeds given size|size mismatch/i);
 });
 
 test('tgz: every valid wbits/level decompresses with Python zlib.decompress(data, wbits) to the same tar', async () => {
@@ -202,16 +244,14 @@ test('buildFirmware: .pepeignore applied, env.json/schema.json written with 4-sp
   const stream = firmwareArchiveStream(build, 'tgz', { wbits: 9, level: 9 });
   const data = await collect(stream);
   assert.ok(data.length > 0);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.deepEqual(await readdir(workRoot), [], 'build directory removed after the stream closed');
+  await waitFor(async () => (await readdir(workRoot)).length === 0, { what: 'the build directory removed after the stream closed' });
 
   // An aborted download cleans up too.
   const build2 = await buildFirmware({ source: null, env: {}, schema: {}, workRoot });
   assert.deepEqual(build2.entries.map((e) => e.path), ['', 'env.json', 'schema.json'], 'compilable: only env.json and schema.json');
   const aborted = firmwareArchiveStream(build2, 'zip');
   aborted.destroy();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.deepEqual(await readdir(workRoot), []);
+  await waitFor(async () => (await readdir(workRoot)).length === 0, { what: 'the build directory removed after an aborted download' });
 });
 
 test('cleanupStaleBuilds removes only build directories older than the limit', async () => {

@@ -72,6 +72,10 @@ const CASES: Record<string, string> = {
   spaces_in_names: 'weird name.txt\n',
   trailing_unescaped_spaces: 'notes.txt   \n',
   double_star_all: '**\n!main.py\n',
+  posix_class: 'x[[:digit:]].c\n',
+  double_star_directories_only: 'src/**/\n',
+  case_sensitive: 'readme.md\nLICENSE\nMAIN.py\n',
+  crlf_line_endings: 'README.md\r\n*.log\r\n',
 };
 
 const root = await mkdtemp(join(tmpdir(), 'pu-ignore-'));
@@ -138,8 +142,16 @@ test('matcher: directory-only patterns do not match files; last rule wins', () =
   assert.equal(m.isExcluded('build', false), false);
   assert.equal(m.isExcluded('a/b/notes.txt', false), true);
   assert.equal(m.isExcluded('a/keep.txt', false), false);
-  assert.equal(new IgnoreMatcher('').rules.length, 0);
-  assert.equal(new IgnoreMatcher('# only a comment\n\n').rules.length, 0);
-  // a lone trailing backslash is an invalid pattern and ignored, not a crash
-  assert.equal(new IgnoreMatcher('foo\\').rules.length, 0);
+  assert.equal(m.isExcluded('./a/notes.txt', false), true, 'a leading ./ is the same path');
+  assert.equal(new IgnoreMatcher('').isExcluded('main.py', false), false);
+  assert.equal(new IgnoreMatcher('# main.py\n\n').isExcluded('# main.py', false), false, 'a comment is not a pattern');
+  // a lone trailing backslash is an invalid pattern: it matches nothing (git), and is no crash
+  assert.equal(new IgnoreMatcher('foo\\').isExcluded('foo', false), false);
+});
+
+test('matcher bounds: only the first 2,000 lines count, overlong patterns are dropped', () => {
+  assert.equal(new IgnoreMatcher(`${'# filler\n'.repeat(2000)}main.py\n`).isExcluded('main.py', false), false);
+  assert.equal(new IgnoreMatcher(`${'# filler\n'.repeat(1999)}main.py\n`).isExcluded('main.py', false), true);
+  assert.equal(new IgnoreMatcher(`${'*'.repeat(5000)}\nboot.py\n`).isExcluded('main.py', false), false, 'a 5,000-character pattern is dropped');
+  assert.equal(new IgnoreMatcher(`${'*'.repeat(5000)}\nboot.py\n`).isExcluded('boot.py', false), true, 'the lines after it still count');
 });

@@ -20,7 +20,6 @@ export interface ArchiveEntry {
  * directories left empty by that; returns the number of removed paths.
  */
 export async function applyIgnoreRules(root: string, matcher: IgnoreMatcher): Promise<number> {
-  if (matcher.rules.length === 0) return 0;
   let removed = 0;
   async function visit(relative: string): Promise<boolean> {
     const absolute = relative === '' ? root : join(root, relative);

@@ -1,7 +1,7 @@
-export { IgnoreMatcher, parseIgnoreRules, globToRegexBody, type IgnoreRule } from './pepeignore.js';
+export { IgnoreMatcher } from './pepeignore.js';
 export { applyIgnoreRules, collectEntries, type ArchiveEntry } from './entries.js';
-export { tarStream, tarEntryName, splitUstarName } from './tar.js';
-export { zipStream, zipEntryName, dosDateTime } from './zip.js';
+export { tarStream } from './tar.js';
+export { zipStream } from './zip.js';
 export { assertTgzParameters, createTgzCompressor, VALID_WBITS, VALID_LEVELS } from './compress.js';
 export {
   buildFirmware,
