@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
-import { unitToken, silentLogger, loadBackendConfig } from '@pepeunit/common';
+import { BROKER_CALLBACK_SECRET_HEADER, unitToken, silentLogger, loadBackendConfig } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend } from '@pepeunit/backend';
 import { benchServices, httpLoad, recordResult, type LoadResult } from './support.ts';
@@ -31,9 +31,6 @@ const config = loadBackendConfig({
   PU_BACKEND_HOST: '127.0.0.1',
   PU_BACKEND_PORT: '0',
   PU_MIN_LOG_LEVEL: 'ERROR',
-  // The load generator posts bodies without custom headers; the shared-secret check it skips is
-  // one constant-time compare of a header per request.
-  PU_MQTT_CALLBACK_SECRET: 'none',
 });
 const backend = await startBackend(config, silentLogger);
 const trivial = Fastify({ logger: false });
@@ -60,7 +57,9 @@ try {
     );
   }
   const authUrl = `http://127.0.0.1:${(backend.app.server.address() as { port: number }).port}${config.appPrefix}${config.apiV1Prefix}/units/auth`;
-  const load = (url: string, loadSeconds: number) => httpLoad({ url, method: 'POST', bodies, seconds: loadSeconds, connections: 32, pipelining: 4 });
+  // What EMQX sends: the bodies and the shared-secret header the controller configured.
+  const headers = { [BROKER_CALLBACK_SECRET_HEADER]: config.brokerCallbacks.secret ?? '' };
+  const load = (url: string, loadSeconds: number) => httpLoad({ url, method: 'POST', bodies, headers, seconds: loadSeconds, connections: 32, pipelining: 4 });
   process.stdout.write(`warming the decision cache (${bodies.length} distinct decisions) ...\n`);
   await load(authUrl, 2);
   // Alternate the two endpoints over two rounds and keep each one's best round, so a burst of
