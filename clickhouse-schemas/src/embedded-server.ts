@@ -61,6 +61,12 @@ export interface EmbeddedClickHouseOptions {
   maxQueuedRequests?: number;
   /** When set, every query must authenticate with these credentials (Basic auth, X-ClickHouse-User/Key or user/password params). */
   auth?: { username: string; password: string };
+  /**
+   * A ClickHouse server configuration file for the engine (`--config-file`), e.g. macros,
+   * `remote_servers` and a test Keeper to check the cluster variant of the migrations.
+   * It applies to the whole engine and must be the same for every server of this process.
+   */
+  configFile?: string;
 }
 
 export interface EmbeddedClickHouse {
@@ -310,7 +316,7 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
   let anchor: Session;
   try {
     // The anchor connection keeps the engine open for the server's lifetime; requests use their own connections.
-    anchor = new Session(dataPath);
+    anchor = opts.configFile ? new Session(dataPath, { connectionArgs: [`--config-file=${path.resolve(opts.configFile)}`] }) : new Session(dataPath);
   } catch (err) {
     throw new Error(
       `Embedded ClickHouse: cannot open chdb data directory '${dataPath}': ${(err as Error).message}. ` +
