@@ -148,6 +148,6 @@ describe('what the cluster inventory means', () => {
   test('nginx balances every backend replica and lets only the cluster hosts use the internal listener', async () => {
     const site = await readFile(path.join(rendered.get('cluster') as string, 'pu1.example.internal/etc/nginx/sites-available/pepeunit.conf'), 'utf8');
     assert.deepEqual(site.match(/server 10\.0\.0\.1[123]:5000/g), ['server 10.0.0.11:5000', 'server 10.0.0.12:5000', 'server 10.0.0.13:5000']);
-    assert.match(site, /listen 10\.0\.0\.11:8080;\n    allow 127\.0\.0\.1;\n    allow 10\.0\.0\.11;\n    allow 10\.0\.0\.12;\n    allow 10\.0\.0\.13;\n    deny all;/);
+    assert.match(site, /listen 10\.0\.0\.11:8080;\n {4}allow 127\.0\.0\.1;\n {4}allow 10\.0\.0\.11;\n {4}allow 10\.0\.0\.12;\n {4}allow 10\.0\.0\.13;\n {4}deny all;/);
   });
 });
