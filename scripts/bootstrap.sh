@@ -28,6 +28,9 @@ apt_install() {
 # git for the repository registry; PostgreSQL binaries for a private cluster when no server is reachable
 # (installed lazily by the launcher only if needed).
 apt_install git ca-certificates
+# The operator install's tests (ansible/test): Debian's Ansible and ansible-lint, python3-apt for
+# the apt module in check mode.
+apt_install ansible ansible-lint python3-apt
 
 stamp="node_modules/.pepeunit-lock.sha256"
 want="$(sha256sum package-lock.json | cut -d' ' -f1)"

@@ -30,7 +30,7 @@ function findTests(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-const workspaces = ['common', 'clickhouse-schemas', 'emqx-rules', 'ingest-go-compatible', 'backend', 'tests'];
+const workspaces = ['common', 'clickhouse-schemas', 'emqx-rules', 'ingest-go-compatible', 'backend', 'tests', 'ansible'];
 const files = workspaces
   .flatMap((w) => {
     try {

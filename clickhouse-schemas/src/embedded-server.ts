@@ -73,6 +73,12 @@ export interface EmbeddedClickHouseOptions {
    * user/password URL parameters). The password may not be empty: there is no open mode.
    */
   auth: { username: string; password: string };
+  /**
+   * A ClickHouse server configuration file for the engine (`--config-file`), e.g. macros,
+   * `remote_servers` and a test Keeper to check the cluster variant of the migrations.
+   * It applies to the whole engine and must be the same for every server of this process.
+   */
+  configFile?: string;
 }
 
 export interface EmbeddedClickHouse {
@@ -332,7 +338,7 @@ export async function startEmbeddedClickHouse(opts: EmbeddedClickHouseOptions): 
   let anchor: Session;
   try {
     // The anchor connection keeps the engine open for the server's lifetime; requests use their own connections.
-    anchor = new Session(dataPath);
+    anchor = opts.configFile ? new Session(dataPath, { connectionArgs: [`--config-file=${path.resolve(opts.configFile)}`] }) : new Session(dataPath);
   } catch (err) {
     throw new Error(
       `Embedded ClickHouse: cannot open chdb data directory '${dataPath}': ${(err as Error).message}. ` +

@@ -10,8 +10,19 @@ export {
   clickHouseMigrationsDir,
   ClickHouseMigrationError,
   CLICKHOUSE_MIGRATIONS_TABLE,
+  readClusterLayout,
 } from './migrate.js';
 export type { ClickHouseMigrationFile, MigrateClickHouseOptions, MigrateClickHouseResult } from './migrate.js';
+export {
+  renderMigrationForCluster,
+  renderStatementForCluster,
+  newClusterRenderState,
+  clusterTrackingTableDdl,
+  ClusterRenderError,
+  REPLICATED_TABLE_PATH,
+  LOCAL_TABLE_SUFFIX,
+} from './cluster.js';
+export type { ClickHouseClusterLayout, ClusterRenderState } from './cluster.js';
 export { startEmbeddedClickHouse } from './embedded-server.js';
 export type { EmbeddedClickHouse, EmbeddedClickHouseOptions } from './embedded-server.js';
 export { REFERENCE_CLICKHOUSE_TABLES } from './reference-schema.js';

@@ -16,6 +16,14 @@ import { splitSqlStatements } from './sql-lexer.js';
 import type { ClickHouseLogger } from './logger.js';
 import { silentClickHouseLogger } from './logger.js';
 import { REFERENCE_CLICKHOUSE_TABLES } from './reference-schema.js';
+import {
+  ClusterRenderError,
+  checkClusterLayout,
+  clusterTrackingTableDdl,
+  newClusterRenderState,
+  renderMigrationForCluster,
+  type ClickHouseClusterLayout,
+} from './cluster.js';
 
 /** Absolute path of the migrations shipped with this package. */
 export const clickHouseMigrationsDir: string = path.resolve(fileURLToPath(new URL('../migrations', import.meta.url)));
@@ -52,6 +60,14 @@ export interface MigrateClickHouseOptions {
   /** Directory of numbered `.sql` files. Default: this package's migrations. */
   dir?: string;
   logger?: ClickHouseLogger;
+  /**
+   * Name of the ClickHouse cluster (`remote_servers`) to migrate with the cluster variant of the
+   * files (src/cluster.ts); empty = one server. Default: the `PU_CLICKHOUSE_CLUSTER` variable,
+   * so every process that migrates (backend start, the deploy's migration step) agrees.
+   */
+  cluster?: string;
+  /** Seconds the cluster DDL waits for every host (`distributed_ddl_task_timeout`; default 180). Keep it below the client's request timeout. */
+  clusterDdlTimeoutSeconds?: number;
 }
 
 export interface MigrateClickHouseResult {
@@ -59,6 +75,8 @@ export interface MigrateClickHouseResult {
   applied: string[];
   /** Files that were already applied (by an earlier run or a concurrent process). */
   skipped: string[];
+  /** The cluster the files were rendered for; undefined on a single server. */
+  cluster?: ClickHouseClusterLayout;
 }
 
 const FILE_NAME = /^(\d+)_([A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$/;
@@ -156,9 +174,16 @@ export async function migrateClickHouse(
   const inDatabase = { 'X-ClickHouse-Database': database };
   const table = CLICKHOUSE_MIGRATIONS_TABLE;
 
+  const clusterName = (opts.cluster ?? process.env.PU_CLICKHOUSE_CLUSTER ?? '').trim();
+  const layout = clusterName ? await readClusterLayout(client, clusterName) : undefined;
+  // ON CLUSTER statements wait for every host; 'throw' turns a failure or timeout on any host into an error here.
+  const clusterSettings = layout
+    ? { distributed_ddl_task_timeout: String(opts.clusterDdlTimeoutSeconds ?? 180), distributed_ddl_output_mode: 'throw' as const }
+    : undefined;
+
   const run = async (query: string, what: string, file?: string) => {
     try {
-      await client.command({ query, http_headers: inDatabase });
+      await client.command({ query, http_headers: inDatabase, ...(clusterSettings ? { clickhouse_settings: clusterSettings } : {}) });
     } catch (err) {
       const code = errorCode(err);
       if ((code === TABLE_ALREADY_EXISTS || code === DATABASE_ALREADY_EXISTS) && isIfNotExistsCreate(query)) return; // lost a race with another runner
@@ -166,19 +191,40 @@ export async function migrateClickHouse(
     }
   };
 
-  try {
-    // `system` always exists, so this works even when the client is bound to the missing database.
-    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}`, http_headers: { 'X-ClickHouse-Database': 'system' } });
-  } catch (err) {
-    if (errorCode(err) !== DATABASE_ALREADY_EXISTS) {
-      throw new ClickHouseMigrationError(`Cannot create ClickHouse database '${database}': ${(err as Error).message}`, undefined, { cause: err });
+  if (!layout) {
+    try {
+      // `system` always exists, so this works even when the client is bound to the missing database.
+      await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}`, http_headers: { 'X-ClickHouse-Database': 'system' } });
+    } catch (err) {
+      if (errorCode(err) !== DATABASE_ALREADY_EXISTS) {
+        throw new ClickHouseMigrationError(`Cannot create ClickHouse database '${database}': ${(err as Error).message}`, undefined, { cause: err });
+      }
+    }
+  } else if (!(await databaseExists(client, database))) {
+    // Checked locally first: an ON CLUSTER statement waits for every host, even when there is nothing to do.
+    try {
+      await client.command({
+        query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)} ON CLUSTER ${checkClusterLayout(layout)}`,
+        http_headers: { 'X-ClickHouse-Database': 'system' },
+        clickhouse_settings: clusterSettings,
+      });
+    } catch (err) {
+      throw new ClickHouseMigrationError(`Cannot create ClickHouse database '${database}' on cluster '${layout.cluster}': ${(err as Error).message}`, undefined, { cause: err });
     }
   }
-  await run(
-    `CREATE TABLE IF NOT EXISTS ${table} (version UInt32, name String, checksum String, applied_at DateTime64(3)) ` +
-      `ENGINE = ReplacingMergeTree ORDER BY version`,
-    `creation of the ${table} table`,
-  );
+  const trackingEngine = await tableEngine(client, database, table);
+  if (trackingEngine !== undefined) assertSameMode(trackingEngine, layout, database);
+  if (trackingEngine === undefined || !layout) {
+    await run(
+      layout
+        ? clusterTrackingTableDdl(table, layout)
+        : `CREATE TABLE IF NOT EXISTS ${table} (version UInt32, name String, checksum String, applied_at DateTime64(3)) ` +
+            `ENGINE = ReplacingMergeTree ORDER BY version`,
+      `creation of the ${table} table`,
+    );
+  }
+  // Cluster statements are rendered for every file in order: later files may alter tables earlier ones created.
+  const statementsOf = renderStatements(files, layout, database);
 
   const readApplied = async (version?: number): Promise<AppliedRow[]> => {
     const rs = await client.query({
@@ -229,12 +275,7 @@ export async function migrateClickHouse(
       result.skipped.push(file.name);
       continue;
     }
-    let statements: string[];
-    try {
-      statements = splitSqlStatements(file.sql);
-    } catch (err) {
-      throw new ClickHouseMigrationError(`ClickHouse migration '${file.name}' cannot be split into statements: ${(err as Error).message}`, file.name, { cause: err });
-    }
+    const statements = statementsOf.get(file.version) ?? [];
     const started = Date.now();
     for (const [index, statement] of statements.entries()) {
       logger.debug({ database, file: file.name, statement: index + 1 }, 'applying ClickHouse migration statement');
@@ -260,7 +301,88 @@ export async function migrateClickHouse(
   }
 
   await warnAboutDrift(client, database, logger);
-  return result;
+  return layout ? { ...result, cluster: layout } : result;
+}
+
+/** Statements of every file: the file's own for one server, the cluster rendering otherwise. */
+function renderStatements(files: readonly ClickHouseMigrationFile[], layout: ClickHouseClusterLayout | undefined, database: string): Map<number, string[]> {
+  const state = newClusterRenderState();
+  const out = new Map<number, string[]>();
+  for (const file of files) {
+    try {
+      out.set(file.version, layout ? renderMigrationForCluster(file.sql, layout, database, state, file.name) : splitSqlStatements(file.sql));
+    } catch (err) {
+      const why = err instanceof ClusterRenderError ? `has no cluster variant: ${err.message}` : `cannot be split into statements: ${(err as Error).message}`;
+      throw new ClickHouseMigrationError(`ClickHouse migration '${file.name}' ${why}`, file.name, { cause: err });
+    }
+  }
+  return out;
+}
+
+/**
+ * Shards of `cluster` as this server sees it in `system.clusters`. Throws when the cluster is
+ * unknown: creating single-node tables on one host of a cluster would be silently wrong.
+ */
+export async function readClusterLayout(client: ClickHouseClient, cluster: string): Promise<ClickHouseClusterLayout> {
+  try {
+    checkClusterLayout({ cluster, shards: 1 });
+  } catch (err) {
+    throw new ClickHouseMigrationError((err as Error).message);
+  }
+  const rs = await client.query({
+    query: 'SELECT count(DISTINCT shard_num) AS shards, count() AS hosts FROM system.clusters WHERE cluster = {cluster:String}',
+    format: 'JSONEachRow',
+    query_params: { cluster },
+    http_headers: { 'X-ClickHouse-Database': 'system' },
+  });
+  const [row] = await rs.json<{ shards: number | string; hosts: number | string }>();
+  const shards = Number(row?.shards ?? 0);
+  if (shards < 1) {
+    throw new ClickHouseMigrationError(
+      `ClickHouse cluster '${cluster}' (PU_CLICKHOUSE_CLUSTER) is not defined on this server (system.clusters has no such cluster); ` +
+        `define it in remote_servers or unset PU_CLICKHOUSE_CLUSTER for a single server`,
+    );
+  }
+  return { cluster, shards };
+}
+
+async function databaseExists(client: ClickHouseClient, database: string): Promise<boolean> {
+  const rs = await client.query({
+    query: 'SELECT count() AS n FROM system.databases WHERE name = {db:String}',
+    format: 'JSONEachRow',
+    query_params: { db: database },
+    http_headers: { 'X-ClickHouse-Database': 'system' },
+  });
+  const [row] = await rs.json<{ n: number | string }>();
+  return Number(row?.n ?? 0) > 0;
+}
+
+async function tableEngine(client: ClickHouseClient, database: string, table: string): Promise<string | undefined> {
+  const rs = await client.query({
+    query: 'SELECT engine FROM system.tables WHERE database = {db:String} AND name = {table:String}',
+    format: 'JSONEachRow',
+    query_params: { db: database, table },
+    http_headers: { 'X-ClickHouse-Database': 'system' },
+  });
+  const [row] = await rs.json<{ engine: string }>();
+  return row?.engine;
+}
+
+/** Refuses to mix modes: cluster DDL on a single-server database (or the reverse) would leave half-replicated tables. */
+function assertSameMode(trackingEngine: string, layout: ClickHouseClusterLayout | undefined, database: string): void {
+  const replicated = trackingEngine.startsWith('Replicated');
+  if (replicated && !layout) {
+    throw new ClickHouseMigrationError(
+      `ClickHouse database '${database}' was migrated on a cluster (${CLICKHOUSE_MIGRATIONS_TABLE} is ${trackingEngine}) ` +
+        `but PU_CLICKHOUSE_CLUSTER is not set; set it to the cluster name so new migrations are replicated`,
+    );
+  }
+  if (!replicated && layout) {
+    throw new ClickHouseMigrationError(
+      `ClickHouse database '${database}' was migrated on a single server (${CLICKHOUSE_MIGRATIONS_TABLE} is ${trackingEngine}) ` +
+        `but PU_CLICKHOUSE_CLUSTER is '${layout.cluster}'; moving existing tables to replicated engines is a manual step (docs/INSTALL.md)`,
+    );
+  }
 }
 
 /** Logs a warning for every reference table whose columns differ from the reference (e.g. an adopted, half-migrated database). */

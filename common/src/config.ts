@@ -109,6 +109,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
   v('PU_EMQX_API_SECRET', 'secret', '', 'EMQX API secret', { ours: true }),
   v('PU_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database (overrides the one in PU_CLICKHOUSE_DATABASE_URL; default "default")', { ours: true }),
+  v('PU_CLICKHOUSE_CLUSTER', 'string', '', 'ClickHouse cluster name (remote_servers) the migrations run ON CLUSTER with replicated engines; empty: one server (docs/INSTALL.md)', { ours: true }),
   v('PU_GIT_ALLOWED_PROTOCOLS', 'string', 'https,http', 'URL schemes the registry may clone from (comma-separated; tests add file)', { ours: true }),
   v('PU_GIT_PLATFORM_API_BASE_URL', 'string', '', 'Override of the GitHub/GitLab API base URL (empty: derived from the repository URL as the reference does; tests point it at a local server)', { ours: true }),
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
