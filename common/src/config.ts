@@ -112,6 +112,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_CLICKHOUSE_CLUSTER', 'string', '', 'ClickHouse cluster name (remote_servers) the migrations run ON CLUSTER with replicated engines; empty: one server (docs/INSTALL.md)', { ours: true }),
   v('PU_GIT_ALLOWED_PROTOCOLS', 'string', 'https,http', 'URL schemes the registry may clone from (comma-separated; tests add file)', { ours: true }),
   v('PU_GIT_PLATFORM_API_BASE_URL', 'string', '', 'Override of the GitHub/GitLab API base URL (empty: derived from the repository URL as the reference does; tests point it at a local server)', { ours: true }),
+  v('PU_REGISTRY_ALLOWED_PRIVATE_HOSTS', 'string', '', 'Comma-separated repository hosts (name or name:port) that may resolve to loopback, private or link-local addresses (an on-premises git server). Every other host must resolve to public addresses only (admins can also allow domains over REST: /repository_registry/domain_rules)', { ours: true }),
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
   v('PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES', 'int', '60', 'Minutes between the safety-net runs of automatic unit updates (units with is_auto_update_from_repo_unit get Update when their target moved; syncs and repo changes trigger it at once). 0 disables the periodic run', { ours: true, min: 0, max: 525600 }),
   v('PU_BACKEND_SHARE_GROUP', 'string', 'pepeunit-backend', 'Shared-subscription group of the system-topic consumer, so backend replicas split the load (empty: plain subscription)', { ours: true }),
@@ -285,6 +286,8 @@ export interface BackendConfig {
   readonly shutdownTimeoutSeconds: number;
   readonly gitAllowedProtocols: readonly string[];
   readonly registrySyncIntervalHours: number;
+  /** Repository hosts that may resolve to private addresses (configured), plus the platform API override's host. */
+  readonly registryTrustedHosts: readonly string[];
   /** Login throttling (per client address and per account). */
   readonly loginLimits: { readonly attemptsPerAddress: number; readonly failuresPerLogin: number; readonly windowSeconds: number };
   /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
@@ -359,6 +362,20 @@ export function weakSecretProblems(name: string, value: string): string[] {
     return [`${name} is too weak: fewer than ${MIN_DISTINCT_SECRET_CHARS} different characters (e.g. \`openssl rand -base64 32\`)`];
   }
   return [];
+}
+
+/** Configured trusted repository hosts; the host of a platform API override is trusted too (the operator chose it). */
+function trustedRepositoryHosts(list: string, apiBaseUrl: string): string[] {
+  const hosts = list.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+  if (apiBaseUrl.trim()) {
+    try {
+      const url = new URL(apiBaseUrl.trim());
+      hosts.push(url.hostname.toLowerCase(), url.host.toLowerCase());
+    } catch {
+      // validated elsewhere
+    }
+  }
+  return hosts;
 }
 
 /** Name of the header carrying the broker callback secret. */
@@ -441,6 +458,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
+    registryTrustedHosts: trustedRepositoryHosts(String(r.PU_REGISTRY_ALLOWED_PRIVATE_HOSTS), String(r.PU_GIT_PLATFORM_API_BASE_URL)),
     loginLimits: {
       attemptsPerAddress: Number(r.PU_LOGIN_ATTEMPTS_PER_ADDRESS),
       failuresPerLogin: Number(r.PU_LOGIN_FAILURES_PER_LOGIN),

@@ -24,6 +24,7 @@ import type { Readable } from 'node:stream';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { GitReadError, GitSyncError, scrubSecrets } from './errors.js';
 import { runGit, streamGit, type RunGitResult } from './git-process.js';
+import type { CheckedDestination, DestinationGuard } from './destinations.js';
 import { extractRepositoryMetadata, type RepositoryMetadata } from './metadata.js';
 import {
   assertBranchName,
@@ -85,6 +86,12 @@ export interface GitStoreOptions {
   maxConcurrentReads?: number;
   /** How often the on-disk size is checked while git downloads. Default 1000 ms. */
   sizeCheckIntervalMs?: number;
+  /**
+   * Where network git may connect (SSRF guard): http(s) hosts are resolved and checked before
+   * every clone/fetch, the checked address is pinned (`http.curloptResolve`) and redirects are
+   * off. Without it, git resolves by itself (tests of the git layer alone).
+   */
+  destinations?: DestinationGuard;
 }
 
 export interface TagInfo {
@@ -118,6 +125,7 @@ export class GitStore {
   private readonly allowedProtocols: readonly string[];
   private readonly maxConcurrentReads: number;
   private readonly sizeCheckIntervalMs: number;
+  private readonly destinations: DestinationGuard | undefined;
   private readonly inFlight = new Map<string, InFlightSync>();
   private readonly readers = new Map<string, SimpleGit>();
 
@@ -132,6 +140,7 @@ export class GitStore {
     this.allowedProtocols = (options.allowedProtocols ?? ['https', 'http']).map((p) => p.toLowerCase());
     this.maxConcurrentReads = options.maxConcurrentReads ?? 8;
     this.sizeCheckIntervalMs = options.sizeCheckIntervalMs ?? 1000;
+    this.destinations = options.destinations;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -395,10 +404,18 @@ export class GitStore {
 
     const progress = createProgressParser(emit);
     let result: RunGitResult;
+    let pinned: CheckedDestination | null = null;
+    try {
+      // Resolve and check the host once, then make git use that very address (no DNS rebinding).
+      pinned = this.destinations && /^https?:/i.test(url) ? await this.destinations.check(url) : null;
+    } catch (error) {
+      clearInterval(watchdog);
+      throw error;
+    }
     try {
       result = await runGit(args, {
         cwd,
-        env: this.networkEnv(credentials, operation === 'fetch' ? cwd : null),
+        env: this.networkEnv(credentials, operation === 'fetch' ? cwd : null, pinned),
         timeoutMs: this.gitTimeoutMs,
         signal: abort.signal,
         onStderr: (text) => progress(scrubSecrets(text, secrets)),
@@ -408,11 +425,13 @@ export class GitStore {
     }
     if (result.code === 0) return;
     if (oversizeBytes > 0) throw sizeLimitError(oversizeBytes, this.maxRepoSizeBytes);
+    // The details stay in the server's log; users get a message without network details.
+    this.logger.warn({ url, operation, code: result.code, stderr: firstErrorLine(scrubSecrets(result.stderr, secrets)) }, 'git network command failed');
     throw classifyGitFailure(operation, url, result, credentials !== null, this.gitTimeoutMs, secrets);
   }
 
   /** Environment of network git commands: isolated from user/system config, no prompts. */
-  private networkEnv(credentials: GitCredentials | null, gitDir: string | null): NodeJS.ProcessEnv {
+  private networkEnv(credentials: GitCredentials | null, gitDir: string | null, pinned: CheckedDestination | null = null): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     for (const [name, value] of Object.entries(process.env)) {
       if (value === undefined || /^GIT_/i.test(name) || name === 'SSH_ASKPASS') continue;
@@ -434,6 +453,10 @@ export class GitStore {
       ['gc.autoDetach', 'false'],
       ['credential.helper', ''],
     ];
+    if (pinned) {
+      const address = pinned.family === 6 ? `[${pinned.address}]` : pinned.address;
+      config.push(['http.curloptResolve', `${pinned.host}:${pinned.port}:${address}`], ['http.followRedirects', 'false']);
+    }
     if (credentials) {
       const basic = Buffer.from(`${credentials.username}:${credentials.patToken}`).toString('base64');
       config.push(['http.extraHeader', `Authorization: Basic ${basic}`]);
@@ -877,12 +900,13 @@ function classifyGitFailure(
     return new GitSyncError('NotFound', `Repository ${url} not found or not accessible: ${detail}`);
   }
   if (UNREACHABLE.test(stderr)) {
-    return new GitSyncError('Unreachable', `Repository host unreachable for ${url}: ${detail}`);
+    // No addresses, ports or connection states for users (they would map internal networks).
+    return new GitSyncError('Unreachable', `Repository host of ${url} is not reachable`);
   }
   if (CORRUPTION.test(stderr)) {
     return new GitSyncError('Corrupt', `Repository ${url} could not be read: ${detail}`);
   }
-  return new GitSyncError('Failed', `Git ${operation} of ${url} failed: ${detail}`);
+  return new GitSyncError('Failed', `Git ${operation} of ${url} failed${/\b(\d{1,3}\.){3}\d{1,3}\b|port \d+|connect|resolve/i.test(detail) ? '' : `: ${detail}`}`);
 }
 
 /**

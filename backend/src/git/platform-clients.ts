@@ -124,8 +124,9 @@ abstract class BaseClient {
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (error) {
-      const code = (error as { code?: string }).code ?? (error as Error).name;
-      throw new GitPlatformClientError('Unavailable', `${this.platform} API is unreachable (${code})`);
+      // Whether the port was closed, filtered or refused by the destination guard is not the
+      // caller's business (it would map internal networks): one message for all.
+      throw new GitPlatformClientError('Unavailable', `${this.platform} API is unreachable`);
     }
     if (response.statusCode < 200 || response.statusCode >= 300) {
       await response.body.dump().catch(() => undefined);

@@ -304,7 +304,8 @@ describe('GitStore', () => {
       errStore.sync('broken', `http://127.0.0.1:${port}/x.git`),
       GitSyncError,
       'Unreachable',
-      new RegExp(`^Repository host unreachable for http://127\\.0\\.0\\.1:${port}/x\\.git: `),
+      // No port state, address or connection detail reaches users (issue 10: SSRF oracle).
+      new RegExp(`^Repository host of http://127\\.0\\.0\\.1:${port}/x\\.git is not reachable$`),
     );
     await assertRejectsWith(errStore.sync('broken', 'not a url'), GitSyncError, 'InvalidUrl', /is not a valid URL/);
     assert.equal(await errStore.exists('broken'), false);

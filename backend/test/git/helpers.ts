@@ -180,13 +180,14 @@ export interface GitHttpServer {
  */
 export async function startGitHttpServer(
   projectRoot: string,
-  auth: { username: string; patToken: string },
+  /** Basic credentials every request must carry; none = a public server. */
+  auth?: { username: string; patToken: string },
 ): Promise<GitHttpServer> {
-  const expected = `Basic ${Buffer.from(`${auth.username}:${auth.patToken}`).toString('base64')}`;
+  const expected = auth ? `Basic ${Buffer.from(`${auth.username}:${auth.patToken}`).toString('base64')}` : null;
   const state = { requests: 0 };
   const server: Server = createServer((req, res) => {
     state.requests++;
-    if (req.headers.authorization !== expected) {
+    if (expected !== null && req.headers.authorization !== expected) {
       req.resume();
       res.writeHead(401, { 'www-authenticate': 'Basic realm="git"', 'content-type': 'text/plain' });
       res.end('Unauthorized');
@@ -205,7 +206,7 @@ export async function startGitHttpServer(
         HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
         GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
         HTTP_GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
-        REMOTE_USER: auth.username,
+        REMOTE_USER: auth?.username ?? '',
         REMOTE_ADDR: '127.0.0.1',
       },
       stdio: ['pipe', 'pipe', 'ignore'],

@@ -57,6 +57,8 @@ export async function startRegistryBackend(label: string, env: NodeJS.ProcessEnv
     PU_MQTT_PORT: String(broker.mqttPort),
     PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
     PU_MIN_INTERVAL_SYNC_REPOSITORY: '0',
+    // The tests' local git and platform API servers listen on loopback: allowed explicitly.
+    PU_REGISTRY_ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
     ...env,
   });
   const backend = await startBackend(config, logger, { listen: false });

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { requireAgent } from '../../../../services/access.js';
-import { Nullable, UuidParams } from '../../../../schemas/common.js';
+import { Nullable, UuidParams, isoNaive } from '../../../../schemas/common.js';
+import { ValidationError } from '../../../../errors.js';
 import {
   BranchCommitsQuery,
   CommitRead,
@@ -39,6 +40,26 @@ const repositoryRegistry: FastifyPluginAsyncTypebox = async (app) => {
       return reply.status(created ? 201 : 200).send(await service.toRead(row));
     },
   );
+
+  // The admin's allow/deny rules for repository hosts (issue 10; domain-rules.ts).
+  const DomainRule = Type.Object({ domain: Type.String(), rule: Type.Union([Type.Literal('allow'), Type.Literal('deny')]), creator_uuid: Nullable(Type.String()), create_datetime: Type.String() });
+  const toRuleRead = (row: { domain: string; rule: 'allow' | 'deny'; creator_uuid: string | null; create_datetime: Date }) => ({ ...row, create_datetime: isoNaive(row.create_datetime)! });
+  app.get('/domain_rules', { schema: { tags, response: { 200: Type.Array(DomainRule) } } }, async (request) => {
+    requireAgent(await request.agent(), ['User'], ['Admin']);
+    return (await service.destinations.rules.list()).map(toRuleRead);
+  });
+  app.post('/domain_rules', {
+    schema: { tags, body: Type.Object({ domain: Type.String({ minLength: 1, maxLength: 253 }), rule: Type.Union([Type.Literal('allow'), Type.Literal('deny')]) }), response: { 201: DomainRule } },
+  }, async (request, reply) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User'], ['Admin']);
+    return reply.status(201).send(toRuleRead(await service.destinations.rules.set(request.body.domain, request.body.rule, agent.uuid)));
+  });
+  app.delete('/domain_rules/:domain', { schema: { tags, params: Type.Object({ domain: Type.String({ maxLength: 253 }) }) } }, async (request, reply) => {
+    requireAgent(await request.agent(), ['User'], ['Admin']);
+    if (!(await service.destinations.rules.remove(request.params.domain))) throw new ValidationError(`No rule for ${request.params.domain}`);
+    return reply.status(204).send();
+  });
 
   app.get('/search', { schema: { tags, querystring: RegistrySearchQuery, response: { 200: RegistriesResult } } }, async (request) => {
     const agent = await request.agent();

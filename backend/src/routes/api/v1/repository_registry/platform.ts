@@ -2,6 +2,8 @@
  * GitHub/GitLab API access of the registry (§6.6) and the mapping of git-layer errors to the
  * reference error classes (GitRepoError 422/5, GitPlatformClientError 422/14, JSON 422/9).
  */
+import { Agent, type Dispatcher } from 'undici';
+import type { DestinationGuard } from '../../../../git/destinations.js';
 import type { BackendConfig } from '@pepeunit/common';
 import {
   CustomJSONDecodeError,
@@ -32,7 +34,11 @@ export class PlatformApi {
   readonly instanceToken: PlatformCredentials | null;
   timeoutMs = 15_000;
 
-  constructor(config: BackendConfig) {
+  private readonly dispatcher: Dispatcher | undefined;
+
+  /** `guard`: every connection of the platform clients resolves through it (SSRF). */
+  constructor(config: BackendConfig, guard?: DestinationGuard) {
+    this.dispatcher = guard ? new Agent({ connect: { lookup: guard.connectLookup() as never } }) : undefined;
     const configured = config.raw.PU_GIT_PLATFORM_API_BASE_URL;
     this.baseUrl = typeof configured === 'string' && configured.trim() !== '' ? configured.trim().replace(/\/+$/, '') : null;
     const name = String(config.raw.PU_GITHUB_TOKEN_NAME ?? '');
@@ -55,6 +61,7 @@ export class PlatformApi {
         instanceToken: this.instanceToken,
         timeoutMs: this.timeoutMs,
         ...(apiBaseUrl ? { apiBaseUrl } : {}),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (error) {
       throw toDomainError(error);

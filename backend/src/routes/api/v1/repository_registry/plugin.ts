@@ -22,7 +22,7 @@ declare module 'fastify' {
 
 export default fp(
   async (app) => {
-    const platformApi = new PlatformApi(app.config);
+    const platformApi = new PlatformApi(app.config, app.gitDestinations.guard);
     const sync = new RegistrySyncService({
       pg: app.pg,
       config: app.config,
@@ -39,6 +39,7 @@ export default fp(
       sync,
       platformApi,
       logger: app.log,
+      destinations: app.gitDestinations,
     });
     const repos = new RepoService({ pg: app.pg, config: app.config, gitStore: app.gitStore, registries: registry, sync, logger: app.log });
     app.decorate('registrySync', sync);

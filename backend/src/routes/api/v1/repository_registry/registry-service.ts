@@ -38,6 +38,8 @@ import {
 import { gitCall, type PlatformApi } from './platform.js';
 import type { RegistrySyncService, SyncActor, SyncOutcome, SyncStatus } from './sync-service.js';
 import { normalizeRepositoryUrl } from './url.js';
+import type { DestinationGuard } from '../../../../git/destinations.js';
+import type { DomainRules } from './domain-rules.js';
 
 export interface RegistryRow {
   uuid: string;
@@ -79,6 +81,8 @@ export interface RegistryServiceOptions {
   sync: RegistrySyncService;
   platformApi: PlatformApi;
   logger: Logger;
+  /** The SSRF guard and the admin's domain rules (plugins/git-store.ts). */
+  destinations: { readonly guard: DestinationGuard; readonly rules: DomainRules };
 }
 
 export class RegistryService {
@@ -89,8 +93,10 @@ export class RegistryService {
   private readonly sync: RegistrySyncService;
   private readonly platformApi: PlatformApi;
   private readonly logger: Logger;
+  readonly destinations: RegistryServiceOptions['destinations'];
 
   constructor(options: RegistryServiceOptions) {
+    this.destinations = options.destinations;
     this.pg = options.pg;
     this.config = options.config;
     this.cipher = options.cipher;
@@ -205,6 +211,11 @@ export class RegistryService {
     const url = normalizeRepositoryUrl(body.repository_url, this.config.gitAllowedProtocols);
     const credentials = body.credentials ?? null;
     const existing = await this.findByUrl(url);
+    if (!existing && /^https?:/.test(url)) {
+      // The admin's domain rules, then where the host resolves (SSRF): before any request is made.
+      await this.destinations.rules.assertRegistrable(new URL(url).hostname);
+      await this.destinations.guard.check(url);
+    }
     if (existing) return { row: await this.joinExisting(agent, existing, credentials), created: false };
 
     let status: CredentialStatus | null = null;

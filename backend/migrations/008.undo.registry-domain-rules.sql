@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS repository_domain_rules;
