@@ -5,6 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import mqtt, { type MqttClient } from 'mqtt';
 import { BROKER_CALLBACK_SECRET_HEADER, backendToken, signToken, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
@@ -17,6 +19,9 @@ let backend: RunningBackend;
 const clients: MqttClient[] = [];
 const domain = 'test.pepeunit.local';
 const api = '/pepeunit/api/v1';
+// The heap test below forces collections to measure what is retained.
+setFlagsFromString('--expose-gc');
+
 const ids = {
   userA: '', userB: '', tokenA: '', tokenB: '',
   unitA: randomUUID(), unitB: randomUUID(),
@@ -245,6 +250,26 @@ test('the broker callbacks answer only the broker: without the shared secret 401
   }
   const afterStats = backend.app.acl.access.cacheStats();
   assert.equal(afterStats.decisions + afterStats.callers, before, 'nothing cached for invalid tokens');
+});
+
+test('2,000 unauthenticated callback requests with unique 8 KB tokens and 60 KB topics leave the heap where it was (issue 10.4)', async () => {
+  const gc = runInNewContext('gc') as () => void;
+  const heap = () => {
+    gc();
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+  const before = heap();
+  const key = backend.deps.config.secretKey;
+  for (let i = 0; i < 2000; i++) {
+    // Half garbage tokens, half correctly signed ones with huge topics: neither may be remembered.
+    const token = i % 2 === 0 ? `${i}-${randomUUID()}-`.padEnd(8192, 'x') : unitToken(ids.unitA, key);
+    const res = await call('POST', '/units/auth', undefined, { token, topic: `${domain}/${randomUUID()}/`.padEnd(60_000, 't'), action: 'subscribe' });
+    assert.deepEqual(res.body, { result: 'deny' });
+  }
+  const grown = heap() - before;
+  assert.ok(grown < 16 * 1024 * 1024, `heap grew by ${(grown / 1024 / 1024).toFixed(1)} MB`);
+  assert.ok(backend.app.acl.access.cacheStats().bytes < 1024 * 1024, 'the caches hold no request text');
 });
 
 test('the backend token subscribes system topics; units never touch another unit\'s base topics', async () => {
