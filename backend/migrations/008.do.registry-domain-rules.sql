@@ -5,6 +5,6 @@
 CREATE TABLE IF NOT EXISTS repository_domain_rules (
     domain varchar(253) PRIMARY KEY,
     rule varchar(5) NOT NULL CHECK (rule IN ('allow', 'deny')),
-    creator_uuid uuid REFERENCES users (uuid) ON DELETE SET NULL,
+    creator_uuid uuid, -- the admin who set it (kept when the account is deleted: an audit trail)
     create_datetime timestamp without time zone NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
 );

@@ -40,6 +40,8 @@ export async function connectDependencies(config: BackendConfig, logger: Logger)
     max: Math.max(5, 2 * config.workerCount),
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
+    // Short OLTP statements: JIT compilation costs more than it saves (9 ms for a 15 ms count).
+    options: '-c jit=off',
   });
   pool.on('error', (err) => logger.warn({ err }, 'idle Postgres client error'));
 

@@ -104,6 +104,8 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_LOGIN_ATTEMPTS_PER_ADDRESS', 'int', '30', 'Login attempts (POST /users/auth) one client address may make per PU_LOGIN_WINDOW_SECONDS; more answer 429 (0 = unlimited)', { ours: true, min: 0 }),
   v('PU_LOGIN_FAILURES_PER_LOGIN', 'int', '10', 'Failed logins one account may see per PU_LOGIN_WINDOW_SECONDS, from any address; more answer 429 until the window passes (0 = unlimited)', { ours: true, min: 0 }),
   v('PU_LOGIN_WINDOW_SECONDS', 'int', '900', 'Window of the two login limits, in seconds', { ours: true, min: 1 }),
+  v('PU_ACCESS_LOG', 'enum', 'errors', 'Request log lines: errors (failed and slow requests only), all (one line per request), off (slow requests only)', { ours: true, values: ['errors', 'all', 'off'] }),
+  v('PU_SLOW_REQUEST_MS', 'int', '1000', 'Requests slower than this (ms) are logged at warn whatever PU_ACCESS_LOG says', { ours: true, min: 1 }),
   v('PU_BACKEND_PUBLIC_URL', 'string', '', 'Base URL the broker uses to call the backend (authn/authz callbacks); default http://127.0.0.1:<PU_BACKEND_PORT>', { ours: true }),
   v('PU_EMQX_API_URL', 'string', '', 'EMQX management API base URL; default https://<PU_MQTT_HOST> or http://<PU_MQTT_HOST>:<PU_MQTT_API_PORT>', { ours: true }),
   v('PU_EMQX_API_KEY', 'string', '', 'EMQX API key (bootstrap file key) used by the controller', { ours: true }),
@@ -288,6 +290,8 @@ export interface BackendConfig {
   readonly registrySyncIntervalHours: number;
   /** Repository hosts that may resolve to private addresses (configured), plus the platform API override's host. */
   readonly registryTrustedHosts: readonly string[];
+  /** HTTP server behaviour: access log lines and the slow-request threshold. */
+  readonly http: { readonly accessLog: 'errors' | 'all' | 'off'; readonly slowRequestMs: number };
   /** Login throttling (per client address and per account). */
   readonly loginLimits: { readonly attemptsPerAddress: number; readonly failuresPerLogin: number; readonly windowSeconds: number };
   /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
@@ -459,6 +463,10 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
     registryTrustedHosts: trustedRepositoryHosts(String(r.PU_REGISTRY_ALLOWED_PRIVATE_HOSTS), String(r.PU_GIT_PLATFORM_API_BASE_URL)),
+    http: {
+      accessLog: r.PU_ACCESS_LOG === 'all' ? 'all' : r.PU_ACCESS_LOG === 'off' ? 'off' : 'errors',
+      slowRequestMs: Number(r.PU_SLOW_REQUEST_MS),
+    },
     loginLimits: {
       attemptsPerAddress: Number(r.PU_LOGIN_ATTEMPTS_PER_ADDRESS),
       failuresPerLogin: Number(r.PU_LOGIN_FAILURES_PER_LOGIN),

@@ -22,7 +22,7 @@
  * docs/BENCHMARKS.md, one row per case, bare Fastify of the same run as the baseline.
  * Knobs also as environment variables: PU_BENCH_SECONDS, PU_BENCH_CONNECTIONS.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
 import { loadBackendConfig, silentLogger } from '@pepeunit/common';
@@ -66,8 +66,8 @@ const config = loadBackendConfig({
   PU_DOMAIN: domain,
   PU_SECURE: 'False',
   PU_SECRET_KEY: 'bench-secret-key-0123456789abcdef',
-  PU_ENCRYPT_KEY: Buffer.alloc(32, 3).toString('base64'),
-  PU_STATIC_SALT: 'salt',
+  PU_ENCRYPT_KEY: randomBytes(32).toString('base64'),
+  PU_STATIC_SALT: 'bench-salt',
   PU_SQLALCHEMY_DATABASE_URL: services.pgUrl,
   PU_CLICKHOUSE_DATABASE_URL: services.clickhouseUrl,
   PU_MQTT_HOST: '127.0.0.1',

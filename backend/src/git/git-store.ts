@@ -432,11 +432,7 @@ export class GitStore {
 
   /** Environment of network git commands: isolated from user/system config, no prompts. */
   private networkEnv(credentials: GitCredentials | null, gitDir: string | null, pinned: CheckedDestination | null = null): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (value === undefined || /^GIT_/i.test(name) || name === 'SSH_ASKPASS') continue;
-      env[name] = value;
-    }
+    const env = baseGitEnv(true);
     Object.assign(env, {
       LC_ALL: 'C',
       LANG: 'C',
@@ -772,10 +768,7 @@ export class GitStore {
 
   /** Environment of local commands: ambient GIT_* removed, the clone pinned with GIT_DIR. */
   private readEnv(gitDir: string): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (value !== undefined && !/^GIT_/i.test(name)) env[name] = value;
-    }
+    const env = baseGitEnv(false);
     env.LC_ALL = 'C';
     env.GIT_DIR = gitDir;
     env.GIT_CONFIG_NOSYSTEM = '1';
@@ -973,4 +966,21 @@ export async function directorySize(path: string): Promise<number> {
     for (const size of sizes) total += size;
   }
   return total;
+}
+
+/**
+ * The only ambient variables git children see. Everything else (EDITOR, PAGER, SSH_ASKPASS,
+ * GIT_*, npm's variables, ...) stays out: git never runs a program the environment names, and
+ * simple-git's own guard (which refuses such variables) never trips on the operator's shell.
+ */
+const AMBIENT_GIT_VARIABLES = ['PATH', 'HOME', 'TMPDIR', 'TZ'];
+const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy'];
+
+function baseGitEnv(network: boolean): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of network ? [...AMBIENT_GIT_VARIABLES, ...PROXY_VARIABLES] : AMBIENT_GIT_VARIABLES) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }

@@ -35,7 +35,10 @@ export default fp(async (app) => {
     await listener.connect();
     await listener.query(`LISTEN ${CHANNEL}`);
     listening = true;
-    listener.on('notification', () => access.invalidate());
+    listener.on('notification', () => {
+      access.invalidate();
+      app.forgetAgents();
+    });
     listener.on('error', (err) => app.log.warn({ err }, 'ACL LISTEN connection error; decisions still invalidate locally'));
   } catch (err) {
     app.log.warn({ err }, 'could not LISTEN for ACL changes; other replicas will not be notified');
@@ -45,6 +48,7 @@ export default fp(async (app) => {
     access,
     async invalidate(reason: string, cut?: AccessCut) {
       access.invalidate();
+      app.forgetAgents();
       try {
         await app.pg.query(`SELECT pg_notify('${CHANNEL}', $1)`, [reason.slice(0, 200)]);
       } catch (err) {

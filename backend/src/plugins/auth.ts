@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import { verifyToken } from '@pepeunit/common';
 import { NoAccessError } from '../errors.js';
 import type { UserRole, UserStatus } from '../domain/enums.js';
@@ -22,6 +23,12 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     resolveAgent(token: string | undefined): Promise<Agent>;
+    /**
+     * Agents resolved from tokens are cached (the user or unit row behind a token is read once,
+     * not on every request); `forgetAgents()` drops them all. Called whenever users, units or
+     * permissions change (here, and in every replica through the ACL change notification).
+     */
+    forgetAgents(): void;
   }
 }
 
@@ -37,15 +44,32 @@ export function uuid5(name: string, namespace = '6ba7b810-9dad-11d1-80b4-00c04fd
 
 const AGENT_KEY = Symbol('agent');
 
+/** Cached agents: bounded, short-lived (a safety net; changes clear the cache at once). */
+const AGENT_CACHE_MAX = 10_000;
+const AGENT_CACHE_TTL_MS = 60_000;
+
 export default fp(async (app) => {
   const { secretKey, domain } = app.config;
   const backendUuid = uuid5(domain);
+  // Keyed by the token text, filled only for correctly signed tokens; entries of expiring tokens
+  // are checked against `exp` on every hit. Failures (403) are never cached.
+  const cache = new LRUCache<string, { agent: Agent; expSeconds: number | null }>({ max: AGENT_CACHE_MAX, ttl: AGENT_CACHE_TTL_MS });
+  let generation = 0;
 
   async function resolveAgent(token: string | undefined): Promise<Agent> {
     if (token === undefined || token === '') return { type: 'Bot', uuid: crypto.randomUUID() };
     const verified = verifyToken(token, secretKey);
     if (!verified.ok) throw new NoAccessError(verified.reason === 'expired' ? 'Token expired' : 'Token is invalid');
-    const claims = verified.claims;
+    const cached = cache.get(token);
+    if (cached && (cached.expSeconds === null || cached.expSeconds > Date.now() / 1000)) return cached.agent;
+    const started = generation;
+    const agent = await resolveVerified(verified.claims);
+    // A change while the rows were read would be missed by this entry: do not keep it.
+    if (started === generation && agent.type !== 'Bot') cache.set(token, { agent, expSeconds: typeof verified.claims.exp === 'number' ? verified.claims.exp : null });
+    return agent;
+  }
+
+  async function resolveVerified(claims: Record<string, unknown> & { type?: unknown }): Promise<Agent> {
     const uuid = typeof claims.uuid === 'string' ? claims.uuid : '';
     switch (claims.type) {
       case 'User': {
@@ -90,6 +114,10 @@ export default fp(async (app) => {
   }
 
   app.decorate('resolveAgent', resolveAgent);
+  app.decorate('forgetAgents', () => {
+    generation += 1;
+    cache.clear();
+  });
   app.decorateRequest('agent', function (this: FastifyRequest & { [AGENT_KEY]?: Promise<Agent> }) {
     const header = this.headers['x-auth-token'];
     this[AGENT_KEY] ??= resolveAgent(Array.isArray(header) ? header[0] : header);

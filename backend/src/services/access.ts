@@ -69,26 +69,44 @@ export async function checkVisibility(
  * Private resources they hold a permission for. Requested levels narrow this (the reference
  * ignored them for agents without permissions; we honour them).
  */
-export async function visibilityFilter(
-  db: Db,
-  agent: Agent,
-  resourceType: PermissionResourceType,
-  requested: readonly VisibilityLevel[] | undefined,
-): Promise<{ levels: VisibilityLevel[]; privateUuids: string[] }> {
+export interface VisibilityFilter {
+  readonly levels: VisibilityLevel[];
+  /** Private rows are visible when this agent holds a permission on them (null: none are). */
+  readonly privateFor: { readonly agentUuid: string; readonly column: string } | null;
+}
+
+export function visibilityFilter(agent: Agent, resourceType: PermissionResourceType, requested: readonly VisibilityLevel[] | undefined): VisibilityFilter {
   const wanted = new Set<VisibilityLevel>(requested && requested.length > 0 ? requested : ['Public', 'Internal', 'Private']);
   if (agent.type === 'Bot' || agent.type === 'Grafana' || agent.type === 'GrafanaUnitNode') {
-    return { levels: wanted.has('Public') ? ['Public'] : [], privateUuids: [] };
+    return { levels: wanted.has('Public') ? ['Public'] : [], privateFor: null };
   }
-  if (agent.type === 'Backend') return { levels: [...wanted], privateUuids: [] };
-  const levels = [...wanted].filter((l) => l !== 'Private');
-  let privateUuids: string[] = [];
-  if (wanted.has('Private')) {
-    const column = RESOURCE_COLUMN[resourceType];
-    const { rows } = await db.query<{ uuid: string }>(
-      `SELECT ${column} AS uuid FROM permissions WHERE (agent_user_uuid = $1 OR agent_unit_uuid = $1) AND resource_type = $2 AND ${column} IS NOT NULL`,
-      [agent.uuid, resourceType],
-    );
-    privateUuids = rows.map((r) => r.uuid);
-  }
-  return { levels, privateUuids };
+  if (agent.type === 'Backend') return { levels: [...wanted], privateFor: null };
+  return {
+    levels: [...wanted].filter((l) => l !== 'Private'),
+    privateFor: wanted.has('Private') ? { agentUuid: agent.uuid, column: RESOURCE_COLUMN[resourceType] } : null,
+  };
+}
+
+/**
+ * The SQL condition of a visibility filter on `alias` (values bound into `values`): visible
+ * levels, or Private with a permission of the agent.
+ *
+ * Two forms of the permission check, because Postgres plans them very differently:
+ * - `rows` (default, for pages): a scalar subquery with LIMIT 1 per candidate row, which Postgres
+ *   cannot turn into a hashed subplan, so a page walks its order index and probes the
+ *   permissions index for the few rows it returns (0.1 ms for a page of 10 among 10,000 private
+ *   units, instead of hashing every permission of the agent first: 4 ms);
+ * - `count`: an EXISTS, which Postgres hashes once for a scan of every row (15 ms instead of 60
+ *   for 10,000 rows). Totals are cached anyway (services/count-cache.ts).
+ */
+export function visibilityCondition(alias: string, filter: VisibilityFilter, values: unknown[], form: 'rows' | 'count' = 'rows'): string {
+  values.push(filter.levels);
+  const levels = `${alias}.visibility_level = ANY($${values.length}::varchar[])`;
+  if (!filter.privateFor) return levels;
+  values.push(filter.privateFor.agentUuid);
+  const agent = `$${values.length}::uuid`;
+  const column = filter.privateFor.column;
+  const held = `p.${column} = ${alias}.uuid AND (p.agent_user_uuid = ${agent} OR p.agent_unit_uuid = ${agent})`;
+  const permission = form === 'count' ? `EXISTS (SELECT 1 FROM permissions p WHERE ${held})` : `(SELECT true FROM permissions p WHERE ${held} LIMIT 1)`;
+  return `(${levels} OR (${alias}.visibility_level = 'Private' AND ${permission}))`;
 }

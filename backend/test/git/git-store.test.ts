@@ -217,6 +217,28 @@ describe('GitStore', () => {
     assert.ok(!(await readdir(join(storage, key))).includes('index'), 'the bare clone gets no index file');
   });
 
+  test("the operator's EDITOR, PAGER, GIT_* and SSH_ASKPASS never reach git (reads work, nothing runs)", async () => {
+    const marker = join(root, 'ambient-program-ran');
+    const program = join(root, 'ambient-program.sh');
+    await writeFile(program, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    const names = ['EDITOR', 'VISUAL', 'PAGER', 'GIT_PAGER', 'GIT_EDITOR', 'SSH_ASKPASS', 'GIT_ASKPASS', 'GIT_SSH_COMMAND', 'GIT_DIR'];
+    const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]));
+    for (const n of names) process.env[n] = n === 'GIT_DIR' ? join(root, 'elsewhere') : program;
+    try {
+      // a fresh store: its readers are created while the variables are set
+      const other = new GitStore({ rootPath: storage, maxRepoSizeBytes: 50 * 2 ** 20, allowedProtocols: TEST_PROTOCOLS });
+      assert.deepEqual(await other.branches(key), ['dev', 'main']);
+      assert.equal((await other.commits(key, 'main'))[0]?.commit, fixture.main.c3);
+      assert.equal((await other.sync(key, fixture.url)).action, 'fetched');
+    } finally {
+      for (const n of names) {
+        if (saved[n] === undefined) delete process.env[n];
+        else process.env[n] = saved[n];
+      }
+    }
+    await assert.rejects(readFile(marker), { code: 'ENOENT' });
+  });
+
   test('a later sync fetches new commits and tags and prunes deleted branches', async () => {
     await git(fixture.workPath, 'checkout', '--quiet', '-b', 'feature');
     await commitFiles(fixture.workPath, { 'feature.txt': 'x' }, 'feature');

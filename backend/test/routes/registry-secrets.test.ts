@@ -47,7 +47,7 @@ describe('private repositories, size limits and secrets', () => {
     stub.add(`${gitServer.url}/team/other.git`, { sizeBytes: 10_000, auth: { username: GIT_USER, patToken: OTHER_PAT } });
     const captured = bufferLogger('debug');
     logs = captured.text;
-    t = await startRegistryBackend('secrets', { PU_MAX_EXTERNAL_REPO_SIZE: '1' }, captured.logger);
+    t = await startRegistryBackend('secrets', { PU_MAX_EXTERNAL_REPO_SIZE: '1', PU_ACCESS_LOG: 'all' }, captured.logger);
     t.backend.app.registrySync.platformApi.baseUrl = stub.url;
     alice = await t.user('alice_sec');
     bob = await t.user('bob_sec');
@@ -165,7 +165,7 @@ describe('private repositories, size limits and secrets', () => {
     assert.match(text, /"msg":"sync finished"/);
     assert.match(text, /Authentication failed for http/);
     assert.match(text, /registry credentials set/);
-    assert.match(text, /incoming request/);
+    assert.match(text, /"msg":"request"/);
     assert.ok(t.responses.length > 10);
     for (const secret of SECRETS) {
       assert.ok(!text.includes(secret), `a secret reached the logs (${secret.slice(0, 8)}…)`);

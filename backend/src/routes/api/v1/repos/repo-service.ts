@@ -16,7 +16,7 @@ import type { BackendConfig } from '@pepeunit/common';
 import type { GitLogger as Logger } from '../../../../git/index.js';
 import { NoAccessError, RepoError, ValidationError } from '../../../../errors.js';
 import type { Agent } from '../../../../plugins/auth.js';
-import { checkVisibility, requireCreator, visibilityFilter } from '../../../../services/access.js';
+import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter } from '../../../../services/access.js';
 import { nameRule, paging, searchConditions } from '../../../../services/validators.js';
 import { privateRepoStorageKey, registryStorageKey, repoStorageKey, repoVersionSettings } from '../../../../services/repo-storage.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
@@ -316,9 +316,7 @@ export class RepoService {
   async list(agent: Agent, query: ReposQuery): Promise<{ count: number; rows: RepoRow[] }> {
     const where: string[] = [];
     const values: unknown[] = [];
-    const filter = await visibilityFilter(this.pg, agent, 'Repo', query.visibility_level);
-    values.push(filter.levels, filter.privateUuids);
-    where.push(`(r.visibility_level = ANY($1::varchar[]) OR (r.visibility_level = 'Private' AND r.uuid = ANY($2::uuid[])))`);
+    where.push(visibilityCondition('r', visibilityFilter(agent, 'Repo', query.visibility_level), values));
     if (query.repository_registry_uuid) {
       values.push(query.repository_registry_uuid);
       where.push(`r.repository_registry_uuid = $${values.length}`);

@@ -9,14 +9,13 @@ import type { FastifyInstance } from 'fastify';
 import { isPipeableTopicName, unitNodeTopic } from '@pepeunit/common';
 import { DataPipeError, NoAccessError, UnitNodeError, ValidationError } from '../../../../errors.js';
 import type { Agent } from '../../../../plugins/auth.js';
-import { checkVisibility, requireCreator, visibilityFilter } from '../../../../services/access.js';
+import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter } from '../../../../services/access.js';
 import { paging, searchConditions } from '../../../../services/validators.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import type { UnitNodeEdgeRead, UnitNodeRead, UnitNodesQuery, UnitNodeUpdate } from '../../../../schemas/unit-nodes.js';
 import { grantPermission } from '../permission/permission-service.js';
 import { inTransaction } from '../units/unit-rows.js';
 import { notifyUnit, publishMqtt } from '../units/unit-firmware.js';
-import { visibilityCondition } from '../units/units-service.js';
 import { toUnitNodeRead, type UnitNodeEdgeRow, type UnitNodeRow } from './unit-node-rows.js';
 
 type UserAgent = Extract<Agent, { type: 'User' }>;
@@ -43,7 +42,7 @@ export class UnitNodesService {
   async list(agent: Agent, query: UnitNodesQuery): Promise<{ count: number; unit_nodes: UnitNodeRead[] }> {
     const { app } = this;
     const values: unknown[] = [];
-    const where: string[] = [visibilityCondition('n', await visibilityFilter(app.pg, agent, 'UnitNode', query.visibility_level), values)];
+    const where: string[] = [visibilityCondition('n', visibilityFilter(agent, 'UnitNode', query.visibility_level), values)];
     if (query.uuids?.length) {
       values.push(query.uuids);
       where.push(`n.uuid = ANY($${values.length}::uuid[])`);
@@ -223,7 +222,7 @@ export class UnitNodesService {
   async unitEdges(agent: Agent, unitUuid: string): Promise<{ count: number; unit_node_edges: UnitNodeEdgeRead[] }> {
     const { app } = this;
     const values: unknown[] = [unitUuid];
-    const visible = visibilityCondition('n', await visibilityFilter(app.pg, agent, 'UnitNode', undefined), values);
+    const visible = visibilityCondition('n', visibilityFilter(agent, 'UnitNode', undefined), values);
     const { rows } = await app.pg.query<UnitNodeEdgeRow>(
       `WITH nodes AS (SELECT n.uuid FROM units_nodes n WHERE n.unit_uuid = $1 AND ${visible})
        SELECT e.* FROM units_nodes_edges e

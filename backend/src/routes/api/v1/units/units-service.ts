@@ -8,7 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
 import { UnitError, ValidationError } from '../../../../errors.js';
 import type { Agent } from '../../../../plugins/auth.js';
-import { checkVisibility, requireCreator, visibilityFilter } from '../../../../services/access.js';
+import { CountCache } from '../../../../services/count-cache.js';
+import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter } from '../../../../services/access.js';
 import { nameRule, paging, searchConditions } from '../../../../services/validators.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import type { TargetVersionRead, UnitCreate, UnitRead, UnitsQuery, UnitUpdate } from '../../../../schemas/units.js';
@@ -44,7 +45,11 @@ import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, type UnitR
 const NAME_RULE_TEXT = 'Name is not correct: 4-20 characters from A-Z a-z 0-9 _ . -';
 
 export class UnitsService {
-  constructor(private readonly app: FastifyInstance) {}
+  private readonly counts: CountCache;
+
+  constructor(private readonly app: FastifyInstance) {
+    this.counts = new CountCache(() => app.acl.access.generation);
+  }
 
   private versions(source: RepoSource): RepoVersions {
     return new RepoVersions(this.app.gitStore, source);
@@ -228,8 +233,12 @@ export class UnitsService {
     const { app } = this;
     const values: unknown[] = [];
     const where: string[] = [];
-    const unitVisibility = await visibilityFilter(app.pg, agent, 'Unit', query.visibility_level);
+    const unitVisibility = visibilityFilter(agent, 'Unit', query.visibility_level);
+    // The total uses the set-based form of the visibility check, the page the per-row form.
+    const countValues: unknown[] = [];
+    const countVisibility = visibilityCondition('u', unitVisibility, countValues, 'count');
     where.push(visibilityCondition('u', unitVisibility, values));
+    const filtersFrom = values.length;
     if (query.uuids?.length) {
       values.push(query.uuids);
       where.push(`u.uuid = ANY($${values.length}::uuid[])`);
@@ -253,7 +262,7 @@ export class UnitsService {
     where.push(...searchConditions(query.search_string, ['u.name'], values));
 
     const includeNodes = query.is_include_output_unit_nodes === true;
-    const nodeVisibility = includeNodes ? await visibilityFilter(app.pg, agent, 'UnitNode', undefined) : null;
+    const nodeVisibility = includeNodes ? visibilityFilter(agent, 'UnitNode', undefined) : null;
     const nodeTypes = query.unit_node_type?.length ? query.unit_node_type : ['Input', 'Output'];
     if (includeNodes && nodeVisibility) {
       // Explicit node filters select units; without them units are listed even when they
@@ -271,11 +280,18 @@ export class UnitsService {
     }
 
     const clause = `WHERE ${where.join(' AND ')}`;
-    const count = await app.pg.query<{ n: string }>(`SELECT count(*) AS n FROM units u ${clause}`, values);
+    // Same filters after the visibility condition, renumbered after the count's own values.
+    const shift = countValues.length - filtersFrom;
+    const countClause = `WHERE ${[countVisibility, ...where.slice(1).map((w) => w.replace(/\$(\d+)/g, (_m, n: string) => `$${Number(n) + shift}`))].join(' AND ')}`;
+    countValues.push(...values.slice(filtersFrom));
     const direction = (value: 'asc' | 'desc' | undefined, fallback: 'ASC' | 'DESC') => (value === undefined ? fallback : value === 'asc' ? 'ASC' : 'DESC');
     const order = `u.create_datetime ${direction(query.order_by_create_date, 'DESC')}, u.last_update_datetime ${direction(query.order_by_last_update, 'DESC')}, u.name ${direction(query.order_by_unit_name, 'ASC')}, u.uuid`;
     const page = paging(query, app.config, values);
-    const { rows } = await app.pg.query<UnitRow>(`SELECT u.* FROM units u ${clause} ORDER BY ${order} ${page}`, values);
+    // The page walks the create_datetime index; the total is cached until units or permissions change.
+    const [count, { rows }] = await Promise.all([
+      this.counts.get(`units ${countClause} ${JSON.stringify(countValues)}`, async () => Number((await app.pg.query<{ n: string }>(`SELECT count(*) AS n FROM units u ${countClause}`, countValues)).rows[0]!.n)),
+      app.pg.query<UnitRow>(`SELECT u.* FROM units u ${clause} ORDER BY ${order} ${page}`, values),
+    ]);
 
     const nodesByUnit = new Map<string, UnitNodeRow[]>();
     if (includeNodes && nodeVisibility && rows.length > 0) {
@@ -305,7 +321,7 @@ export class UnitsService {
       }
     }
     return {
-      count: Number(count.rows[0]!.n),
+      count,
       units: rows.map((row) => toUnitRead(row, (nodesByUnit.get(row.uuid) ?? []).map(toUnitNodeRead))),
     };
   }
@@ -476,10 +492,3 @@ export class UnitsService {
  * SQL condition for a visibility filter on `alias`: the allowed levels, plus Private rows the
  * agent holds a permission for. Values are bound.
  */
-export function visibilityCondition(alias: string, filter: { levels: VisibilityLevel[]; privateUuids: string[] }, values: unknown[]): string {
-  values.push(filter.levels);
-  const levels = `$${values.length}::varchar[]`;
-  if (filter.privateUuids.length === 0) return `${alias}.visibility_level = ANY(${levels})`;
-  values.push(filter.privateUuids);
-  return `(${alias}.visibility_level = ANY(${levels}) OR (${alias}.visibility_level = 'Private' AND ${alias}.uuid = ANY($${values.length}::uuid[])))`;
-}

@@ -49,7 +49,10 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
     const agent = await request.agent();
     requireAgent(agent, ['User']);
     // The reference ignores the path uuid and always updates the caller.
-    return toUserRead(await service.update(agent.uuid, request.body));
+    const updated = toUserRead(await service.update(agent.uuid, request.body));
+    // Cached agents hold the login, and a password change revokes tokens: drop them everywhere.
+    await app.acl.invalidate('user updated');
+    return updated;
   });
 
   app.patch('/block/:uuid', { schema: { tags, params: UuidParams } }, async (request, reply) => {
