@@ -25,6 +25,8 @@ import registryRoutes from './routes/api/v1/repository_registry/index.js';
 import reposRoutes from './routes/api/v1/repos/index.js';
 import metricsRoutes from './routes/api/v1/metrics/index.js';
 import { Cipher } from './security/cipher.js';
+import { AlertSinkHub } from './domain/alert-sink.js';
+import { LoadPorts } from './domain/load-ports.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -46,6 +48,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('clickhouse', deps.clickhouse);
   app.decorate('mqtt', deps.mqtt);
   app.decorate('cipher', new Cipher(deps.config.encryptKey, deps.config.maxCipherLength));
+  app.decorate('alertSink', new AlertSinkHub(app.log));
+  app.decorate('loadPorts', new LoadPorts());
   await app.register(errorsPlugin);
   await app.register(inputGuardPlugin);
   await app.register(accessLogPlugin);

@@ -5,6 +5,8 @@ import type { BackendConfig, Logger } from '@pepeunit/common';
 import type { MqttConnectionStatus } from '@pepeunit/common/mqtt-connection';
 import type { Cipher } from './security/cipher.js';
 import type { BrokerSessions } from './services/broker-sessions.js';
+import type { AlertSinkHub } from './domain/alert-sink.js';
+import type { LoadPorts } from './domain/load-ports.js';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
 export interface AppDeps {
@@ -30,5 +32,9 @@ declare module 'fastify' {
     readonly clickhouse: ClickHouseClient;
     readonly mqtt: MqttClient;
     readonly cipher: Cipher;
+    /** Raise alerts for users and the admin (domain/alert-sink.ts). */
+    readonly alertSink: AlertSinkHub;
+    /** Limits and usage shared by load (issue 13) and billing (issue 14) (domain/load-ports.ts). */
+    readonly loadPorts: LoadPorts;
   }
 }

@@ -89,7 +89,10 @@ try {
       for (const statement of renderMigrationForCluster(file.sql, layout, database, state, file.name)) {
         const [formatted] = await rows<{ q: string }>(admin, 'SELECT formatQuery({sql:String}) AS q', { sql: statement });
         parsed.push(formatted?.q ?? '');
-        await admin.command({ query: statement.replace(` ON CLUSTER '${layout.cluster}'`, ''), http_headers: { 'X-ClickHouse-Database': database } });
+        // Replicated tables without Keeper are read-only here: changes to them are parsed, not run.
+        if (/^\s*(--[^\n]*\n\s*)*CREATE\b/i.test(statement)) {
+          await admin.command({ query: statement.replace(` ON CLUSTER '${layout.cluster}'`, ''), http_headers: { 'X-ClickHouse-Database': database } });
+        }
       }
     }
     report[database] = {

@@ -59,6 +59,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_MIN_TOPIC_UPDATE_TIME', 'int', '30', 'Documented by the reference, unused', { min: 0 }),
   v('PU_UNIT_LOG_EXPIRATION', 'int', '86400', 'Seconds until a unit log row expires', { min: 1 }),
   v('PU_MAX_PAGINATION_SIZE', 'int', '500', 'Maximum page size (limit)', { min: 1 }),
+  v('PU_DATAPIPE_READ_CACHE_MS', 'int', '1000', 'DataPipe data pages (get_data_pipe_data) are kept this many ms: a burst of the same page reads ClickHouse once. Changes made through this backend (data deleted or replaced, config changed) drop them at once; 0 = no cache (identical reads in flight are still shared)', { ours: true, min: 0, max: 60000 }),
   v('PU_AVAILABLE_TOPIC_SYMBOLS', 'string', 'A-Za-z0-9/_-', 'Allowed characters of schema topic names (character-class body)'),
   v('PU_AVAILABLE_NAME_ENTITY_SYMBOLS', 'string', 'A-Za-z0-9_.-', 'Allowed characters of entity names (character-class body)'),
   v('PU_AVAILABLE_PASSWORD_SYMBOLS', 'string', '', 'Allowed password characters (empty: letters, digits and ASCII punctuation)'),
@@ -280,6 +281,8 @@ export interface BackendConfig {
   readonly stateSendInterval: number;
   readonly unitLogExpiration: number;
   readonly maxPaginationSize: number;
+  /** PU_DATAPIPE_READ_CACHE_MS: how long a DataPipe data page is reused (0 = never). */
+  readonly datapipeReadCacheMs: number;
   readonly maxCipherLength: number;
   readonly saveRepoPath: string;
   readonly maxExternalRepoSizeMb: number;
@@ -454,6 +457,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     stateSendInterval: Number(r.PU_STATE_SEND_INTERVAL),
     unitLogExpiration: Number(r.PU_UNIT_LOG_EXPIRATION),
     maxPaginationSize: Number(r.PU_MAX_PAGINATION_SIZE),
+    datapipeReadCacheMs: Number(r.PU_DATAPIPE_READ_CACHE_MS),
     maxCipherLength: Number(r.PU_MAX_CIPHER_LENGTH),
     saveRepoPath: String(r.PU_SAVE_REPO_PATH),
     maxExternalRepoSizeMb: Number(r.PU_MAX_EXTERNAL_REPO_SIZE),

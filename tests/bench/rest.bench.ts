@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- rest [--seconds 10] [--connections 50] [--units 10000] [--rows 10000000] [--deep 9000000]`:
+ * `npm run bench -- rest [--seconds 10] [--connections 50] [--units 10000] [--rows 10000000] [--deep 9000000] [--only C,D] [--no-record]`:
  * the REST path of the real backend (`startBackend`, listening on loopback, Postgres and an
  * embedded ClickHouse in its own process) against bare Fastify, in one run (issue 11):
  *
@@ -10,6 +10,8 @@
  *   E  DataPipe read, 500 rows, first page             target p95 < 50 ms
  *   F  the same at a deep keyset cursor (row 9 M of 10 M; the `next_cursor` the API returns)
  *   G  the same at a deep `offset` (what the reference used)
+ *   E0, F0, G0  E, F, G on a second backend without the DataPipe page cache
+ *       (PU_DATAPIPE_READ_CACHE_MS=0): the cost of a page no other request asked for just before
  *
  * The DataPipe node has a TimeWindow (24 h) config; its 10 M rows are written by ClickHouse
  * itself (`INSERT ... SELECT FROM numbers(...)`) and merged before measuring. autocannon runs in
@@ -20,7 +22,9 @@
  * percentiles are about). A and B alternate over two rounds and keep their best, since their
  * ratio is a target. Every request must answer 2xx, or the benchmark fails. Results go to
  * docs/BENCHMARKS.md, one row per case, bare Fastify of the same run as the baseline.
- * Knobs also as environment variables: PU_BENCH_SECONDS, PU_BENCH_CONNECTIONS.
+ * Knobs also as environment variables: PU_BENCH_SECONDS, PU_BENCH_CONNECTIONS. `--only` measures
+ * some cases (A is always measured: it is the baseline; without E/F/G nothing is seeded in
+ * ClickHouse); `--no-record` leaves docs/BENCHMARKS.md alone (profiling, trials).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -39,8 +43,13 @@ const { values: args } = parseArgs({
     units: { type: 'string', default: '10000' },
     rows: { type: 'string', default: '10000000' },
     deep: { type: 'string' },
+    only: { type: 'string' },
+    'no-record': { type: 'boolean', default: false },
   },
 });
+const only = args.only === undefined ? null : new Set(['A', ...args.only.toUpperCase().split(',').map((id) => id.trim())]);
+const wanted = (id: string): boolean => only === null || only.has(id);
+const seedPipe = ['E', 'F', 'G', 'E0', 'F0', 'G0'].some(wanted);
 const seconds = Number(args.seconds);
 const connections = Number(args.connections);
 const unitCount = Number(args.units);
@@ -81,6 +90,10 @@ const config = loadBackendConfig({
 });
 const backend = await startBackend(config, silentLogger);
 const origin = `http://127.0.0.1:${(backend.app.server.address() as { port: number }).port}`;
+// The same database served without the DataPipe page cache: what a read costs when every
+// request is a different page (identical reads in flight are still shared).
+const uncached = await startBackend({ ...config, datapipeReadCacheMs: 0 }, silentLogger);
+const uncachedOrigin = `http://127.0.0.1:${(uncached.app.server.address() as { port: number }).port}`;
 const bare = Fastify({ logger: false });
 // The clickhouse client of the seeding may wait minutes for the 10 M-row insert and its merge.
 const clickhouse = createClickHouse(services.clickhouseUrl.replace(/\/[^/]*$/, ''), services.clickhouseUrl.split('/').at(-1)!, { requestTimeoutMs: 15 * 60_000 });
@@ -157,9 +170,9 @@ try {
   await pg.query('ANALYZE units; ANALYZE units_nodes; ANALYZE users; ANALYZE permissions');
 
   // Rows every 5 ms up to now (10 M rows span 13.9 h), each kept 24 h: all visible while we measure.
-  log(`seeding ${unitCount} units and ${rowCount} TimeWindow rows ...`);
+  log(`seeding ${unitCount} units${seedPipe ? ` and ${rowCount} TimeWindow rows` : ''} ...`);
   const insertStarted = Date.now();
-  await clickhouse.command({
+  if (seedPipe) await clickhouse.command({
     query: `INSERT INTO window_entry (unit_node_uuid, state, state_type, create_datetime, expiration_datetime, size)
             SELECT {node:UUID}, toString(round(20 + 5 * sin(number / 1000), 2)) AS value, 'Number',
                    fromUnixTimestamp64Milli(toInt64({now:Int64} - ({rows:UInt64} - number) * 5)),
@@ -168,7 +181,7 @@ try {
               FROM numbers({rows:UInt64})`,
     query_params: { node, now: Date.now(), rows: rowCount },
   });
-  await clickhouse.command({ query: 'OPTIMIZE TABLE window_entry FINAL' });
+  if (seedPipe) await clickhouse.command({ query: 'OPTIMIZE TABLE window_entry FINAL' });
   log(`  inserted and merged in ${((Date.now() - insertStarted) / 1000).toFixed(1)} s`);
 
   // --- Cases, each checked once for a correct answer before it is measured.
@@ -183,17 +196,20 @@ try {
 
   const pipeQuery = `${api}/unit_nodes/get_data_pipe_data/?uuid=${node}&type=TimeWindow&limit=${pageSize}`;
   type Page = { count: number; pipe_data: { state: string; create_datetime: string }[]; next_cursor: string | null };
-  const first = await call<Page>('GET', pipeQuery, { token });
-  if (first.count !== rowCount || first.pipe_data.length !== pageSize || !first.next_cursor) throw new Error(`first DataPipe page: count ${first.count}, ${first.pipe_data.length} rows`);
-  // The keyset cursor after `deepRow` rows, as the API hands it out: the next_cursor of the
-  // offset page that ends there (walking 18,000 pages to reach it would say nothing more).
-  const beforeDeep = await call<Page>('GET', `${pipeQuery}&offset=${deepRow - pageSize}`, { token });
-  if (!beforeDeep.next_cursor) throw new Error('no next_cursor at the deep position');
-  const deepCursor = beforeDeep.next_cursor;
-  const deepByCursor = await call<Page>('GET', `${pipeQuery}&cursor=${deepCursor}`, { token });
-  const deepByOffset = await call<Page>('GET', `${pipeQuery}&offset=${deepRow}`, { token });
-  if (deepByCursor.pipe_data.length !== pageSize || JSON.stringify(deepByCursor.pipe_data) !== JSON.stringify(deepByOffset.pipe_data)) {
-    throw new Error('the deep page by cursor differs from the deep page by offset');
+  let deepCursor = '';
+  if (seedPipe) {
+    const first = await call<Page>('GET', pipeQuery, { token });
+    if (first.count !== rowCount || first.pipe_data.length !== pageSize || !first.next_cursor) throw new Error(`first DataPipe page: count ${first.count}, ${first.pipe_data.length} rows`);
+    // The keyset cursor after `deepRow` rows, as the API hands it out: the next_cursor of the
+    // offset page that ends there (walking 18,000 pages to reach it would say nothing more).
+    const beforeDeep = await call<Page>('GET', `${pipeQuery}&offset=${deepRow - pageSize}`, { token });
+    if (!beforeDeep.next_cursor) throw new Error('no next_cursor at the deep position');
+    deepCursor = beforeDeep.next_cursor;
+    const deepByCursor = await call<Page>('GET', `${pipeQuery}&cursor=${deepCursor}`, { token });
+    const deepByOffset = await call<Page>('GET', `${pipeQuery}&offset=${deepRow}`, { token });
+    if (deepByCursor.pipe_data.length !== pageSize || JSON.stringify(deepByCursor.pipe_data) !== JSON.stringify(deepByOffset.pipe_data)) {
+      throw new Error('the deep page by cursor differs from the deep page by offset');
+    }
   }
 
   const cases: Case[] = [
@@ -204,8 +220,12 @@ try {
     { id: 'E', label: `DataPipe TimeWindow page of ${pageSize} rows, first page (${rowCount.toLocaleString('en-US')} rows)`, url: `${origin}${pipeQuery}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
     { id: 'F', label: `DataPipe page of ${pageSize} rows at keyset cursor after row ${deepRow.toLocaleString('en-US')}`, url: `${origin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'p95 < 50 ms', met: (r) => r.p95_ms < 50 },
     { id: 'G', label: `DataPipe page of ${pageSize} rows at offset=${deepRow}`, url: `${origin}${pipeQuery}&offset=${deepRow}`, token, target: 'p95 < 50 ms (reference style)', met: (r) => r.p95_ms < 50 },
+    { id: 'E0', label: 'E without the page cache (PU_DATAPIPE_READ_CACHE_MS=0)', url: `${uncachedOrigin}${pipeQuery}`, token, target: 'informational', met: () => true },
+    { id: 'F0', label: 'F without the page cache', url: `${uncachedOrigin}${pipeQuery}&cursor=${deepCursor}`, token, target: 'informational', met: () => true },
+    { id: 'G0', label: 'G without the page cache', url: `${uncachedOrigin}${pipeQuery}&offset=${deepRow}`, token, target: 'informational', met: () => true },
   ];
 
+  const selected = cases.filter((c) => wanted(c.id));
   const measured: Measured[] = [];
   const check = (spec: Case, result: LoadResult): LoadResult => {
     if (result.errors > 0 || result.non2xx > 0 || result.requests === 0) {
@@ -252,9 +272,11 @@ try {
   // burst of background load on the machine does not decide it.
   const best = (a: Measured, b: Measured): Measured => (b.loaded.rps > a.loaded.rps ? b : a);
   const bareFirst = await measure(cases[0]!);
-  const rootFirst = await measure(cases[1]!);
-  measured.push(best(bareFirst, await measure(cases[0]!)), best(rootFirst, await measure(cases[1]!)));
-  for (const spec of cases.slice(2)) measured.push(await measure(spec));
+  if (wanted('B')) {
+    const rootFirst = await measure(cases[1]!);
+    measured.push(best(bareFirst, await measure(cases[0]!)), best(rootFirst, await measure(cases[1]!)));
+  } else measured.push(bareFirst);
+  for (const spec of selected.filter((c) => c.id !== 'A' && c.id !== 'B')) measured.push(await measure(spec));
 
   // --- Report.
   const baseline = measured[0]!.loaded;
@@ -267,7 +289,7 @@ try {
     log(`${m.spec.id} ${m.spec.label}\n    ${how(m)}: ${describe(m.loaded)}; ${(m.loaded.rps / baseline.rps).toFixed(2)} x bare${verdict}\n    1 connection: ${describe(m.single)}`);
   }
   const bareText = `bare Fastify GET /pepeunit (best of 2 rounds alternating with B): ${describe(baseline)}`;
-  for (const m of measured.slice(1)) {
+  for (const m of args['no-record'] ? [] : measured.slice(1)) {
     recordResult({
       benchmark: `rest ${m.spec.id}: ${m.spec.label}; ${how(m)}${m.spec.id === 'B' ? ', best of 2 rounds' : ''}`,
       command: 'npm run bench -- rest',
@@ -276,10 +298,11 @@ try {
       ratio: (m.loaded.rps / baseline.rps).toFixed(2),
     });
   }
-  log(`\nrecorded ${measured.length - 1} rows in docs/BENCHMARKS.md; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  log(`\nrecorded ${args['no-record'] ? 0 : measured.length - 1} rows in docs/BENCHMARKS.md; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
 } finally {
   await bare.close();
   await clickhouse.close();
+  await uncached.close();
   await backend.close();
   await broker.close();
   await services.close();

@@ -21,7 +21,7 @@ let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
 const owner = { uuid: '', token: '' };
 const unit = randomUUID();
-const nodes = { nr: randomUUID(), big: randomUUID(), tw: randomUUID(), agg: randomUUID(), lv: randomUUID(), inj: randomUUID() };
+const nodes = { nr: randomUUID(), big: randomUUID(), tw: randomUUID(), agg: randomUUID(), lv: randomUUID(), inj: randomUUID(), deep: randomUUID() };
 const base = Date.parse('2025-03-01T00:00:00Z');
 let insertedAt = 0;
 
@@ -58,6 +58,7 @@ before(async () => {
     agg: 'policy_type: Aggregation, time_window_size: 60, aggregation_functions: Avg',
     lv: 'policy_type: LastValue',
     inj: 'policy_type: NRecords, n_records_count: 10',
+    deep: 'policy_type: TimeWindow, time_window_size: 86400',
   };
   for (const [key, policy] of Object.entries(configs)) {
     const parsed = parseDataPipeYaml(policyYaml(policy));
@@ -216,6 +217,68 @@ test('TimeWindow never returns expired rows, even before the TTL merge removed t
   assert.equal(res.body.pipe_data[0].state, 'live1');
   assert.equal(res.body.pipe_data[0].create_datetime, isoNaive(insertedAt - 60_000));
   assert.equal(res.body.pipe_data[0].expiration_datetime, isoNaive(insertedAt - 60_000 + 3_600_000));
+});
+
+test('deep pages: every offset, cursor and order equals one sort of all visible rows (ties, identical and expired rows, 25,000 rows)', async () => {
+  // 25,000 rows: timestamps shared by 1-4 rows, runs of identical rows, 1,000 expired rows mixed in.
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const rows = [];
+  let t = now - 3_600_000;
+  for (let i = 0; i < 25_000; i++) {
+    if (i % 4 === 0 || i % 7 === 0) t += 10;
+    const expired = i % 25 === 3;
+    const state = i % 11 === 0 ? 'same' : `d${i % 997}`;
+    rows.push({
+      unit_node_uuid: nodes.deep,
+      state,
+      state_type: 'Text',
+      create_datetime: iso(t),
+      expiration_datetime: iso(expired ? now - 60_000 : now + 3_600_000),
+      size: state.length,
+    });
+  }
+  await ch().insert({ table: 'window_entry', format: 'JSONEachRow', values: rows });
+  type Row = { state: string; create_datetime: string; expiration_datetime: string };
+  // The oracle: one ORDER BY over every visible row, as the reads were defined before (same tiebreak).
+  const oracle = async (order: 'asc' | 'desc'): Promise<Row[]> => {
+    const dir = order === 'asc' ? 'ASC' : 'DESC';
+    const res = await ch().query({
+      query: `SELECT state, toUnixTimestamp64Milli(create_datetime) AS c, toUnixTimestamp(expiration_datetime) AS e FROM window_entry
+               WHERE unit_node_uuid = {u:UUID} AND expiration_datetime > now()
+               ORDER BY create_datetime ${dir}, cityHash64(state, state_type, expiration_datetime, size) ${dir}`,
+      query_params: { u: nodes.deep },
+      format: 'JSONEachRow',
+    });
+    return (await res.json<{ state: string; c: string; e: string }>()).map((r) => ({ state: r.state, create_datetime: isoNaive(Number(r.c)), expiration_datetime: isoNaive(Number(r.e) * 1000) }));
+  };
+  const pick = (items: Row[]) => items.map((r) => ({ state: r.state, create_datetime: r.create_datetime, expiration_datetime: r.expiration_datetime }));
+  for (const order of ['desc', 'asc'] as const) {
+    const all = await oracle(order);
+    assert.equal(all.length, 24_000);
+    // offsets: shallow, deep (counted from the start), deeper than half (counted from the end), the last rows, past the end
+    for (const offset of [0, 1, 3, 4_999, 11_000, 12_001, 17_003, 23_990, 23_999, 24_000, 30_000]) {
+      const page = await get({ uuid: nodes.deep, type: 'TimeWindow', order_by_create_date: order, limit: MAX_PAGE, offset });
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      assert.equal(page.body.count, 24_000, 'count excludes the expired rows');
+      assert.deepEqual(pick(page.body.pipe_data), all.slice(offset, offset + MAX_PAGE), `${order} offset ${offset}`);
+      if (offset + MAX_PAGE < all.length) {
+        // its cursor continues exactly where the offset page ended
+        const next = await get({ uuid: nodes.deep, type: 'TimeWindow', order_by_create_date: order, limit: MAX_PAGE, cursor: page.body.next_cursor });
+        assert.deepEqual(pick(next.body.pipe_data), all.slice(offset + MAX_PAGE, offset + 2 * MAX_PAGE), `${order} cursor after offset ${offset}`);
+      } else {
+        assert.equal(page.body.next_cursor, null);
+      }
+    }
+    // a walk by cursors over the first 40 pages of 7 rows
+    const walked: Row[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < 40; i++) {
+      const page = await get({ uuid: nodes.deep, type: 'TimeWindow', order_by_create_date: order, limit: 7, ...(cursor ? { cursor } : {}) });
+      walked.push(...pick(page.body.pipe_data));
+      cursor = page.body.next_cursor;
+    }
+    assert.deepEqual(walked, all.slice(0, 280), `${order} walk`);
+  }
 });
 
 test('Aggregation: ordered by window start (not flush time); aggregation_type, time_window_size and window filters', async () => {

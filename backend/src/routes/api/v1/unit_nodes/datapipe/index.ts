@@ -26,6 +26,7 @@ import {
   storedConfig,
 } from './nodes.js';
 import { parseReadFilters, readPipeData, nRecordsLimit } from './reads.js';
+import { PipeReadCache } from './read-cache.js';
 import { countExportRows, exportCsvChunks } from './csv-export.js';
 import { validateCsvImport } from './csv-import.js';
 import { deleteNodeRows } from './tables.js';
@@ -165,12 +166,19 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
       .send(yaml);
   });
 
+  // Pages of a node are dropped whenever its data or config changes through this backend.
+  const readCache = new PipeReadCache(app.config.datapipeReadCacheMs);
+  app.datapipe.onChange((event) => readCache.forget(event.nodeUuid));
   const readData = async (request: FastifyRequest<{ Querystring: DataPipeDataQuery }>) => {
     const agent = await request.agent();
     const node = await loadNode(app.pg, request.query.uuid);
     await requireNodeReader(app.pg, agent, node);
     const filters = parseReadFilters(request.query, app.config.maxPaginationSize, Date.now());
-    return readPipeData({ pg: app.pg, clickhouse: app.clickhouse }, currentConfigOrNull(node), filters);
+    const read = () => readPipeData({ pg: app.pg, clickhouse: app.clickhouse }, currentConfigOrNull(node), filters);
+    // LastValue is one Postgres row that changes with every state message: never cached.
+    if (filters.type === 'LastValue') return read();
+    const cursor = filters.cursor ? `${filters.cursor.t}/${filters.cursor.k}/${filters.cursor.s}` : '';
+    return readCache.get(node.uuid, `${filters.queryId}|${filters.offset}|${filters.limit}|${cursor}`, read);
   };
   app.get('/get_data_pipe_data/', { schema: { tags, querystring: DataPipeDataQuery, response: { 200: PipeDataResult } } }, readData);
   // The reference (FastAPI) redirects the path without the trailing slash; we answer it directly.
@@ -214,6 +222,7 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     const total = result.rows.length;
     log.info({ node: node.uuid, rows: total, policy: result.policy, ms: Date.now() - started }, 'CSV import: every row is valid; replacing the data');
     await withNodeDataLock(app.pg, node.uuid, async () => {
+      readCache.forget(node.uuid);
       await deleteNodeRows(app.clickhouse, node.uuid, log);
       let inserted = 0;
       try {
@@ -231,6 +240,8 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
       } catch (err) {
         log.error({ err, node: node.uuid, inserted, total }, 'CSV import failed while inserting');
         throw StorageError(`Writing the imported rows failed after ${inserted} of ${total} rows; the node holds only those rows now. Retry the import.`);
+      } finally {
+        readCache.forget(node.uuid);
       }
     });
     log.info({ node: node.uuid, rows: total, ms: Date.now() - started }, 'CSV import done');
@@ -242,7 +253,11 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     requireAgent(agent, ['User']);
     const node = await loadNode(app.pg, request.params.uuid);
     requireNodeCreator(agent, node);
-    await withNodeDataLock(app.pg, node.uuid, () => deleteNodeRows(app.clickhouse, node.uuid, request.log));
+    try {
+      await withNodeDataLock(app.pg, node.uuid, () => deleteNodeRows(app.clickhouse, node.uuid, request.log));
+    } finally {
+      readCache.forget(node.uuid);
+    }
     request.log.info({ node: node.uuid }, 'DataPipe data deleted');
     return reply.status(204).send();
   });
