@@ -1,6 +1,7 @@
 // Lint: eslint recommended + typescript-eslint recommended (type-unaware, fast).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import routeBoundaries from './scripts/eslint/route-boundaries.js';
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.data/**', '**/dist/**'] },
@@ -13,5 +14,10 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'warn',
       'no-empty': ['error', { allowEmptyCatch: true }],
     },
+  },
+  {
+    files: ['backend/src/**/*.ts'],
+    plugins: { pepeunit: { rules: { 'route-boundaries': routeBoundaries } } },
+    rules: { 'pepeunit/route-boundaries': 'error' },
   },
 );

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { freePort, startService, type RunningService } from '@pepeunit/common';
-import { resolvePostgres } from '@pepeunit/common/postgres';
+import { resolvePostgres } from '@pepeunit/common/postgres-provision';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.PU_DATA_DIR ?? join(root, '.data'), 'test');

@@ -20,7 +20,7 @@ import unitNodesRoutes from './routes/api/v1/unit_nodes/index.js';
 import datapipeRoutes from './routes/api/v1/unit_nodes/datapipe/index.js';
 import datapipeEventsPlugin from './services/datapipe-events.js';
 // -- repository registry and repos (issue 4) --
-import registryServicesPlugin from './routes/api/v1/repository_registry/plugin.js';
+import registryServicesPlugin from './plugins/registry.js';
 import registryRoutes from './routes/api/v1/repository_registry/index.js';
 import reposRoutes from './routes/api/v1/repos/index.js';
 import metricsRoutes from './routes/api/v1/metrics/index.js';

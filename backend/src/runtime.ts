@@ -10,7 +10,7 @@ import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
 import { createBrokerSessions } from './services/broker-sessions.js';
 import { registerPipeRules, type PipeRules } from './services/pipe-rules.js';
-import { RepoVersions, loadRepoSource } from './routes/api/v1/units/repo-versions.js';
+import { RepoVersions, loadRepoSource } from './domain/repo-versions.js';
 // -- system topics (issue 5) --
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
 // -- registry sync job (issue 4) --

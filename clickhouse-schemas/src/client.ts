@@ -2,6 +2,7 @@
  * One way to build a ClickHouse client for every service: `@clickhouse/client` (HTTP) with
  * defaults that suit Pepeunit, and a parser for the connection URLs operators write.
  */
+import { redactUrlPassword } from '@pepeunit/common';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import type { ClickHouseLogger } from './logger.js';
 
@@ -21,10 +22,7 @@ const HTTP_SCHEMES: Readonly<Record<string, 'http' | 'https'>> = {
   'clickhouse+https:': 'https',
 };
 
-/** Hides the password of a URL for error messages. */
-function redact(raw: string): string {
-  return raw.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
-}
+const redact = redactUrlPassword;
 
 /**
  * Parses a ClickHouse connection URL into the HTTP endpoint, credentials and database.

@@ -29,3 +29,5 @@ export { REFERENCE_CLICKHOUSE_TABLES } from './reference-schema.js';
 export type { ReferenceTable } from './reference-schema.js';
 export { splitSqlStatements } from './sql-lexer.js';
 export type { ClickHouseLogger } from './logger.js';
+export { DATAPIPE_POLICY_TABLES, DATAPIPE_TABLES, deleteDataPipeNodeRows } from './datapipe-tables.js';
+export type { DataPipeStoragePolicy, DataPipeTable } from './datapipe-tables.js';

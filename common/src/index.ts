@@ -5,3 +5,5 @@ export * from './logger.js';
 export * from './ports.js';
 export * from './process.js';
 export * from './client-ids.js';
+export * from './contracts.js';
+export * from './util.js';

@@ -19,9 +19,8 @@ import {
   isValidDatabaseName,
   normalizePostgresUrl,
   redactPostgresUrl,
-  resolvePostgres,
-  type ResolvedPostgres,
 } from '../src/postgres.js';
+import { resolvePostgres, type ResolvedPostgres } from '../src/postgres-provision.js';
 
 const ADMIN_URL = process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 

@@ -1,6 +1,7 @@
 // Client for the EMQX 5.8 management REST API (reference/emqx-5.md §1, §5, §6), used against a
 // real EMQX cluster and against the embedded broker alike. Success codes differ per endpoint
 // (200 / 201 / 204); each method encodes the one EMQX documents.
+import { sleep } from '@pepeunit/common';
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import type {
@@ -138,7 +139,6 @@ function parseJsonInsideMessage(message: string): unknown {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const segment = (value: string): string => encodeURIComponent(value);
 
 function appendQuery(url: URL, query: Query | undefined): void {

@@ -13,13 +13,15 @@
  *   `PU_DP_REDIS_URL` is set, and a periodic full sync every `PU_DP_CONFIG_SYNC_INTERVAL` s.
  *   Reloads run one at a time; node reloads that pile up are coalesced into one query.
  */
+import { sleep as sleepFor } from '@pepeunit/common';
+import { DATAPIPE_NOTIFY_CHANNEL } from '@pepeunit/common';
 import pg from 'pg';
 import { isUuid, type Logger } from '@pepeunit/common';
 import { compileNodeConfig, createNodeState, type CompiledNodeConfig, type NodeState } from './pipeline/index.js';
 import type { IngestMetrics, ReloadTrigger } from './metrics.js';
 import { startRedisStreamReader, type RedisStreamReader } from './redis-stream.js';
 
-export const DATAPIPE_CHANGED_CHANNEL = 'pepeunit_datapipe_changed';
+export const DATAPIPE_CHANGED_CHANNEL = DATAPIPE_NOTIFY_CHANNEL;
 
 export const DataPipeStatus = { Active: 'Active', Inactive: 'Inactive', Error: 'Error' } as const;
 export type DataPipeStatus = (typeof DataPipeStatus)[keyof typeof DataPipeStatus];
@@ -64,7 +66,7 @@ interface StatusChange {
   error: string | null;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const sleep = (ms: number): Promise<void> => sleepFor(ms, { unref: true });
 
 function clip(text: string): string {
   return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH - 1)}…` : text;

@@ -3,6 +3,7 @@
  * fixed-key records; prom-client reads them only when /metrics is scraped (`collect`), so a
  * message costs a few property increments instead of prom-client label hashing.
  */
+import { DATAPIPE_TABLES } from '@pepeunit/clickhouse-schemas';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { DROP_REASONS, type DropReason } from './pipeline/index.js';
 
@@ -24,7 +25,7 @@ export const POLICIES = ['LastValue', 'NRecords', 'TimeWindow', 'Aggregation'] a
 export type PolicyName = (typeof POLICIES)[number];
 
 /** Destination tables; `units_nodes` is the LastValue target in Postgres. */
-export const TABLES = ['units_nodes', 'n_last_entry', 'window_entry', 'aggregation_entry'] as const;
+export const TABLES = ['units_nodes', ...DATAPIPE_TABLES] as const;
 export type TableName = (typeof TABLES)[number];
 
 export type ReloadKind = 'full' | 'node';

@@ -9,10 +9,11 @@
  * errors back off (exponentially, capped) instead of spinning. After a connection problem the
  * reader asks for a full reload, since entries may have been missed.
  */
+import { DATAPIPE_STREAM_KEY, redactUrlPassword, sleep as sleepFor } from '@pepeunit/common';
 import { Redis } from 'ioredis';
 import { isUuid, type Logger } from '@pepeunit/common';
 
-export const DATAPIPE_STREAM = 'backend_data_pipe_nodes';
+export const DATAPIPE_STREAM = DATAPIPE_STREAM_KEY;
 
 export interface RedisStreamReaderOptions {
   url: string;
@@ -47,10 +48,7 @@ export function nodeUuidOfStreamEntry(fields: readonly string[]): string | null 
   return null;
 }
 
-/** Redacts the password of a redis URL for logs. */
-function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
-}
+const redact = redactUrlPassword;
 
 export function startRedisStreamReader(options: RedisStreamReaderOptions): RedisStreamReader {
   const stream = options.stream ?? DATAPIPE_STREAM;
@@ -69,7 +67,7 @@ export function startRedisStreamReader(options: RedisStreamReaderOptions): Redis
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
 
-  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+  const sleep = (ms: number): Promise<void> => sleepFor(ms, { unref: true });
 
   const loop = async (): Promise<void> => {
     let backoff = 200;

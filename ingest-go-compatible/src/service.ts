@@ -13,6 +13,7 @@
  * to Postgres for the next start. Only what cannot even be persisted is counted as lost
  * (`dropped{reason="shutdown_unwritten"}`).
  */
+import { sleep } from '@pepeunit/common';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Registry } from 'prom-client';
@@ -73,7 +74,6 @@ export interface IngestService {
   close(): Promise<ShutdownReport>;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function startIngest(config: IngestConfig, logger: Logger, options: StartIngestOptions = {}): Promise<IngestService> {
   const now = options.now ?? Date.now;

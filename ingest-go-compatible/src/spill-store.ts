@@ -9,6 +9,7 @@
  * deployment), persistence is unavailable: the ingest says so at start-up and, at shutdown,
  * counts what it could not keep as `shutdown_unwritten`.
  */
+import { inTransaction } from '@pepeunit/common';
 import type pg from 'pg';
 import type { Logger } from '@pepeunit/common';
 import type { AggregationEntryRow, AggregationSnapshot, LastValueRow, NLastEntryRow, WindowEntryRow } from './pipeline/index.js';
@@ -78,21 +79,18 @@ export class SpillStore {
         }
       }
     }
-    const client = await this.pool.connect();
     let stored = 0;
     try {
-      await client.query('BEGIN');
-      for (const c of chunks) {
-        await client.query(`INSERT INTO ${SPILL_TABLE} (kind, payload, row_count, instance) VALUES ($1, $2::jsonb, $3, $4)`, [c.kind, c.payload, c.count, this.instance]);
-        stored += c.count;
-      }
-      await client.query('COMMIT');
+      await inTransaction(this.pool, async (client) => {
+        for (const c of chunks) {
+          await client.query(`INSERT INTO ${SPILL_TABLE} (kind, payload, row_count, instance) VALUES ($1, $2::jsonb, $3, $4)`, [c.kind, c.payload, c.count, this.instance]);
+          stored += c.count;
+        }
+      });
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
       this.available = null;
+      stored = 0;
       throw error;
-    } finally {
-      client.release();
     }
     this.logger.info({ records: chunks.length, entries: stored }, 'ingest state persisted for the next start');
     return stored;

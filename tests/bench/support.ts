@@ -4,7 +4,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { resolvePostgres } from '@pepeunit/common/postgres-provision';
 import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
 import { startService } from '@pepeunit/common';
 import type { LoadResult, LoadSpec } from './http-load.ts';

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { freePort, loadBackendConfig, silentLogger, startService, type BackendConfig, type Logger } from '@pepeunit/common';
-import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { resolvePostgres } from '@pepeunit/common/postgres-provision';
 import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
 
 interface Services {

@@ -15,6 +15,7 @@
  * - A database newer than this build (version above the newest file) is refused instead of
  *   being silently "migrated" downwards by running undo files.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -31,7 +32,7 @@ export const POSTGRES_SCHEMA_TABLE = 'pepeunit_schema_version';
  * Advisory lock key (two int4 halves) reserved for migrations. 0x50455045 spells "PEPE";
  * other advisory locks of the platform (job election...) must use another second half.
  */
-export const MIGRATION_LOCK_KEY: readonly [number, number] = [0x50455045, 1];
+export const MIGRATION_LOCK_KEY = ADVISORY_LOCKS.migrations;
 
 export interface MigratePostgresOptions {
   logger?: PostgresLogger;

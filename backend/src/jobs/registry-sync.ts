@@ -11,7 +11,7 @@
  * on disk (new replica, wiped storage) are cloned — the reference's start-up "clone missing".
  */
 import type { FastifyInstance } from 'fastify';
-import type { SyncAllSummary } from '../routes/api/v1/repository_registry/sync-service.js';
+import type { SyncAllSummary } from '../registry/sync-service.js';
 
 export interface RegistrySyncJob {
   /** Whether a periodic run is scheduled (false when the interval is 0). */

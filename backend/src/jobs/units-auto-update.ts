@@ -13,11 +13,12 @@
  * very target in flight, is left alone (`isUpToDateOrInFlight`). Runs for one Repo never overlap
  * in this process; a request during a run is queued once.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import type { FastifyInstance } from 'fastify';
-import type { UnitsFirmwareResult } from '../routes/api/v1/units/unit-firmware.js';
+import type { UnitsFirmwareResult } from '../domain/unit-firmware.js';
 
 /** Advisory lock of the periodic run (same numbering as the migration and pipe-rule locks). */
-export const UNITS_AUTO_UPDATE_LOCK_KEY: readonly [number, number] = [0x50455045, 3];
+export const UNITS_AUTO_UPDATE_LOCK_KEY = ADVISORY_LOCKS.unitsAutoUpdate;
 
 export interface UnitsAutoUpdate {
   /** Checks one Repo's auto-updating units now (queued behind a run in progress). */

@@ -9,6 +9,7 @@
  *   and counted by the caller, so every row that was accepted is eventually written.
  * - `close()` flushes everything that was accepted (retrying until `closeTimeoutMs`).
  */
+import { sleep as sleepFor } from '@pepeunit/common';
 import type { Pool } from 'pg';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { UnitLogRow } from './log-payload.js';
@@ -49,7 +50,7 @@ export interface UnitLogWriterStats {
   bumpFailures: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const sleep = (ms: number): Promise<void> => sleepFor(ms, { unref: true });
 
 export class UnitLogWriter {
   readonly #clickhouse: ClickHouseClient;

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { ACL_NOTIFY_CHANNEL } from '@pepeunit/common';
 import type { Client } from 'pg';
 import pg from 'pg';
 import { normalizePostgresUrl } from '@pepeunit/common/postgres';
@@ -17,7 +18,7 @@ declare module 'fastify' {
   }
 }
 
-const CHANNEL = 'pepeunit_acl_changed';
+const CHANNEL = ACL_NOTIFY_CHANNEL;
 
 /** Sessions to cut after a change that removed access (issue 10). */
 export interface AccessCut {

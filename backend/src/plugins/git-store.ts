@@ -2,7 +2,7 @@ import fp from 'fastify-plugin';
 import { resolve } from 'node:path';
 import { GitStore } from '../git/index.js';
 import { DestinationGuard } from '../git/destinations.js';
-import { DomainRules } from '../routes/api/v1/repository_registry/domain-rules.js';
+import { DomainRules } from '../registry/domain-rules.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

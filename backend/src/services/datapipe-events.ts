@@ -11,13 +11,13 @@
  * Notifying never fails the caller: each channel's errors are logged and swallowed, and Redis
  * is given at most `redisTimeoutMs` so an unreachable Redis cannot hold a request.
  */
+import { DATAPIPE_NOTIFY_CHANNEL, DATAPIPE_STREAM_KEY, redactUrlPassword, withTimeout } from '@pepeunit/common';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Pool } from 'pg';
 import { pythonJsonDumps, type PyJsonValue } from '@pepeunit/common/datapipe';
 
-export const DATAPIPE_NOTIFY_CHANNEL = 'pepeunit_datapipe_changed';
-export const DATAPIPE_STREAM_KEY = 'backend_data_pipe_nodes';
+export { DATAPIPE_NOTIFY_CHANNEL, DATAPIPE_STREAM_KEY };
 /**
  * Approximate cap of the stream. The reference never trimmed it (§8.1.11); readers start at `$`
  * (new entries only), so old entries are never needed.
@@ -134,18 +134,7 @@ export function unitNodeStreamJson(row: UnitNodeStreamRow): string {
   return pythonJsonDumps(doc);
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Hides a password in a Redis URL for logs. */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
-}
+const redactUrl = redactUrlPassword;
 
 export function createDataPipeEvents(opts: DataPipeEventsOptions): DataPipeEvents {
   const logger = opts.logger ?? SILENT;

@@ -16,6 +16,7 @@
  * Failures (EMQX or Postgres unreachable, a refused rule) are logged and retried with backoff;
  * nothing here throws into a request or crashes the process.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import type { FastifyInstance } from 'fastify';
 import type { Pool, PoolClient } from 'pg';
 import { isUuid } from '@pepeunit/common/topics';
@@ -27,7 +28,7 @@ import type { EmqxManagementClient, RuleReconcileResult, SingleRuleOutcome } fro
  * Advisory lock electing the replica that runs the full reconcile: 0x50455045 ("PEPE") as in
  * MIGRATION_LOCK_KEY (second half 1); second half 2 is this job.
  */
-export const PIPE_RULES_LOCK_KEY: readonly [number, number] = [0x50455045, 2];
+export const PIPE_RULES_LOCK_KEY = ADVISORY_LOCKS.pipeRulesReconcile;
 
 /** Nodes that want a `pipe-` rule. */
 export const ENABLED_PIPE_NODES_SQL = `

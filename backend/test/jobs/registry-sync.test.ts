@@ -10,8 +10,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startRegistrySyncJob } from '../../src/jobs/registry-sync.js';
-import { SYNC_ALL_LOCK_KEY } from '../../src/routes/api/v1/repository_registry/sync-service.js';
-import { readCredentialMap } from '../../src/routes/api/v1/repository_registry/credentials.js';
+import { SYNC_ALL_LOCK_KEY } from '../../src/registry/sync-service.js';
+import { readCredentialMap } from '../../src/registry/credentials.js';
 import { createFixtureRepository, makeTempDir, removeDir, type FixtureRepository } from '../git/helpers.js';
 import { bufferLogger, startPlatformStub, startRegistryBackend, type PlatformStub, type RegistryBackend, type TestUser } from './registry-test-kit.js';
 

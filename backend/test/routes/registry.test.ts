@@ -247,7 +247,7 @@ describe('repository registry', () => {
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) => {
           const commit = commits[i % commits.length]!;
-          return t.backend.app.repos.readFile(repo, commit, 'env_example.json').then((content) => ({ commit, content }));
+          return t.backend.app.gitStore.readFile(t.backend.app.repos.storageKey(repo), commit, 'env_example.json').then((content) => ({ commit, content }));
         }),
       );
       for (const { commit, content } of results) assert.equal(content?.toString(), expected.get(commit));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createFixtureRepository, makeTempDir, removeDir, type FixtureRepository } from '../git/helpers.js';
 import { startPlatformStub, startRegistryBackend, waitFor, type PlatformStub, type RegistryBackend, type TestUser } from '../jobs/registry-test-kit.js';
-import type { RepoRow } from '../../src/routes/api/v1/repos/repo-service.js';
+import type { RepoRow } from '../../src/registry/repo-service.js';
 
 describe('repos', () => {
   let root: string;

@@ -23,3 +23,5 @@ export { serialiseDataPipeConfig, defaultLastValueConfig } from './serialise.js'
 export { dataPipeConfigToYaml, pythonYamlDump, removeNulls } from './yaml-export.js';
 export { checkDataPipeYaml } from './check-yaml.js';
 export type { CheckDataPipeYamlResult } from './check-yaml.js';
+export { aggregationWindow } from './window.js';
+export type { AggregationWindowBounds } from './window.js';

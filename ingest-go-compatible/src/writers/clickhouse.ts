@@ -6,6 +6,7 @@
  * DateTime column `expiration_datetime` takes epoch seconds; both are UTC instants, so the
  * server's time zone does not matter.
  */
+import type { DataPipeTable } from '@pepeunit/clickhouse-schemas';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AggregationEntryRow, NLastEntryRow, WindowEntryRow } from '../pipeline/index.js';
@@ -61,7 +62,7 @@ function body<Row>(rows: readonly Row[], line: (row: Row) => string): Readable {
 
 export class ClickHouseTableTarget<Row> implements WriteTarget<Row> {
   constructor(
-    readonly table: 'n_last_entry' | 'window_entry' | 'aggregation_entry',
+    readonly table: DataPipeTable,
     private readonly client: ClickHouseClient,
     private readonly line: (row: Row) => string,
   ) {}

@@ -6,6 +6,7 @@
  * reference). A refused chunk is bisected by the QueuedWriter, so a single row the database
  * rejects (e.g. a constraint) is dropped and counted without blocking the other nodes.
  */
+import { inTransaction } from '@pepeunit/common';
 import type pg from 'pg';
 import type { LastValueRow } from '../pipeline/index.js';
 import type { WriteErrorKind, WriteTarget } from './queued-writer.js';
@@ -41,18 +42,10 @@ export class LastValueTarget implements WriteTarget<LastValueRow> {
       return matched;
     }
     // Several statements, one transaction: all or nothing, so a retry never half-applies.
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       for (let i = 0; i < sorted.length; i += CHUNK_ROWS) matched += await this.update(sorted.slice(i, i + CHUNK_ROWS), client);
-      await client.query('COMMIT');
       return matched;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   private async update(rows: readonly LastValueRow[], client: pg.Pool | pg.PoolClient = this.pool): Promise<number> {

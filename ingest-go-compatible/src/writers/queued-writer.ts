@@ -20,6 +20,7 @@
  *   when nothing is in flight and gives failed rows back through the buffer's `requeue`, which
  *   keeps a newer value over a failed older one (a node's value never goes backwards).
  */
+import { sleep } from '@pepeunit/common';
 import type { Logger } from '@pepeunit/common';
 import type { IngestMetrics, TableName } from '../metrics.js';
 
@@ -59,7 +60,6 @@ export interface QueuedWriterOptions<Row> {
   maxBackoffMs?: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Rows that were attempted once keep their token for every retry. */
 interface SealedBatch<Row> {

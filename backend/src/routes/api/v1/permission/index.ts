@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { requireAgent } from '../../../../services/access.js';
 import { PermissionCreate, PermissionDeleteQuery, PermissionRead, PermissionsResult, ResourceAgentsQuery } from '../../../../schemas/permission.js';
-import { PermissionService } from './permission-service.js';
+import { PermissionService } from '../../../../domain/permissions.js';
 
 /** `/pepeunit/api/v1/permission` (pepeunit-backend.md §5.8). */
 const permission: FastifyPluginAsyncTypebox = async (app) => {

@@ -13,11 +13,11 @@ import {
   RepoVersions,
   TargetVersionRead,
 } from '../../../../schemas/repos.js';
-import { toRepoRead } from './repo-service.js';
+import { toRepoRead } from '../../../../registry/repo-service.js';
 
 /**
  * `/pepeunit/api/v1/repos` (pepeunit-backend.md §5.4) plus ours: `sync_local_repository/{uuid}`
- * and `target_version/{uuid}`. Service: `app.repos` (registered by repository_registry/plugin.ts).
+ * and `target_version/{uuid}`. Service: `app.repos` (registered by plugins/registry.ts).
  */
 const repos: FastifyPluginAsyncTypebox = async (app) => {
   const service = app.repos;

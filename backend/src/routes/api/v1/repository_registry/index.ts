@@ -16,7 +16,7 @@ import {
   SyncAllAccepted,
   SyncStatusRead,
 } from '../../../../schemas/repository-registry.js';
-import type { SyncOutcome } from './sync-service.js';
+import type { SyncOutcome } from '../../../../registry/sync-service.js';
 
 /**
  * `/pepeunit/api/v1/repository_registry` (pepeunit-backend.md §5.3) plus ours: `search`,

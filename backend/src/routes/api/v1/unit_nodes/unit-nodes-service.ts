@@ -13,10 +13,10 @@ import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter 
 import { paging, searchConditions } from '../../../../services/validators.js';
 import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
 import type { UnitNodeEdgeRead, UnitNodeRead, UnitNodesQuery, UnitNodeUpdate } from '../../../../schemas/unit-nodes.js';
-import { grantPermission } from '../permission/permission-service.js';
-import { inTransaction } from '../units/unit-rows.js';
-import { notifyUnit, publishMqtt } from '../units/unit-firmware.js';
-import { toUnitNodeRead, type UnitNodeEdgeRow, type UnitNodeRow } from './unit-node-rows.js';
+import { grantPermission } from '../../../../domain/permissions.js';
+import { inTransaction } from '../../../../domain/unit-rows.js';
+import { notifyUnit, publishMqtt } from '../../../../domain/unit-firmware.js';
+import { toUnitNodeRead, type UnitNodeEdgeRow, type UnitNodeRow } from '../../../../domain/unit-node-rows.js';
 
 type UserAgent = Extract<Agent, { type: 'User' }>;
 

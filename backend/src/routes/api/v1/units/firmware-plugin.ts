@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { cleanupStaleBuilds } from '../../../../services/firmware/index.js';
-import { loadUnit } from './unit-rows.js';
-import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareOptions, type UnitsFirmwareResult } from './unit-firmware.js';
+import { loadUnit } from '../../../../domain/unit-rows.js';
+import { sendUnitCommand, updateUnitsFirmware, type CommandResult, type UnitCommand, type UnitsFirmwareOptions, type UnitsFirmwareResult } from '../../../../domain/unit-firmware.js';
 
 export interface UnitsFirmware {
   /** Repo-wide update (§7.3): sync every auto-updating unit of the repo and send it Update. */

@@ -3,6 +3,7 @@
  * settings updates with "sync to version", env.json, schema.json, firmware archives, state
  * storage, commands, deletion (with the unit's ClickHouse rows).
  */
+import { deleteDataPipeNodeRows } from '@pepeunit/clickhouse-schemas';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
@@ -15,21 +16,20 @@ import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/en
 import type { TargetVersionRead, UnitCreate, UnitRead, UnitsQuery, UnitUpdate } from '../../../../schemas/units.js';
 import { isoNaive } from '../../../../schemas/common.js';
 import { buildFirmware, assertTgzParameters, type ArchiveFormat, type FirmwareBuild } from '../../../../services/firmware/index.js';
-import { grantPermission } from '../permission/permission-service.js';
+import { grantPermission } from '../../../../domain/permissions.js';
 import type { UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
 import {
   activePipeRow,
   announceDataPipeNodes,
   createUnitNodes,
-  deleteDataPipeRows,
   nodesAndEdgesForSchema,
   raiseNodesVisibility,
   toUnitNodeRead,
   type UnitNodeRow,
-} from '../unit_nodes/unit-node-rows.js';
-import { loadRepoSource, RepoVersions, type RepoSource } from './repo-versions.js';
-import { assertEnvComplete, generatedEnv, parseEnvObject, unifiedEnv, type EnvDict } from './unit-env.js';
-import { buildCurrentSchema, type CurrentSchema } from './unit-schema.js';
+} from '../../../../domain/unit-node-rows.js';
+import { loadRepoSource, RepoVersions, type RepoSource } from '../../../../domain/repo-versions.js';
+import { assertEnvComplete, generatedEnv, parseEnvObject, unifiedEnv, type EnvDict } from '../../../../domain/unit-env.js';
+import { buildCurrentSchema, type CurrentSchema } from '../../../../domain/unit-schema.js';
 import {
   afterNodeChanges,
   applyUnitSync,
@@ -39,8 +39,8 @@ import {
   sendUnitCommand,
   type NodeChanges,
   type UnitCommand,
-} from './unit-firmware.js';
-import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, type UnitRow } from './unit-rows.js';
+} from '../../../../domain/unit-firmware.js';
+import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, type UnitRow } from '../../../../domain/unit-rows.js';
 
 const NAME_RULE_TEXT = 'Name is not correct: 4-20 characters from A-Z a-z 0-9 _ . -';
 
@@ -216,14 +216,14 @@ export class UnitsService {
       if (streamRow) activePipes.push(streamRow);
     }
     await deleteUnitLogs(app, uuid);
-    await deleteDataPipeRows(app.clickhouse, nodeUuids);
+    await deleteDataPipeNodeRows(app.clickhouse, nodeUuids, app.log);
     await app.pg.query('DELETE FROM units WHERE uuid = $1', [uuid]);
     // Its live sessions end now; the token no longer authenticates.
     await app.acl.invalidate('unit deleted', { units: [uuid] });
     await announceDataPipeNodes(app, [], activePipes);
     try {
       await deleteUnitLogs(app, uuid);
-      await deleteDataPipeRows(app.clickhouse, nodeUuids);
+      await deleteDataPipeNodeRows(app.clickhouse, nodeUuids, app.log);
     } catch (error) {
       app.log.warn({ unitUuid: uuid, err: (error as Error).message }, 'second ClickHouse clean-up pass of a deleted unit failed');
     }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { ADVISORY_LOCKS, inTransaction } from '@pepeunit/common';
 import type { Pool } from 'pg';
 import { userToken, type BackendConfig } from '@pepeunit/common';
 import { NoAccessError, UserError, ValidationError } from '../../../../errors.js';
@@ -63,11 +64,9 @@ export class UsersService {
     if (!nameRule(this.config).test(login)) throw new UserError('Login is not correct: 4-20 characters from A-Z a-z 0-9 _ . -');
     if (!passwordRule(this.config)(password)) throw new UserError('Password is not correct: 8-100 letters, digits and ASCII punctuation');
     const stored = await hashPassword(password, this.config.staticSalt);
-    const client = await this.pg.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pg, async (client) => {
       // Serialise registrations so exactly one "first user" becomes Admin.
-      await client.query('SELECT pg_advisory_xact_lock(7242001)');
+      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...ADVISORY_LOCKS.userSignUp]);
       const exists = await client.query('SELECT 1 FROM users WHERE login = $1', [login]);
       if (exists.rowCount) throw new UserError('Login is not unique');
       const first = await client.query('SELECT 1 FROM users LIMIT 1');
@@ -76,14 +75,8 @@ export class UsersService {
          VALUES (gen_random_uuid(), $1, 'Unverified', $2, $3, $4, (now() AT TIME ZONE 'utc')) RETURNING *`,
         [first.rowCount ? 'User' : 'Admin', login, stored.hashedPassword, this.cipher.encrypt(stored.dynamicSalt)],
       );
-      await client.query('COMMIT');
       return rows[0]!;
-    } catch (err) {
-      await client.query('ROLLBACK');
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**

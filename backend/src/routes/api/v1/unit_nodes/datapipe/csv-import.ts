@@ -29,9 +29,10 @@ import {
   pythonFloatRepr,
   type DataPipeConfig,
 } from '@pepeunit/common/datapipe';
-import { aggregationWindow } from '@pepeunit/ingest-go-compatible/pipeline';
+import { aggregationWindow } from '@pepeunit/common/datapipe';
 import { CsvSyntaxError, CsvTooManyRowsError, fromSpreadsheetSafe, parseCsv } from './csv.js';
 import { DataPipeDetailedError, type DataPipeProblem } from './errors.js';
+import { DATAPIPE_POLICY_TABLES } from '@pepeunit/clickhouse-schemas';
 import type { ClickHousePolicy } from './tables.js';
 
 export interface CsvImportOptions {
@@ -131,7 +132,7 @@ export function decodeCsvText(data: Buffer): string {
 export function validateCsvImport(data: Buffer, config: DataPipeConfig, nodeUuid: string, nowMs: number, opts: CsvImportOptions): CsvImportResult {
   const policy = config.processing_policy.policy_type;
   if (policy === ProcessingPolicyType.LastValue) throw fail('LastValue type is not supported on this function');
-  const table = policy === 'NRecords' ? 'n_last_entry' : policy === 'TimeWindow' ? 'window_entry' : 'aggregation_entry';
+  const table = DATAPIPE_POLICY_TABLES[policy];
   const maxErrors = opts.maxErrors ?? 50;
   const progressEvery = opts.progressEvery ?? 50_000;
 

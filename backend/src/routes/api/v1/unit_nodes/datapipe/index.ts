@@ -4,6 +4,7 @@
  * Registered as its own plugin with the `/unit_nodes` prefix (the node CRUD routes live beside
  * it). With `PU_FF_DATAPIPE_ENABLE=false` every route answers 405 FeatureFlagError.
  */
+import { ADVISORY_LOCK_OBJECT_NAMESPACES } from '@pepeunit/common';
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
@@ -29,7 +30,7 @@ import { parseReadFilters, readPipeData, nRecordsLimit } from './reads.js';
 import { PipeReadCache } from './read-cache.js';
 import { countExportRows, exportCsvChunks } from './csv-export.js';
 import { validateCsvImport } from './csv-import.js';
-import { deleteNodeRows } from './tables.js';
+import { deleteDataPipeNodeRows } from '@pepeunit/clickhouse-schemas';
 import { zipSingleFile } from './zip.js';
 
 export interface DataPipeRoutesOptions {
@@ -44,7 +45,7 @@ export const CSV_MAX_ROWS = 500_000;
 /** Rows per ClickHouse insert of an import (reference: 5000). */
 export const CSV_INSERT_BATCH = 5000;
 /** Advisory lock class (first key) serialising imports/deletes of one node across replicas. */
-const NODE_DATA_LOCK = 72420061;
+const NODE_DATA_LOCK = ADVISORY_LOCK_OBJECT_NAMESPACES.nodeData;
 
 const UPLOAD_HINT = 'multipart/form-data, the file in the field "data"';
 
@@ -223,7 +224,7 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     log.info({ node: node.uuid, rows: total, policy: result.policy, ms: Date.now() - started }, 'CSV import: every row is valid; replacing the data');
     await withNodeDataLock(app.pg, node.uuid, async () => {
       readCache.forget(node.uuid);
-      await deleteNodeRows(app.clickhouse, node.uuid, log);
+      await deleteDataPipeNodeRows(app.clickhouse, [node.uuid], log);
       let inserted = 0;
       try {
         for (let i = 0; i < total; i += CSV_INSERT_BATCH) {
@@ -254,7 +255,7 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     const node = await loadNode(app.pg, request.params.uuid);
     requireNodeCreator(agent, node);
     try {
-      await withNodeDataLock(app.pg, node.uuid, () => deleteNodeRows(app.clickhouse, node.uuid, request.log));
+      await withNodeDataLock(app.pg, node.uuid, () => deleteDataPipeNodeRows(app.clickhouse, [node.uuid], request.log));
     } finally {
       readCache.forget(node.uuid);
     }

@@ -6,16 +6,9 @@
  * Every SQL text here is constant; values always travel as bound `{name:Type}` parameters.
  */
 import { createHash } from 'node:crypto';
-import type { ClickHouseClient } from '@clickhouse/client';
-import type { DataPipeLogger } from '../../../../../services/datapipe-events.js';
+import { DATAPIPE_POLICY_TABLES, type DataPipeStoragePolicy } from '@pepeunit/clickhouse-schemas';
 
-export type ClickHousePolicy = 'NRecords' | 'TimeWindow' | 'Aggregation';
-
-export const DATAPIPE_TABLES: Readonly<Record<ClickHousePolicy, string>> = {
-  NRecords: 'n_last_entry',
-  TimeWindow: 'window_entry',
-  Aggregation: 'aggregation_entry',
-};
+export type ClickHousePolicy = DataPipeStoragePolicy;
 
 interface TableSpec {
   readonly table: string;
@@ -32,21 +25,21 @@ interface TableSpec {
 
 export const TABLE_SPECS: Readonly<Record<ClickHousePolicy, TableSpec>> = {
   NRecords: {
-    table: 'n_last_entry',
+    table: DATAPIPE_POLICY_TABLES.NRecords,
     ts: 'create_datetime',
     tiebreak: 'cityHash64(state, state_type, max_count, size)',
     columns:
       'toString(unit_node_uuid) AS node_text, state, toString(state_type) AS state_type_text, toUnixTimestamp64Milli(create_datetime) AS create_ms, max_count, size',
   },
   TimeWindow: {
-    table: 'window_entry',
+    table: DATAPIPE_POLICY_TABLES.TimeWindow,
     ts: 'create_datetime',
     tiebreak: 'cityHash64(state, state_type, expiration_datetime, size)',
     columns:
       'toString(unit_node_uuid) AS node_text, state, toString(state_type) AS state_type_text, toUnixTimestamp64Milli(create_datetime) AS create_ms, toUnixTimestamp(expiration_datetime) AS expiration_s, size',
   },
   Aggregation: {
-    table: 'aggregation_entry',
+    table: DATAPIPE_POLICY_TABLES.Aggregation,
     ts: 'start_window_datetime',
     tiebreak: 'cityHash64(state, aggregation_type, time_window_size, create_datetime, end_window_datetime)',
     columns:
@@ -83,43 +76,6 @@ export function visibleSource(policy: ClickHousePolicy, params: QueryParams, nod
   const conditions = [`unit_node_uuid = ${node}`];
   if (policy === 'TimeWindow') conditions.push('expiration_datetime > now()');
   return { from: spec.table, conditions };
-}
-
-/** A ClickHouse error that means the statement is not supported by this server version. */
-function isUnsupported(err: unknown): boolean {
-  const e = err as { code?: string; type?: string; message?: string };
-  const text = `${e.type ?? ''} ${e.message ?? ''}`;
-  return /SYNTAX_ERROR|NOT_IMPLEMENTED|SUPPORT_IS_DISABLED|UNKNOWN_SETTING|Lightweight delete|lightweight/i.test(text) || e.code === '62' || e.code === '48';
-}
-
-const lightweightDeleteSupport = new WeakMap<ClickHouseClient, boolean>();
-
-/**
- * Deletes every row of a node in the three tables, synchronously. Uses lightweight
- * `DELETE FROM` (ClickHouse >= 23.3; waits by default) and falls back to
- * `ALTER TABLE ... DELETE` with `mutations_sync = 2` on servers without it.
- */
-export async function deleteNodeRows(clickhouse: ClickHouseClient, nodeUuid: string, logger?: DataPipeLogger): Promise<void> {
-  for (const table of Object.values(DATAPIPE_TABLES)) {
-    const params = new QueryParams();
-    const where = `unit_node_uuid = ${params.bind('UUID', nodeUuid)}`;
-    if (lightweightDeleteSupport.get(clickhouse) !== false) {
-      try {
-        await clickhouse.command({ query: `DELETE FROM ${table} WHERE ${where}`, query_params: params.values });
-        lightweightDeleteSupport.set(clickhouse, true);
-        continue;
-      } catch (err) {
-        if (!isUnsupported(err)) throw err;
-        logger?.info({ err: (err as Error).message }, 'lightweight DELETE not supported; using ALTER TABLE ... DELETE');
-        lightweightDeleteSupport.set(clickhouse, false);
-      }
-    }
-    await clickhouse.command({
-      query: `ALTER TABLE ${table} DELETE WHERE ${where}`,
-      query_params: params.values,
-      clickhouse_settings: { mutations_sync: '2' },
-    });
-  }
 }
 
 /** Short stable hash (hex) of a JSON-able value. */

@@ -5,16 +5,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
-import type { ClickHouseClient } from '@clickhouse/client';
 import type { FastifyInstance } from 'fastify';
 import { isPipeableTopicName, type BackendConfig } from '@pepeunit/common';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
-import { grantPermission } from '../permission/permission-service.js';
-import { isoNaive } from '../../../../schemas/common.js';
-import type { UnitNodeRead } from '../../../../schemas/unit-nodes.js';
-import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
-import type { SchemaExample } from '../units/unit-schema.js';
-import { loadUnitNodeStreamRow, type UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
+import { grantPermission } from './permissions.js';
+import { isoNaive } from '../schemas/common.js';
+import type { UnitNodeRead } from '../schemas/unit-nodes.js';
+import { VISIBILITY_PRIORITY, type VisibilityLevel } from './enums.js';
+import type { SchemaExample } from './unit-schema.js';
+import { loadUnitNodeStreamRow, type UnitNodeStreamRow } from '../services/datapipe-events.js';
 
 type Db = Pool | PoolClient;
 
@@ -179,20 +178,6 @@ export async function raiseNodesVisibility(db: Db, unitUuid: string, unitVisibil
     [unitUuid, unitVisibility, lower],
   );
   return result.rowCount ?? 0;
-}
-
-export const DATA_PIPE_TABLES = ['n_last_entry', 'window_entry', 'aggregation_entry'] as const;
-
-/** Deletes the DataPipe rows (NRecords, TimeWindow, Aggregation) of the given nodes. */
-export async function deleteDataPipeRows(clickhouse: ClickHouseClient, nodeUuids: readonly string[]): Promise<void> {
-  if (nodeUuids.length === 0) return;
-  for (const table of DATA_PIPE_TABLES) {
-    await clickhouse.command({
-      query: `ALTER TABLE ${table} DELETE WHERE unit_node_uuid IN {nodes:Array(UUID)}`,
-      query_params: { nodes: [...nodeUuids] },
-      clickhouse_settings: { mutations_sync: '1' },
-    });
-  }
 }
 
 /** Nodes of a unit and the edges into its Input nodes, for schema.json. */

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { unitToken, type BackendConfig } from '@pepeunit/common';
-import { CustomJSONDecodeError, GitRepoError } from '../../../../errors.js';
+import { CustomJSONDecodeError, GitRepoError } from '../errors.js';
 
 export const RESERVED_ENV_NAMES = [
   'PU_DOMAIN',

@@ -1,12 +1,12 @@
-import type { AccessCut } from '../../../../plugins/acl.js';
+import type { AccessCut } from '../plugins/acl.js';
 import type { Pool, PoolClient } from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
-import { CustomPermissionError, ValidationError } from '../../../../errors.js';
-import type { Agent } from '../../../../plugins/auth.js';
-import { requireCreatorOrAdmin } from '../../../../services/access.js';
-import { paging } from '../../../../services/validators.js';
-import { PERMISSION_AGENTS, PERMISSION_RESOURCES, type PermissionAgentType, type PermissionResourceType } from '../../../../domain/enums.js';
-import type { PermissionCreate, PermissionRead, ResourceAgentsQuery } from '../../../../schemas/permission.js';
+import { CustomPermissionError, ValidationError } from '../errors.js';
+import type { Agent } from '../plugins/auth.js';
+import { requireCreatorOrAdmin } from '../services/access.js';
+import { paging } from '../services/validators.js';
+import { PERMISSION_AGENTS, PERMISSION_RESOURCES, type PermissionAgentType, type PermissionResourceType } from './enums.js';
+import type { PermissionCreate, PermissionRead, ResourceAgentsQuery } from '../schemas/permission.js';
 
 type Db = Pool | PoolClient;
 

@@ -1,10 +1,10 @@
 import type { Pool, PoolClient } from 'pg';
-import { NoAccessError, ValidationError } from '../../../../errors.js';
-import type { Agent } from '../../../../plugins/auth.js';
-import { isoNaive } from '../../../../schemas/common.js';
-import type { UnitRead } from '../../../../schemas/units.js';
-import type { UnitNodeRead } from '../../../../schemas/unit-nodes.js';
-import type { VisibilityLevel } from '../../../../domain/enums.js';
+import { NoAccessError, ValidationError } from '../errors.js';
+import type { Agent } from '../plugins/auth.js';
+import { isoNaive } from '../schemas/common.js';
+import type { UnitRead } from '../schemas/units.js';
+import type { UnitNodeRead } from '../schemas/unit-nodes.js';
+import type { VisibilityLevel } from './enums.js';
 
 type Db = Pool | PoolClient;
 
@@ -93,18 +93,5 @@ export function requireUnitOwnerOrSelf(agent: Agent, unit: { uuid: string; creat
   throw new NoAccessError(`Agent type ${agent.type} has no access to this operation`);
 }
 
-/** Runs `work` in a transaction on one pooled client. */
-export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+/** Transactions are the common utility (one copy for every package). */
+export { inTransaction } from '@pepeunit/common';

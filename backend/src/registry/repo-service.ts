@@ -6,39 +6,38 @@
  * ones in the Repo's own copy (`services/repo-storage.ts`). Every read goes through
  * `storageKey(repo)`, by commit, with no work tree — safe while a sync runs.
  *
- * This class is also the API the Units code uses (`app.repos`): `get`, `storageKey`,
- * `targetVersion`, `targetUnitVersion`, `branchHistory`, `readFile`, `readJson`, `releases`,
- * and the firmware-update hook (`setUnitsFirmwareUpdater`).
+ * The Units code uses it through `app.repos` (`get`, `storageKey`, `targetVersion`,
+ * `branchHistory`, `releases`, the firmware-update hook `setUnitsFirmwareUpdater`); reading a
+ * Repo's files and the target version of one Unit is `domain/repo-versions.ts`, the one
+ * Repo-source implementation.
  */
+import { inTransaction } from '@pepeunit/common';
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
-import type { GitLogger as Logger } from '../../../../git/index.js';
-import { NoAccessError, RepoError, ValidationError } from '../../../../errors.js';
-import type { Agent } from '../../../../plugins/auth.js';
-import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter } from '../../../../services/access.js';
-import { nameRule, paging, searchConditions } from '../../../../services/validators.js';
-import { privateRepoStorageKey, registryStorageKey, repoStorageKey, repoVersionSettings } from '../../../../services/repo-storage.js';
-import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../../../../domain/enums.js';
-import { isoNaive } from '../../../../schemas/common.js';
+import type { GitLogger as Logger } from '../git/index.js';
+import { NoAccessError, RepoError, ValidationError } from '../errors.js';
+import type { Agent } from '../plugins/auth.js';
+import { checkVisibility, requireCreator, visibilityCondition, visibilityFilter } from '../services/access.js';
+import { nameRule, paging, searchConditions } from '../services/validators.js';
+import { privateRepoStorageKey, registryStorageKey, repoStorageKey, repoVersionSettings } from '../services/repo-storage.js';
+import { VISIBILITY_PRIORITY, type VisibilityLevel } from '../domain/enums.js';
+import { isoNaive } from '../schemas/common.js';
 import {
   assertBranchAvailable,
   assertCommitInBranch,
   targetRepoVersion,
-  targetUnitVersion,
-  unitVersionBranch,
   type BranchHistory,
   type GitStore,
   type ReleasesData,
   type RepoVersionSettings,
   type TargetVersion,
-  type UnitVersionSettings,
-} from '../../../../git/index.js';
-import type { AvailablePlatformsQuery, PlatformRead, RepoCreate, RepoRead, ReposQuery, RepoUpdate, RepoVersions } from '../../../../schemas/repos.js';
-import { grantPermission } from '../permission/permission-service.js';
-import { gitCall } from '../repository_registry/platform.js';
-import type { RegistryService } from '../repository_registry/registry-service.js';
-import type { RegistrySyncService, SyncOutcome } from '../repository_registry/sync-service.js';
+} from '../git/index.js';
+import type { AvailablePlatformsQuery, PlatformRead, RepoCreate, RepoRead, ReposQuery, RepoUpdate, RepoVersions } from '../schemas/repos.js';
+import { grantPermission } from '../domain/permissions.js';
+import { gitCall } from './platform.js';
+import type { RegistryService } from './registry-service.js';
+import type { RegistrySyncService, SyncOutcome } from './sync-service.js';
 
 /** A `repos` row joined with what it needs from its registry entry. */
 export interface RepoRow {
@@ -167,22 +166,6 @@ export class RepoService {
     return gitCall(async () => targetRepoVersion(this.versionSettings(repo), history));
   }
 
-  /** §7.3: target version of a Unit of this Repo. */
-  async targetUnitVersion(unit: UnitVersionSettings, repo: RepoRow): Promise<TargetVersion> {
-    const history = await this.branchHistory(repo, unitVersionBranch(unit, this.versionSettings(repo)));
-    return gitCall(async () => targetUnitVersion(unit, this.versionSettings(repo), history));
-  }
-
-  /** A file of the Repo at a commit (null when absent); never checks out a work tree. */
-  readFile(repo: RepoRow, commit: string, path: string): Promise<Buffer | null> {
-    return gitCall(() => this.gitStore.readFile(this.storageKey(repo), commit, path));
-  }
-
-  /** Parsed JSON file (`schema_example.json`, `env_example.json`): GitRepoError when missing, JSON error when invalid. */
-  readJson<T = unknown>(repo: RepoRow, commit: string, path: string): Promise<T> {
-    return gitCall(() => this.gitStore.readJson<T>(this.storageKey(repo), commit, path));
-  }
-
   /** Release assets by tag (`releases_data` of the registry entry), or null when there are none. */
   releases(repo: RepoRow): ReleasesData | null {
     if (!repo.releases_data) return null;
@@ -229,23 +212,19 @@ export class RepoService {
     await gitCall(async () => assertBranchAvailable(body.default_branch, branches));
 
     const uuid = randomUUID();
-    const client = await this.pg.connect();
     try {
-      await client.query('BEGIN');
-      await client.query(
+      await inTransaction(this.pg, async (client) => {
+        await client.query(
         `INSERT INTO repos (uuid, visibility_level, name, create_datetime, default_branch, is_auto_update_repo, default_commit,
                 is_only_tag_update, is_compilable_repo, last_update_datetime, creator_uuid, repository_registry_uuid)
          VALUES ($1, $2, $3, (now() AT TIME ZONE 'utc'), $4, true, NULL, true, $5, (now() AT TIME ZONE 'utc'), $6, $7)`,
         [uuid, body.visibility_level, body.name, body.default_branch, body.is_compilable_repo ?? false, agent.uuid, registry.uuid],
       );
-      await grantPermission(client, { type: 'User', uuid: agent.uuid }, { type: 'Repo', uuid });
-      await client.query('COMMIT');
+        await grantPermission(client, { type: 'User', uuid: agent.uuid }, { type: 'Repo', uuid });
+      });
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
       if ((error as { code?: string }).code === '23505') throw new RepoError('Name is not unique');
       throw error;
-    } finally {
-      client.release();
     }
     this.logger.info({ repo: uuid, registry: registry.uuid, name: body.name }, 'repo created');
     if (!registry.is_public_repository) {

@@ -6,7 +6,7 @@
  * seconds per process (other replicas see a change within that time).
  */
 import type { Pool } from 'pg';
-import { RepositoryRegistryError, ValidationError } from '../../../../errors.js';
+import { RepositoryRegistryError, ValidationError } from '../errors.js';
 
 export type DomainRule = 'allow' | 'deny';
 

@@ -3,14 +3,14 @@
  * reference error classes (GitRepoError 422/5, GitPlatformClientError 422/14, JSON 422/9).
  */
 import { Agent, type Dispatcher } from 'undici';
-import type { DestinationGuard } from '../../../../git/destinations.js';
+import type { DestinationGuard } from '../git/destinations.js';
 import type { BackendConfig } from '@pepeunit/common';
 import {
   CustomJSONDecodeError,
   GitPlatformClientError,
   GitRepoError,
   PepeunitError,
-} from '../../../../errors.js';
+} from '../errors.js';
 import {
   GitPlatformClientError as PlatformClientFailure,
   GitReadError,
@@ -21,7 +21,7 @@ import {
   type GitPlatform,
   type GitPlatformClient,
   type PlatformCredentials,
-} from '../../../../git/index.js';
+} from '../git/index.js';
 
 /**
  * Where the platform APIs are. By default the API base is derived from the repository URL

@@ -4,10 +4,11 @@
  * `{"<user uuid>": {"credentials": {"username", "pat_token"}, "status": "Valid"|"NotVerified"|"Error"}}`.
  * Decrypted values live only in memory for the duration of one operation.
  */
+import { inTransaction } from '@pepeunit/common';
 import type { Pool } from 'pg';
-import { CipherError, ValidationError } from '../../../../errors.js';
-import type { Cipher } from '../../../../security/cipher.js';
-import type { GitCredentials } from '../../../../git/index.js';
+import { CipherError, ValidationError } from '../errors.js';
+import type { Cipher } from '../security/cipher.js';
+import type { GitCredentials } from '../git/index.js';
 
 export type CredentialStatus = 'Valid' | 'NotVerified' | 'Error';
 
@@ -67,9 +68,7 @@ export async function updateCredentialMap(
   registryUuid: string,
   mutate: (map: CredentialMap) => void,
 ): Promise<CredentialMap> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const { rows } = await client.query<{ cipher_credentials_private_repository: string | null }>(
       'SELECT cipher_credentials_private_repository FROM repository_registry WHERE uuid = $1 FOR UPDATE',
       [registryUuid],
@@ -81,14 +80,8 @@ export async function updateCredentialMap(
       registryUuid,
       writeCredentialMap(cipher, map),
     ]);
-    await client.query('COMMIT');
     return map;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Sets the status of one user's entry (no-op when the entry is gone or holds other credentials). */

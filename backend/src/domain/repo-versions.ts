@@ -24,9 +24,9 @@ import {
   type RepoVersionSettings,
   type TargetVersion,
   type UnitVersionSettings,
-} from '../../../../git/index.js';
-import { CustomJSONDecodeError, GitRepoError, ValidationError } from '../../../../errors.js';
-import { repoStorageKey, repoVersionSettings } from '../../../../services/repo-storage.js';
+} from '../git/index.js';
+import { CustomJSONDecodeError, GitRepoError, ValidationError } from '../errors.js';
+import { repoStorageKey, repoVersionSettings } from '../services/repo-storage.js';
 
 type Db = Pool | PoolClient;
 

@@ -4,7 +4,7 @@
  * missing. URLs carrying credentials, a query or a fragment are refused: credentials go in the
  * `credentials` field, where they are encrypted (a URL would be stored and shown in clear).
  */
-import { RepositoryRegistryError } from '../../../../errors.js';
+import { RepositoryRegistryError } from '../errors.js';
 
 const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'https:': '443' };
 

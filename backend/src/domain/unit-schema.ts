@@ -3,7 +3,7 @@
  * per-unit `schema.json` generation (§2.1) with the topic builders of @pepeunit/common.
  */
 import { Destination, systemTopic, unitNodeTopic, type BaseDestination } from '@pepeunit/common';
-import { GitRepoError } from '../../../../errors.js';
+import { GitRepoError } from '../errors.js';
 
 export interface SchemaExample {
   input_base_topic: string[];

@@ -15,12 +15,13 @@
  *   every few seconds.
  * - Credentials are decrypted only for the sync that needs them and are never logged.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import pg, { type Pool } from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
-import type { GitLogger as Logger } from '../../../../git/index.js';
+import type { GitLogger as Logger } from '../git/index.js';
 import { normalizePostgresUrl } from '@pepeunit/common/postgres';
-import { GitRepoError, PepeunitError, RepositoryRegistryError, ValidationError } from '../../../../errors.js';
-import type { Cipher } from '../../../../security/cipher.js';
+import { GitRepoError, PepeunitError, RepositoryRegistryError, ValidationError } from '../errors.js';
+import type { Cipher } from '../security/cipher.js';
 import {
   GitPlatformClientError as PlatformClientFailure,
   GitSyncError,
@@ -30,8 +31,8 @@ import {
   type GitStore,
   type RepositoryMetadata,
   type SyncProgress as GitSyncProgress,
-} from '../../../../git/index.js';
-import { privateRepoStorageKey, registryStorageKey } from '../../../../services/repo-storage.js';
+} from '../git/index.js';
+import { privateRepoStorageKey, registryStorageKey } from '../services/repo-storage.js';
 import {
   firstValidCredentials,
   readCredentialMap,
@@ -110,7 +111,7 @@ const MAX_CONCURRENT_SYNCS = 2;
 const PROGRESS_INTERVAL_MS = 5000;
 const INTERRUPTED_MESSAGE = new GitRepoError('Sync was interrupted (the process running it stopped); start the sync again').detail;
 /** Advisory lock (two int4 halves, "PEPE" + "REG\x01") electing the replica that syncs everything. */
-export const SYNC_ALL_LOCK_KEY: readonly [number, number] = [0x50455045, 0x52454701];
+export const SYNC_ALL_LOCK_KEY = ADVISORY_LOCKS.registrySyncAll;
 const MB = 2 ** 20;
 const INT4_MAX = 2 ** 31 - 1;
 

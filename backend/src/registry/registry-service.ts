@@ -5,15 +5,15 @@
  */
 import type { Pool } from 'pg';
 import type { BackendConfig } from '@pepeunit/common';
-import type { GitLogger as Logger } from '../../../../git/index.js';
-import { NoAccessError, RepositoryRegistryError, ValidationError } from '../../../../errors.js';
-import type { Agent } from '../../../../plugins/auth.js';
-import type { Cipher } from '../../../../security/cipher.js';
-import { requireCreator } from '../../../../services/access.js';
-import { paging, searchConditions } from '../../../../services/validators.js';
-import { registryStorageKey } from '../../../../services/repo-storage.js';
-import { isoNaive } from '../../../../schemas/common.js';
-import type { GitPlatform, GitStore } from '../../../../git/index.js';
+import type { GitLogger as Logger } from '../git/index.js';
+import { NoAccessError, RepositoryRegistryError, ValidationError } from '../errors.js';
+import type { Agent } from '../plugins/auth.js';
+import type { Cipher } from '../security/cipher.js';
+import { requireCreator } from '../services/access.js';
+import { paging, searchConditions } from '../services/validators.js';
+import { registryStorageKey } from '../services/repo-storage.js';
+import { isoNaive } from '../schemas/common.js';
+import type { GitPlatform, GitStore } from '../git/index.js';
 import type {
   BranchCommitsQuery,
   CommitRead,
@@ -26,7 +26,7 @@ import type {
   SyncAllAccepted,
   SyncProgress,
   SyncStatusRead,
-} from '../../../../schemas/repository-registry.js';
+} from '../schemas/repository-registry.js';
 import {
   MASKED_TOKEN,
   readCredentialMap,
@@ -38,7 +38,7 @@ import {
 import { gitCall, type PlatformApi } from './platform.js';
 import type { RegistrySyncService, SyncActor, SyncOutcome, SyncStatus } from './sync-service.js';
 import { normalizeRepositoryUrl } from './url.js';
-import type { DestinationGuard } from '../../../../git/destinations.js';
+import type { DestinationGuard } from '../git/destinations.js';
 import type { DomainRules } from './domain-rules.js';
 
 export interface RegistryRow {

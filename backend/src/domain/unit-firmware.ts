@@ -5,14 +5,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
 import { pythonJsonDumps } from '@pepeunit/common/datapipe/index';
-import { MqttError, PepeunitError } from '../../../../errors.js';
-import { announceDataPipeNodes, deleteDataPipeRows, reconcileUnitNodes } from '../unit_nodes/unit-node-rows.js';
-import type { UnitNodeStreamRow } from '../../../../services/datapipe-events.js';
+import { MqttError, PepeunitError } from '../errors.js';
+import { deleteDataPipeNodeRows } from '@pepeunit/clickhouse-schemas';
+import { announceDataPipeNodes, reconcileUnitNodes } from './unit-node-rows.js';
+import type { UnitNodeStreamRow } from '../services/datapipe-events.js';
 import { loadRepoSource, RepoVersions } from './repo-versions.js';
 import { assertEnvComplete, generatedEnv, parseEnvObject, unifiedEnv } from './unit-env.js';
 import { commandTopic, validateSchemaExample, type SchemaExample } from './unit-schema.js';
 import { inTransaction, loadUnit, type UnitRow } from './unit-rows.js';
-import type { TargetVersion } from '../../../../git/index.js';
+import type { TargetVersion } from '../git/index.js';
 
 export type UnitCommand = 'Update' | 'EnvUpdate' | 'SchemaUpdate' | 'LogSync';
 
@@ -179,7 +180,7 @@ export async function applyUnitSync(app: FastifyInstance, client: PoolClient, un
 export async function afterNodeChanges(app: FastifyInstance, changes: NodeChanges): Promise<void> {
   await announceDataPipeNodes(app, changes.created, changes.deletedPipes);
   if (changes.deleted.length === 0) return;
-  await deleteDataPipeRows(app.clickhouse, changes.deleted).catch((error: unknown) =>
+  await deleteDataPipeNodeRows(app.clickhouse, changes.deleted, app.log).catch((error: unknown) =>
     app.log.warn({ err: (error as Error).message, nodes: changes.deleted.length }, 'could not delete DataPipe rows of removed unit nodes'),
   );
 }

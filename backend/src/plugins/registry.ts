@@ -4,10 +4,10 @@
  * Needs `app.gitStore` (plugins/git-store.ts) and `app.cipher`.
  */
 import fp from 'fastify-plugin';
-import { PlatformApi } from './platform.js';
-import { RegistryService } from './registry-service.js';
-import { RegistrySyncService } from './sync-service.js';
-import { RepoService } from '../repos/repo-service.js';
+import { PlatformApi } from '../registry/platform.js';
+import { RegistryService } from '../registry/registry-service.js';
+import { RegistrySyncService } from '../registry/sync-service.js';
+import { RepoService } from '../registry/repo-service.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,0 +1,33 @@
+/**
+ * Names several processes must agree on (issue 11: one home per cross-process contract). The
+ * backend, the ingest, the launcher and the Ansible roles import them from here.
+ */
+
+/** Postgres NOTIFY channel: a DataPipe config changed; payload = node uuid(s), empty = reload all. */
+export const DATAPIPE_NOTIFY_CHANNEL = 'pepeunit_datapipe_changed';
+/** Redis stream the reference backend writes DataPipe node changes to (the Go DataPipe reads it). */
+export const DATAPIPE_STREAM_KEY = 'backend_data_pipe_nodes';
+/** Postgres NOTIFY channel: access decisions changed (tokens, blocks, permissions); payload = reason. */
+export const ACL_NOTIFY_CHANNEL = 'pepeunit_acl_changed';
+
+/**
+ * Postgres advisory locks, one numbering scheme: the two-int form `(namespace, id)` with our
+ * namespace 0x50455045 ('PEPE'). Locks per object use the object's hash as the second key under
+ * their own namespace (`perObject`). Single-bigint locks (`hashtextextended(name, 0)`, the
+ * registry's per-repository syncs) live in Postgres' other key space and cannot collide with these.
+ */
+export const ADVISORY_LOCK_NAMESPACE = 0x50455045;
+export const ADVISORY_LOCKS = {
+  migrations: [ADVISORY_LOCK_NAMESPACE, 1],
+  pipeRulesReconcile: [ADVISORY_LOCK_NAMESPACE, 2],
+  unitsAutoUpdate: [ADVISORY_LOCK_NAMESPACE, 3],
+  /** Serialises the first-user-is-admin decision of sign-up. */
+  userSignUp: [ADVISORY_LOCK_NAMESPACE, 4],
+  registrySyncAll: [ADVISORY_LOCK_NAMESPACE, 0x52454701],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/** Namespaces of per-object locks: `pg_advisory_lock(<namespace>, hashtext(<object id>))`. */
+export const ADVISORY_LOCK_OBJECT_NAMESPACES = {
+  /** Writes and deletes of one DataPipe node's stored data (REST import/delete). */
+  nodeData: 0x50454401,
+} as const;
