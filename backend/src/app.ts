@@ -30,6 +30,7 @@ import { LoadPorts } from './domain/load-ports.js';
 // -- alerts and Telegram (issue 12) --
 import alertsPlugin from './alerts/plugin.js';
 import alertsRoutes from './routes/api/v1/alerts/index.js';
+import telegramPlugin from './telegram/plugin.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -79,5 +80,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(reposRoutes, { prefix: `${api}/repos` });
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
   await app.register(alertsRoutes, { prefix: `${api}/alerts` });
+  await app.register(telegramPlugin); // app.telegramBot: grammY bot, webhook route or long polling (issue 12)
   return app as unknown as FastifyInstance;
 }

@@ -92,14 +92,34 @@ async function readParams(req: http.IncomingMessage, body: Buffer, url: string):
   if (type.startsWith('application/json')) return { params: JSON.parse(body.toString('utf8')) as Record<string, unknown>, files };
   if (type.startsWith('application/x-www-form-urlencoded')) return { params: Object.fromEntries(new URLSearchParams(body.toString('utf8'))), files };
   if (type.startsWith('multipart/form-data')) {
-    const form = await new Request('http://local/', { method: 'POST', headers: { 'content-type': type }, body }).formData();
+    // A tolerant multipart reader (Telegram accepts grammY's compact `content-disposition:form-data;name="x"`).
+    const boundary = /boundary=("?)([^";]+)\1/.exec(type)?.[2];
+    if (!boundary) throw new Error('multipart without boundary');
     const params: Record<string, unknown> = {};
-    for (const [key, value] of form.entries()) {
-      if (typeof value === 'string') {
-        // Telegram accepts JSON-serialised objects in multipart fields (reply_markup, ...).
-        params[key] = value;
-      } else {
-        files.set(key, { name: value.name, bytes: Buffer.from(await value.arrayBuffer()) });
+    const delimiter = Buffer.from(`--${boundary}`);
+    let start = body.indexOf(delimiter);
+    while (start >= 0) {
+      const partStart = start + delimiter.length;
+      if (body.subarray(partStart, partStart + 2).toString() === '--') break;
+      const next = body.indexOf(delimiter, partStart);
+      if (next < 0) break;
+      const part = body.subarray(partStart + 2, next - 2); // skip CRLF after the delimiter and before the next
+      const split = part.indexOf('\r\n\r\n');
+      const head = part.subarray(0, split).toString('utf8');
+      const content = part.subarray(split + 4);
+      const name = /name="([^"]*)"/i.exec(head)?.[1];
+      const filename = /filename="?([^";\r\n]+)"?/i.exec(head)?.[1];
+      if (name !== undefined) {
+        if (filename !== undefined) files.set(name, { name: filename, bytes: Buffer.from(content) });
+        else params[name] = content.toString('utf8');
+      }
+      start = next;
+    }
+    // `attach://<field>` refers to a file part.
+    for (const [key, value] of Object.entries(params)) {
+      if (typeof value === 'string' && value.startsWith('attach://')) {
+        const file = files.get(value.slice('attach://'.length));
+        if (file) files.set(key, file);
       }
     }
     return { params, files };
