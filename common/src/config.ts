@@ -77,6 +77,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_TELEGRAM_WEBHOOK_SECRET', 'secret', '', 'secret_token of the bot webhook (X-Telegram-Bot-Api-Secret-Token); empty: derived from PU_SECRET_KEY', { ours: true }),
   v('PU_TELEGRAM_VERIFICATION_CODE_TTL', 'int', '600', 'Seconds a Telegram verification code (deep link) stays valid', { ours: true, min: 10, max: 86400 }),
   v('PU_ALERT_WEBHOOK_SECRET', 'secret', '', 'Shared secret EMQX sends as "authorization: Bearer <secret>" on the alert webhook (the connector http:pu-backend); empty: derived from PU_SECRET_KEY', { ours: true }),
+  v('PU_ALERT_WEBHOOK_ACK', 'enum', 'queued', 'When the alert webhook answers EMQX: queued (the alert is in the bounded intake buffer, written to Postgres within milliseconds and flushed at shutdown; a crash of the process loses what is buffered) or stored (committed to Postgres first; slower: a commit per request unless the broker pipelines)', { ours: true, values: ['queued', 'stored'] }),
   v('PU_ALERT_QUEUE_MAX', 'int', '20000', 'Alerts accepted by the webhook and not yet written to Postgres at most; beyond it the webhook answers 503 so EMQX retries', { ours: true, min: 100, max: 1000000 }),
   v('PU_ALERT_HISTORY_DAYS', 'int', '30', 'Days alert history (delivered, muted, failed alerts and messages) is kept', { ours: true, min: 1, max: 3650 }),
   v('PU_ALERT_DISCONNECT_STORM', 'int', '50', 'Abnormal disconnects per minute (instance-wide) that raise one admin alert; authorization denials alert the admin at most once per client per minute', { ours: true, min: 1 }),
@@ -328,6 +329,7 @@ export interface BackendConfig {
   /** Alerts forwarded by EMQX rules and raised by the backend (PU_ALERT_*). */
   readonly alerts: {
     readonly webhookSecret: string;
+    readonly webhookAck: 'queued' | 'stored';
     readonly queueMax: number;
     readonly historyDays: number;
     readonly disconnectStorm: number;
@@ -537,6 +539,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     },
     alerts: {
       webhookSecret: String(r.PU_ALERT_WEBHOOK_SECRET) || createHmac('sha256', String(r.PU_SECRET_KEY)).update('pepeunit alert webhook').digest('base64url'),
+      webhookAck: r.PU_ALERT_WEBHOOK_ACK === 'stored' ? 'stored' : 'queued',
       queueMax: Number(r.PU_ALERT_QUEUE_MAX),
       historyDays: Number(r.PU_ALERT_HISTORY_DAYS),
       disconnectStorm: Number(r.PU_ALERT_DISCONNECT_STORM),

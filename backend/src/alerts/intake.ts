@@ -31,6 +31,10 @@ export interface AlertIntakeStats {
   dropped: { unitGone: number; belowLevel: number; noRecipient: number };
   /** Refused because the buffer was full (the sender was asked to retry). */
   refused: number;
+  /** Batch writes that failed and were tried again. */
+  writeRetries: number;
+  /** Alerts given up after MAX_WRITE_ATTEMPTS failed writes (logged as errors). */
+  lost: number;
   batches: number;
   /** Alerts waiting in the buffer now. */
   queued: number;
@@ -40,7 +44,12 @@ interface Waiting {
   readonly alerts: readonly IncomingAlert[];
   resolve(): void;
   reject(error: unknown): void;
+  /** Failed writes so far. */
+  attempts: number;
 }
+
+/** A batch whose write failed this many times is given up (its alerts counted in `lost`). */
+export const MAX_WRITE_ATTEMPTS = 5;
 
 export interface AlertIntakeOptions {
   readonly pg: Pool;
@@ -79,6 +88,8 @@ export class AlertIntake {
     stored: { pending: 0, sent: 0, muted: 0, no_chat: 0, failed: 0 },
     dropped: { unitGone: 0, belowLevel: 0, noRecipient: 0 },
     refused: 0,
+    writeRetries: 0,
+    lost: 0,
     batches: 0,
     queued: 0,
   };
@@ -86,6 +97,11 @@ export class AlertIntake {
 
   constructor(private readonly opts: AlertIntakeOptions) {
     this.batchMax = opts.batchMax ?? 2000;
+  }
+
+  /** Whether `n` more alerts fit in the buffer now. */
+  hasRoom(n: number): boolean {
+    return !this.closed && this.queued + n <= this.opts.queueMax;
   }
 
   /** Resolves once the alerts are committed to Postgres; rejects with AlertQueueFullError when full. */
@@ -97,7 +113,7 @@ export class AlertIntake {
       return Promise.reject(new AlertQueueFullError(this.opts.queueMax));
     }
     return new Promise<void>((resolve, reject) => {
-      this.buffer.push({ alerts, resolve, reject });
+      this.buffer.push({ alerts, resolve, reject, attempts: 0 });
       this.queued += alerts.length;
       this.stats.queued = this.queued;
       this.kick();
@@ -125,11 +141,22 @@ export class AlertIntake {
         const pending = await this.write(batch.flatMap((w) => w.alerts));
         for (const w of batch) w.resolve();
         if (pending > 0) this.opts.onStored?.();
-      } catch (error) {
-        this.opts.logger.error({ err: error, alerts: count }, 'storing alerts failed; the sender is asked to retry');
-        for (const w of batch) w.reject(error);
-      } finally {
         this.queued -= count;
+      } catch (error) {
+        // Accepted alerts are not dropped on a failed write: the batch goes back to the front
+        // and is tried again after a pause (bounded: MAX_WRITE_ATTEMPTS, then counted as lost).
+        const retry = batch.filter((w) => ++w.attempts < MAX_WRITE_ATTEMPTS);
+        const given = batch.filter((w) => w.attempts >= MAX_WRITE_ATTEMPTS);
+        const givenCount = given.reduce((n, w) => n + w.alerts.length, 0);
+        for (const w of given) w.reject(error);
+        this.queued -= givenCount;
+        this.stats.lost += givenCount;
+        this.buffer.unshift(...retry);
+        this.stats.writeRetries++;
+        if (givenCount > 0) this.opts.logger.error({ err: error, alerts: givenCount }, 'storing alerts failed repeatedly; these alerts are lost');
+        else this.opts.logger.warn({ err: error, alerts: count }, 'storing alerts failed; retrying');
+        if (retry.length > 0) await new Promise((resolve) => setTimeout(resolve, this.closed ? 200 : 1000));
+      } finally {
         this.stats.queued = this.queued;
       }
     }
@@ -233,6 +260,14 @@ export class AlertIntake {
       return pending;
     } finally {
       client.release();
+    }
+  }
+
+  /** Waits until everything accepted so far is written (or given up). */
+  async flush(): Promise<void> {
+    while (this.writing || this.buffer.length > 0) {
+      if (this.writing) await this.writing;
+      else this.kick();
     }
   }
 

@@ -78,7 +78,7 @@ export default fp<AlertsPluginOptions>(async (app: FastifyInstance, opts) => {
   app.alertSink.use({ raise: (alert) => intake.submit([fromPlatformAlert(alert)]) });
 
   const api = `${config.appPrefix}${config.apiV1Prefix}`;
-  await app.register(alertWebhookRoutes({ secret: config.alerts.webhookSecret, intake, disconnectStorm: config.alerts.disconnectStorm, stats: module.webhookStats }), { prefix: `${api}/emqx` });
+  await app.register(alertWebhookRoutes({ secret: config.alerts.webhookSecret, intake, disconnectStorm: config.alerts.disconnectStorm, stats: module.webhookStats, ack: config.alerts.webhookAck }), { prefix: `${api}/emqx` });
 
   // A deleted unit loses its alert rule at once (its settings row went with it).
   const unitRoute = `${api}/units/:uuid`;

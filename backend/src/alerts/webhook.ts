@@ -4,6 +4,8 @@
  *
  * - Authenticated with `authorization: Bearer <PU_ALERT_WEBHOOK_SECRET>` (compared in constant
  *   time over SHA-256 digests); anything else is 401.
+ * - Answered when the alert is buffered (PU_ALERT_WEBHOOK_ACK=queued, the default) or stored
+ *   in Postgres (`stored`).
  * - Bad input is a final 4xx (EMQX does not retry it): unknown kind 404, a body that does not
  *   match the kind 422. 503 (and 429) are used only to ask EMQX to retry: the intake buffer is
  *   full or Postgres failed.
@@ -27,6 +29,13 @@ export interface AlertWebhookOptions {
   readonly maxTrackedClients?: number;
   /** Counters, owned by the caller (metrics, tests). */
   readonly stats: AlertWebhookStats;
+  /**
+   * PU_ALERT_WEBHOOK_ACK: `queued` answers once the alert is in the bounded intake buffer (written
+   * within milliseconds; flushed at shutdown; a crash loses what is buffered), `stored` once it is
+   * committed to Postgres (EMQX's embedded stand-in and EMQX without pipelining then wait a commit
+   * per request).
+   */
+  readonly ack: 'queued' | 'stored';
 }
 
 export interface AlertWebhookStats {
@@ -185,6 +194,16 @@ export function alertWebhookRoutes(opts: AlertWebhookOptions): FastifyPluginAsyn
         if (!(error instanceof Invalid)) throw error;
         stats.invalid++;
         return reply.code(422).send({ detail: `422: Validation Error: ${error.message}` });
+      }
+      if (opts.ack === 'queued') {
+        if (!opts.intake.hasRoom(alerts.length)) {
+          stats.retryAsked++;
+          return reply.code(503).header('retry-after', '1').send({ detail: '503: alert queue full, retry' });
+        }
+        // Failures are retried by the intake and logged there.
+        opts.intake.submit(alerts).catch(() => {});
+        stats.accepted++;
+        return reply.code(204).send();
       }
       try {
         await opts.intake.submit(alerts);

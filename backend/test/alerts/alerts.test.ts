@@ -168,6 +168,7 @@ test('one alert at or above the level is one Telegram message to the creator; lo
   assert.equal(below.status, 204, 'a stale rule\'s output is accepted and dropped');
   const res = await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'ERROR', 'sensor <b> & broken'), headers: bearer });
   assert.equal(res.status, 204);
+  await backend.app.alerts.intake.flush();
   const [message] = await waitFor(() => tg.messagesTo(owner.chat!).length === 1 && tg.messagesTo(owner.chat!), { what: 'the alert message' });
   assert.equal(message!.parseMode, 'HTML');
   assert.match(message!.text, /Unit unit_[0-9a-f]{8}<\/b> · Error: sensor &lt;b&gt; &amp; broken$/m);
@@ -239,6 +240,7 @@ test('mute windows and users without a chat: stored, not sent', async () => {
   const mute = await call('POST', '/alerts/mute_windows', { token: owner.token, body: { unit_uuid: unit, ends_at: new Date(Date.now() + 3600_000).toISOString() } });
   assert.equal(mute.status, 201);
   await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'muted one'), headers: bearer });
+  await backend.app.alerts.intake.flush();
   assert.equal(await eventCount("recipient_uuid = $1 AND state = 'muted'", [owner.uuid]), 1);
   assert.equal((await call('GET', '/alerts/mute_windows', { token: owner.token })).body.length, 1);
   assert.equal((await call('DELETE', `/alerts/mute_windows/${mute.body.uuid}`, { token: owner.token })).status, 204);
@@ -247,6 +249,7 @@ test('mute windows and users without a chat: stored, not sent', async () => {
   const unit2 = await createUnit(unbound.uuid);
   await call('PATCH', `/alerts/settings/${unit2}`, { token: unbound.token, body: { min_level: 'Error' } });
   await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit2, 'Error', 'nobody listens'), headers: bearer });
+  await backend.app.alerts.intake.flush();
   assert.equal(await eventCount("recipient_uuid = $1 AND state = 'no_chat'", [unbound.uuid]), 1);
 });
 
@@ -264,6 +267,7 @@ test('app.alertSink and broker events reach the admin through the same throttled
   for (let i = 0; i < 3; i++) {
     await call('POST', '/emqx/alerts/authz_deny', { body: { kind: 'authz_deny', clientid: 'intruder', username: null, peerhost: '10.0.0.9', topic: 'x/y', action: 'publish', authz_source: 'http', timestamp: Date.now() }, headers: bearer });
   }
+  await backend.app.alerts.intake.flush();
   assert.equal(await eventCount("recipient_uuid = $1 AND source = 'broker.authz_deny'", [admin.uuid]), 1);
 });
 
@@ -300,4 +304,23 @@ test('two senders on one database and a restart: every alert exactly once', asyn
   } finally {
     backend.app.alerts.sender!.start();
   }
+});
+
+test('a full intake buffer answers 503 so EMQX retries; nothing accepted is dropped', async () => {
+  const owner = await createUser();
+  const unit = await createUnit(owner.uuid);
+  await call('PATCH', `/alerts/settings/${unit}`, { token: owner.token, body: { min_level: 'Error' } });
+  const intake = backend.app.alerts.intake;
+  const max = backend.deps.config.alerts.queueMax;
+  // Fill the buffer up to its bound (one submission; its write runs in the background).
+  const filling = intake.submit(Array.from({ length: max }, (_, i) => ({ recipient: { kind: 'unitCreator' as const }, source: 'unit.log', level: 'Error' as const, unitUuid: unit, text: `fill${i}` })));
+  const refused = await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'one too many'), headers: bearer });
+  assert.equal(refused.status, 503);
+  assert.ok(backend.app.alerts.webhookStats.retryAsked >= 1);
+  await filling;
+  const accepted = await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'after'), headers: bearer });
+  assert.equal(accepted.status, 204);
+  await intake.flush();
+  assert.equal(await eventCount('unit_uuid = $1', [unit]), max + 1);
+  assert.equal(intake.stats.lost, 0);
 });
