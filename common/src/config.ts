@@ -78,6 +78,7 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_TELEGRAM_VERIFICATION_CODE_TTL', 'int', '600', 'Seconds a Telegram verification code (deep link) stays valid', { ours: true, min: 10, max: 86400 }),
   v('PU_ALERT_WEBHOOK_SECRET', 'secret', '', 'Shared secret EMQX sends as "authorization: Bearer <secret>" on the alert webhook (the connector http:pu-backend); empty: derived from PU_SECRET_KEY', { ours: true }),
   v('PU_ALERT_WEBHOOK_ACK', 'enum', 'queued', 'When the alert webhook answers EMQX: queued (the alert is in the bounded intake buffer, written to Postgres within milliseconds and flushed at shutdown; a crash of the process loses what is buffered) or stored (committed to Postgres first; slower: a commit per request unless the broker pipelines)', { ours: true, values: ['queued', 'stored'] }),
+  v('PU_ALERT_WEBHOOK_CONNECTIONS', 'int', '32', 'pool_size of the EMQX connector http:pu-backend: connections from each EMQX node to the alert webhook (a Node.js server answers the requests pipelined on one connection one after another, so this bounds the alerts in progress)', { ours: true, min: 1, max: 1024 }),
   v('PU_ALERT_QUEUE_MAX', 'int', '20000', 'Alerts accepted by the webhook and not yet written to Postgres at most; beyond it the webhook answers 503 so EMQX retries', { ours: true, min: 100, max: 1000000 }),
   v('PU_ALERT_HISTORY_DAYS', 'int', '30', 'Days alert history (delivered, muted, failed alerts and messages) is kept', { ours: true, min: 1, max: 3650 }),
   v('PU_ALERT_DISCONNECT_STORM', 'int', '50', 'Abnormal disconnects per minute (instance-wide) that raise one admin alert; authorization denials alert the admin at most once per client per minute', { ours: true, min: 1 }),
@@ -330,6 +331,7 @@ export interface BackendConfig {
   readonly alerts: {
     readonly webhookSecret: string;
     readonly webhookAck: 'queued' | 'stored';
+    readonly webhookConnections: number;
     readonly queueMax: number;
     readonly historyDays: number;
     readonly disconnectStorm: number;
@@ -540,6 +542,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     alerts: {
       webhookSecret: String(r.PU_ALERT_WEBHOOK_SECRET) || createHmac('sha256', String(r.PU_SECRET_KEY)).update('pepeunit alert webhook').digest('base64url'),
       webhookAck: r.PU_ALERT_WEBHOOK_ACK === 'stored' ? 'stored' : 'queued',
+      webhookConnections: Number(r.PU_ALERT_WEBHOOK_CONNECTIONS),
       queueMax: Number(r.PU_ALERT_QUEUE_MAX),
       historyDays: Number(r.PU_ALERT_HISTORY_DAYS),
       disconnectStorm: Number(r.PU_ALERT_DISCONNECT_STORM),

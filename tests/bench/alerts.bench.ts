@@ -8,7 +8,7 @@
  * the alerts module with the Telegram sender, the bot polling the stand-in); the Bot API
  * stand-in; `--units` units (default 100) with alert level Error owned by 10 users with bound
  * chats; the connector `http:pu-backend` and action `http:pu-alerts` exactly as the controller
- * creates them (defaults: 4 connections, 4 × 100 requests in flight). Devices are a child process
+ * creates them (PU_ALERT_WEBHOOK_CONNECTIONS = 32 connections, 4 × 100 requests in flight). Devices are a child process
  * writing pre-encoded QoS 0 packets: `--rate` log messages/s (default 2 000) of `--lines` entries
  * each (default 10, all `Error`), round-robin over the units' log topics, for `--seconds` (1):
  * the same burst in both rounds, offered faster than either path handles it, so each rate is
@@ -27,6 +27,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadBackendConfig, silentLogger, startService, type RunningService } from '@pepeunit/common';
@@ -191,7 +192,8 @@ async function main(): Promise<void> {
       [units, users],
     );
     await pg.query(`INSERT INTO alert_unit_settings (unit_uuid, min_level) SELECT u, 'Error' FROM unnest($1::uuid[]) AS u`, [units]);
-    const webhook = { url: `http://127.0.0.1:${port}/pepeunit/api/v1/emqx`, secret: WEBHOOK_SECRET };
+    // As the controller creates them (emqx-control.ts), with PU_ALERT_WEBHOOK_CONNECTIONS connections.
+    const webhook = { url: `http://127.0.0.1:${port}/pepeunit/api/v1/emqx`, secret: WEBHOOK_SECRET, poolSize: config.alerts.webhookConnections };
     await client.createConnector(buildAlertConnector(webhook));
     await client.createAction(buildAlertAction(webhook));
 
@@ -234,6 +236,12 @@ async function main(): Promise<void> {
     const reconcile = await reconcileAlertRules(client, { domain: DOMAIN, units: units.map((unitUuid) => ({ unitUuid, level: 'Error' as const })) });
     console.log(`B: ${reconcile.created.length} alert rules created`);
     const before = Number((await pg.query('SELECT count(*)::int AS n FROM alert_events')).rows[0].n);
+    // PU_BENCH_PROFILE=<file>: a CPU profile of this process (the backend) during round B.
+    const profiler = process.env.PU_BENCH_PROFILE ? new inspector.Session() : undefined;
+    if (profiler) {
+      profiler.connect();
+      await new Promise<void>((resolve) => profiler.post('Profiler.enable', () => profiler.post('Profiler.start', () => resolve())));
+    }
     const brokerCpu0 = cpuSeconds(broker.child.pid as number);
     const ownCpu0 = process.cpuUsage();
     const pubB = spawnChild(['publisher', String(mqttPort), String(seconds), '20', String(rate), topicsFile, payloadFile, 'b']);
@@ -256,6 +264,11 @@ async function main(): Promise<void> {
     await pubB.stop();
     const rateB = stored / ((lastStoredAt - startB) / 1000);
     const brokerCpu = cpuSeconds(broker.child.pid as number) - brokerCpu0;
+    if (profiler) {
+      const profile = await new Promise<unknown>((resolve) => profiler.post('Profiler.stop', (_err, result) => resolve(result.profile)));
+      writeFileSync(process.env.PU_BENCH_PROFILE!, JSON.stringify(profile));
+      profiler.disconnect();
+    }
     const ownCpuUsage = process.cpuUsage(ownCpu0);
     const ownCpu = (ownCpuUsage.user + ownCpuUsage.system) / 1e6;
     const cpuB = { broker: brokerCpu / Math.max(1, stored), backend: ownCpu / Math.max(1, stored) };

@@ -36,7 +36,7 @@ export function createEmqxControl(config: BackendConfig, logger: Logger, callbac
     maxClientIdLen: config.mqtt.maxClientIdLen,
     authzCacheTtl: '1m',
     // The one HTTP connector + action the alert rules send to (issue 12, docs/ALERTS.md).
-    alertWebhook: { url: `${callbackBaseUrl}/emqx`, secret: config.alerts.webhookSecret },
+    alertWebhook: { url: `${callbackBaseUrl}/emqx`, secret: config.alerts.webhookSecret, poolSize: config.alerts.webhookConnections },
   });
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<string[]> | undefined;
