@@ -32,6 +32,7 @@ export default fp(async (app: FastifyInstance) => {
   const { config } = app;
   if (!telegramEnabled(config)) return;
   const tg = config.telegram;
+  if (tg.proxyUrl) app.log.warn('PU_TELEGRAM_PROXY_URL is set but not supported yet: the Bot API is reached directly');
   const sessions = createSessionStorage<BotSession>(app.pg, config.redisUrl);
   const pepeunitBot = createPepeunitBot(app, { storage: sessions.storage });
   const { bot } = pepeunitBot;
