@@ -27,6 +27,10 @@ import metricsRoutes from './routes/api/v1/metrics/index.js';
 import { Cipher } from './security/cipher.js';
 import { AlertSinkHub } from './domain/alert-sink.js';
 import { LoadPorts } from './domain/load-ports.js';
+// -- alerts and Telegram (issue 12) --
+import alertsPlugin from './alerts/plugin.js';
+import alertsRoutes from './routes/api/v1/alerts/index.js';
+import telegramPlugin from './telegram/plugin.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -59,6 +63,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(authPlugin);
   await app.register(aclPlugin);
+  await app.register(alertsPlugin, deps.alerts ?? {}); // app.alerts: webhook, outbox, throttled sender (issue 12)
   await app.register(datapipeEventsPlugin); // app.datapipe: DataPipe change notifications (issue 6)
   await app.register(gitStorePlugin);
   await app.register(unitsFirmwarePlugin);
@@ -74,5 +79,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registryRoutes, { prefix: `${api}/repository_registry` });
   await app.register(reposRoutes, { prefix: `${api}/repos` });
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
+  await app.register(alertsRoutes, { prefix: `${api}/alerts` });
+  await app.register(telegramPlugin); // app.telegramBot: grammY bot, webhook route or long polling (issue 12)
   return app as unknown as FastifyInstance;
 }

@@ -16,6 +16,8 @@ import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopics
 // -- registry sync job (issue 4) --
 import { startRegistrySyncJob, type RegistrySyncJob } from './jobs/registry-sync.js';
 import { startUnitsAutoUpdate, type UnitsAutoUpdate } from './jobs/units-auto-update.js';
+// -- alerts (issue 12) --
+import { createAlertRules, type AlertRules } from './alerts/rules.js';
 
 export interface RunningBackend {
   readonly app: FastifyInstance;
@@ -30,6 +32,8 @@ export interface RunningBackend {
   readonly pipeRules: PipeRules;
   /** Automatic firmware updates of units that follow their Repo (after syncs, repo changes, periodically). */
   readonly unitsAutoUpdate: UnitsAutoUpdate;
+  /** The `alert-` rule reconciler (unit log alert rules and the instance alert rules). */
+  readonly alertRules: AlertRules;
   close(): Promise<void>;
 }
 
@@ -124,6 +128,9 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   broker.control = emqx;
   // Broker rules forward only topics with an enabled DataPipe to the ingest (issue 6 pre-filter).
   const pipeRules = registerPipeRules(app, { client: emqx.client });
+  // Alert rules follow unit alert levels (REST, bot) and unit deletions; a full diff heals drift.
+  const alertRules = createAlertRules({ pg: deps.pg, client: emqx.client, domain: config.domain, logger, initialDelayMs: opts.listen === false ? -1 : 1000 });
+  app.alerts.onUnitChanged((unitUuid) => alertRules.reconcileUnit(unitUuid));
   if (opts.listen !== false) {
     // The broker calls back into this process, so configure it only once we listen.
     await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
@@ -137,6 +144,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     if (connectedBefore) {
       void emqx.apply().catch((err: unknown) => logger.warn({ err }, 'EMQX re-apply after reconnect failed; it is retried periodically'));
       void pipeRules.reconcileAll();
+      void alertRules.reconcileAll();
     }
     connectedBefore = true;
   });
@@ -179,12 +187,14 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     registrySync,
     pipeRules,
     unitsAutoUpdate,
+    alertRules,
     async close() {
       await systemTopics.close();
       await registrySync.stop();
       await unitsAutoUpdate.stop();
       await app.close();
       await pipeRules.close();
+      await alertRules.close();
       await control.close();
       await deps.close();
     },

@@ -71,6 +71,17 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_TELEGRAM_HEADER_ENTITY_LENGTH', 'int', '15', 'Bot: entity name truncation', { min: 1 }),
   v('PU_TELEGRAM_GIT_HASH_LENGTH', 'int', '8', 'Bot: commit hash truncation', { min: 1 }),
   v('PU_TELEGRAM_PROXY_URL', 'string', '', 'Optional proxy for the Telegram API'),
+  v('PU_TELEGRAM_ALERT_INTERVAL', 'int', '60', 'Seconds between two alert messages to one Telegram chat; alerts within the interval are merged into the next message ("+N more since HH:MM")', { ours: true, min: 1, max: 86400 }),
+  v('PU_TELEGRAM_GLOBAL_RATE', 'int', '25', 'Telegram messages per second one backend replica sends at most, all chats together (Telegram allows about 30/s)', { ours: true, min: 1, max: 1000 }),
+  v('PU_TELEGRAM_API_ROOT', 'string', 'https://api.telegram.org', 'Bot API root URL (a local Bot API server, or the stand-in in tests); no trailing slash', { ours: true }),
+  v('PU_TELEGRAM_WEBHOOK_SECRET', 'secret', '', 'secret_token of the bot webhook (X-Telegram-Bot-Api-Secret-Token); empty: derived from PU_SECRET_KEY', { ours: true }),
+  v('PU_TELEGRAM_VERIFICATION_CODE_TTL', 'int', '600', 'Seconds a Telegram verification code (deep link) stays valid', { ours: true, min: 10, max: 86400 }),
+  v('PU_ALERT_WEBHOOK_SECRET', 'secret', '', 'Shared secret EMQX sends as "authorization: Bearer <secret>" on the alert webhook (the connector http:pu-backend); empty: derived from PU_SECRET_KEY', { ours: true }),
+  v('PU_ALERT_WEBHOOK_ACK', 'enum', 'queued', 'When the alert webhook answers EMQX: queued (the alert is in the bounded intake buffer, written to Postgres within milliseconds and flushed at shutdown; a crash of the process loses what is buffered) or stored (committed to Postgres first; slower: a commit per request unless the broker pipelines)', { ours: true, values: ['queued', 'stored'] }),
+  v('PU_ALERT_WEBHOOK_CONNECTIONS', 'int', '32', 'pool_size of the EMQX connector http:pu-backend: connections from each EMQX node to the alert webhook (a Node.js server answers the requests pipelined on one connection one after another, so this bounds the alerts in progress)', { ours: true, min: 1, max: 1024 }),
+  v('PU_ALERT_QUEUE_MAX', 'int', '20000', 'Alerts accepted by the webhook and not yet written to Postgres at most; beyond it the webhook answers 503 so EMQX retries', { ours: true, min: 100, max: 1000000 }),
+  v('PU_ALERT_HISTORY_DAYS', 'int', '30', 'Days alert history (delivered, muted, failed alerts and messages) is kept', { ours: true, min: 1, max: 3650 }),
+  v('PU_ALERT_DISCONNECT_STORM', 'int', '50', 'Abnormal disconnects per minute (instance-wide) that raise one admin alert; authorization denials alert the admin at most once per client per minute', { ours: true, min: 1 }),
   v('PU_PROMETHEUS_MULTIPROC_DIR', 'string', './prometheus_metrics', 'Reference only (single process here); accepted and ignored'),
   v('PU_REDIS_URL', 'string', '', 'Redis URL; when set, config changes are also sent to the stream backend_data_pipe_nodes (reference default redis://redis:6379/0; empty disables Redis)'),
   v('PU_MQTT_HOST', 'string', undefined, 'Broker host (also given to units)'),
@@ -314,6 +325,31 @@ export interface BackendConfig {
   /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
   readonly brokerCallbacks: { readonly secret: string | null; readonly allowedNetworks: readonly string[] };
   readonly unitsAutoUpdateIntervalMinutes: number;
+  /** Telegram bot and alert delivery (PU_TELEGRAM_*). */
+  readonly telegram: {
+    readonly mode: 'webhook' | 'pooling';
+    readonly delOldWebhook: boolean;
+    readonly token: string;
+    readonly botLink: string;
+    readonly itemsPerPage: number;
+    readonly headerEntityLength: number;
+    readonly gitHashLength: number;
+    readonly proxyUrl: string;
+    readonly apiRoot: string;
+    readonly webhookSecret: string;
+    readonly verificationCodeTtl: number;
+    readonly alertIntervalSeconds: number;
+    readonly globalRate: number;
+  };
+  /** Alerts forwarded by EMQX rules and raised by the backend (PU_ALERT_*). */
+  readonly alerts: {
+    readonly webhookSecret: string;
+    readonly webhookAck: 'queued' | 'stored';
+    readonly webhookConnections: number;
+    readonly queueMax: number;
+    readonly historyDays: number;
+    readonly disconnectStorm: number;
+  };
   readonly featureFlags: {
     readonly telegramBot: boolean;
     readonly grafana: boolean;
@@ -420,6 +456,13 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     problems.push(`PU_ENCRYPT_KEY is too weak: its 32 bytes hold fewer than ${MIN_DISTINCT_KEY_BYTES} different values (all-zero or repeated bytes); generate one with \`openssl rand -base64 32\``);
   }
   problems.push(...weakSecretProblems('PU_SECRET_KEY', String(r.PU_SECRET_KEY)));
+  if (String(r.PU_TELEGRAM_WEBHOOK_SECRET) && !/^[A-Za-z0-9_-]{1,256}$/.test(String(r.PU_TELEGRAM_WEBHOOK_SECRET))) {
+    problems.push('PU_TELEGRAM_WEBHOOK_SECRET is invalid; expected 1-256 characters of A-Z a-z 0-9 _ - (Telegram secret_token)');
+  }
+  if (String(r.PU_ALERT_WEBHOOK_SECRET) && !/^[\x21-\x7e]{16,}$/.test(String(r.PU_ALERT_WEBHOOK_SECRET))) {
+    problems.push('PU_ALERT_WEBHOOK_SECRET is invalid; expected at least 16 printable ASCII characters without spaces');
+  }
+  if (!/^https?:\/\/[^/]/.test(String(r.PU_TELEGRAM_API_ROOT))) problems.push('PU_TELEGRAM_API_ROOT is invalid; expected an http(s) URL');
   if (String(r.PU_STATIC_SALT).length < MIN_SALT_LENGTH) {
     problems.push(`PU_STATIC_SALT is too short: at least ${MIN_SALT_LENGTH} characters (changing it locks existing accounts out, so choose it once; \`openssl rand -base64 32\`)`);
   }
@@ -509,6 +552,29 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       allowedNetworks: String(r.PU_MQTT_CALLBACK_ALLOWED_NETWORKS).split(',').map((x) => x.trim()).filter(Boolean),
     },
     unitsAutoUpdateIntervalMinutes: Number(r.PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES),
+    telegram: {
+      mode: r.PU_TELEGRAM_BOT_MODE === 'pooling' ? 'pooling' : 'webhook',
+      delOldWebhook: Boolean(r.PU_TELEGRAM_DEL_OLD_WEBHOOK),
+      token: String(r.PU_TELEGRAM_TOKEN),
+      botLink: String(r.PU_TELEGRAM_BOT_LINK),
+      itemsPerPage: Number(r.PU_TELEGRAM_ITEMS_PER_PAGE),
+      headerEntityLength: Number(r.PU_TELEGRAM_HEADER_ENTITY_LENGTH),
+      gitHashLength: Number(r.PU_TELEGRAM_GIT_HASH_LENGTH),
+      proxyUrl: String(r.PU_TELEGRAM_PROXY_URL),
+      apiRoot: trimSlash(String(r.PU_TELEGRAM_API_ROOT)),
+      webhookSecret: String(r.PU_TELEGRAM_WEBHOOK_SECRET) || createHmac('sha256', String(r.PU_SECRET_KEY)).update('pepeunit telegram webhook').digest('base64url'),
+      verificationCodeTtl: Number(r.PU_TELEGRAM_VERIFICATION_CODE_TTL),
+      alertIntervalSeconds: Number(r.PU_TELEGRAM_ALERT_INTERVAL),
+      globalRate: Number(r.PU_TELEGRAM_GLOBAL_RATE),
+    },
+    alerts: {
+      webhookSecret: String(r.PU_ALERT_WEBHOOK_SECRET) || createHmac('sha256', String(r.PU_SECRET_KEY)).update('pepeunit alert webhook').digest('base64url'),
+      webhookAck: r.PU_ALERT_WEBHOOK_ACK === 'stored' ? 'stored' : 'queued',
+      webhookConnections: Number(r.PU_ALERT_WEBHOOK_CONNECTIONS),
+      queueMax: Number(r.PU_ALERT_QUEUE_MAX),
+      historyDays: Number(r.PU_ALERT_HISTORY_DAYS),
+      disconnectStorm: Number(r.PU_ALERT_DISCONNECT_STORM),
+    },
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
       grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),

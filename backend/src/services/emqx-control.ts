@@ -35,6 +35,8 @@ export function createEmqxControl(config: BackendConfig, logger: Logger, callbac
     maxTopicAlias: config.mqtt.maxTopicAlias,
     maxClientIdLen: config.mqtt.maxClientIdLen,
     authzCacheTtl: '1m',
+    // The one HTTP connector + action the alert rules send to (issue 12, docs/ALERTS.md).
+    alertWebhook: { url: `${callbackBaseUrl}/emqx`, secret: config.alerts.webhookSecret, poolSize: config.alerts.webhookConnections },
   });
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<string[]> | undefined;

@@ -331,7 +331,8 @@ describe('postgres migrations: reference schema', () => {
            ON kcu.constraint_name = rc.constraint_name AND kcu.constraint_schema = rc.constraint_schema
          JOIN information_schema.constraint_column_usage ccu
            ON ccu.constraint_name = rc.constraint_name AND ccu.constraint_schema = rc.constraint_schema
-         WHERE rc.constraint_schema = current_schema()`,
+         WHERE rc.constraint_schema = current_schema() AND kcu.table_name = ANY($1)`,
+        [REFERENCE_TABLES],
       ),
     );
     assert.deepEqual(

@@ -8,7 +8,7 @@
 // - asynchronous: outputs are buffered (at most `max_buffer_bytes` of bodies; when full the
 //   oldest buffered request is dropped, `dropped.queue_full`, as EMQX's replayq does) and sent
 //   with at most `inflight_window` × `worker_pool_size` requests in flight over a pool of
-//   `pool_size` connections;
+//   `pool_size` connections, each pipelining up to `enable_pipelining` requests;
 // - 2xx is a success; 429 and 503 (and transport errors) are retried up to `max_retries` times
 //   with a growing delay, still counted in flight; any other status is a final failure;
 // - a request still buffered after `request_ttl` is dropped (`dropped.expired`); `request_ttl`
@@ -33,6 +33,8 @@ export interface HttpActionSettings {
     headers: Record<string, string>;
     connect_timeout: string;
     pool_size: number;
+    /** Requests sent on one connection before their answers (EMQX pipelines POSTs too). */
+    enable_pipelining?: number;
     ssl: { enable: boolean; verify?: string };
   };
   parameters: {
@@ -135,6 +137,9 @@ export class HttpActionRunner {
     this.basePath = url.pathname === '/' ? '' : url.pathname;
     this.pool = new Pool(url.origin, {
       connections: settings.connector.pool_size,
+      // EMQX's HTTP client (ehttpc) pipelines up to `enable_pipelining` requests per connection,
+      // whatever the method; undici pipelines only requests marked idempotent (see attempt()).
+      pipelining: settings.connector.enable_pipelining ?? 1,
       connect: {
         timeout: parseDuration(settings.connector.connect_timeout) ?? 15_000,
         rejectUnauthorized: url.protocol === 'https:' && settings.connector.ssl.verify === 'verify_peer',
@@ -236,6 +241,8 @@ export class HttpActionRunner {
         body: query.body === '' ? undefined : query.body,
         headersTimeout: this.ttlMs ?? 0,
         bodyTimeout: this.ttlMs ?? 0,
+        // Lets undici pipeline the POST like EMQX does; retries stay the action's (429/503/transport).
+        idempotent: true,
       });
       status = response.statusCode;
       await response.body.dump();

@@ -34,10 +34,16 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
     return { token: await service.login(request.body.credentials, request.body.password) };
   });
 
-  app.get('/generate_verification_link/', { schema: { tags, response: { 200: Type.String() } } }, async (request) => {
+  app.get('/generate_verification_link/', { schema: { tags, response: { 200: Type.String() } } }, async (request, reply) => {
     if (!app.config.featureFlags.telegramBot) throw new FeatureFlagError();
-    requireAgent(await request.agent(), ['User']);
-    throw new FeatureFlagError();
+    const agent = await request.agent();
+    requireAgent(agent, ['User']);
+    // The bot module consumes the code (/start <code>); without a running bot there is nothing to bind to.
+    if (!app.hasDecorator('telegramBot')) throw new FeatureFlagError();
+    const code = await app.telegramBot.binding.createCode(agent.uuid);
+    const botLink = app.config.telegram.botLink || (app.telegramBot.bot.isInited() ? `https://t.me/${app.telegramBot.bot.botInfo.username}` : '');
+    // A JSON string, as the reference answers.
+    return reply.type('application/json; charset=utf-8').send(JSON.stringify(`${botLink}?start=${code}`));
   });
 
   app.get('/:uuid', { schema: { tags, params: UuidParams, response: { 200: UserRead } } }, async (request) => {
