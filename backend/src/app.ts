@@ -27,6 +27,8 @@ import metricsRoutes from './routes/api/v1/metrics/index.js';
 import { Cipher } from './security/cipher.js';
 import { AlertSinkHub } from './domain/alert-sink.js';
 import { LoadPorts } from './domain/load-ports.js';
+// -- load, node state, errors (issue 13) --
+import loadPlugin from './load/plugin.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -63,6 +65,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(gitStorePlugin);
   await app.register(unitsFirmwarePlugin);
   await app.register(registryServicesPlugin); // app.registry, app.registrySync, app.repos (issue 4)
+  await app.register(loadPlugin); // load counting, limits, cut-off, node state, errors (issue 13)
   const api = `${deps.config.appPrefix}${deps.config.apiV1Prefix}`;
   await app.register(usersRoutes, { prefix: `${api}/users` });
   await app.register(permissionRoutes, { prefix: `${api}/permission` });
