@@ -7,6 +7,7 @@ import type { Cipher } from './security/cipher.js';
 import type { BrokerSessions } from './services/broker-sessions.js';
 import type { AlertSinkHub } from './domain/alert-sink.js';
 import type { LoadPorts } from './domain/load-ports.js';
+import type { EmqxManagementClient } from '@pepeunit/emqx-rules';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
 export interface AppDeps {
@@ -22,6 +23,8 @@ export interface AppDeps {
   readonly brokerSessions?: BrokerSessions;
   /** Clears the broker's per-client authorization cache (EMQX `DELETE /api/v5/authorization/cache`). */
   readonly clearBrokerAuthzCache?: () => Promise<void>;
+  /** The broker's management API (null until configured); present = run the load sampler and counting rules (issue 13). */
+  readonly emqxClient?: () => EmqxManagementClient | null;
 }
 
 declare module 'fastify' {
