@@ -29,6 +29,7 @@ import { AlertSinkHub } from './domain/alert-sink.js';
 import { LoadPorts } from './domain/load-ports.js';
 // -- load, node state, errors (issue 13) --
 import loadPlugin from './load/plugin.js';
+import loadRoutes from './routes/api/v1/load/index.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -77,5 +78,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registryRoutes, { prefix: `${api}/repository_registry` });
   await app.register(reposRoutes, { prefix: `${api}/repos` });
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
+  await app.register(loadRoutes, { prefix: `${api}/load` }); // load, node state, errors (issue 13)
   return app as unknown as FastifyInstance;
 }

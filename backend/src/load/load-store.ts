@@ -84,12 +84,13 @@ function whereOf(filter: LoadFilter, params: Record<string, unknown>): string {
 }
 
 /**
- * Messages and busiest minute per unit over [from, to) (unix seconds, floored to minutes).
+ * Messages and busiest minute per unit over [from, to) (unix seconds; from floored and to raised to whole minutes).
  * Whole hours from the hourly rollup, the edges from the minute table.
  */
 export async function unitTotals(clickhouse: ClickHouseClient, filter: LoadFilter, fromS: number, toS: number, limit?: number): Promise<UnitTotals[]> {
+  // Minutes touched by the range: the current, partial minute is included.
   const from = fromS - (fromS % 60);
-  const to = toS - (toS % 60);
+  const to = Math.ceil(toS / 60) * 60;
   if (to <= from) return [];
   const hourFrom = Math.ceil(from / 3600) * 3600;
   const hourTo = Math.floor(to / 3600) * 3600;

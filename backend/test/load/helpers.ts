@@ -100,7 +100,7 @@ export class PacedPublisher {
   readonly client: MqttClient;
 
   constructor(url: string, clientId: string, private readonly topic: string, private readonly rate: number, reconnectPeriod = 0) {
-    this.client = mqtt.connect(url, { clientId, protocolVersion: 4, reconnectPeriod, connectTimeout: 5000, queueQoSZero: false });
+    this.client = mqtt.connect(url, { clientId, protocolVersion: 4, reconnectPeriod, connectTimeout: 5000, queueQoSZero: false, reconnectOnConnackError: reconnectPeriod > 0 });
     this.client.on('error', () => undefined);
   }
 

@@ -1,0 +1,267 @@
+/**
+ * Load REST (issue 13, docs/LOAD.md "REST"): `<prefix>/load/...`
+ *
+ *   GET  /units/:uuid            a unit: limit, latest MPS, cut-off state, totals and series over a range (creator, admin, the unit itself)
+ *   GET  /repos/:uuid            a repo: average MPS per unit (any user who may see it); per-unit rows for its creator and admins
+ *   GET  /users/:uuid            a user's units: totals per unit, limit (the user, admins)
+ *   PUT  /users/:uuid/limit      admin: per-user MPS limit override ({mps_limit: number | null})
+ *   GET  /top                    admin: top units by messages over a range
+ *   GET  /instance               admin: sampler status, totals, units over their limit, active cut-offs
+ *   GET  /decisions              admin: cut-off decisions (newest first)
+ *   POST /units/:uuid/cutoff/lift    admin: lifts an active cut-off
+ *   POST /units/:uuid/cutoff/extend  admin: new end of an active cut-off ({until} or {seconds})
+ *
+ * Ranges: `from`/`to` (ISO 8601; default the last hour, at most 5 years), `granularity`
+ * (minute | hour | day; default by range length). Bad input is a 422 and changes nothing.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { DateTime, Nullable, Uuid, UuidParams } from '../../../../schemas/common.js';
+import { NoAccessError, ValidationError } from '../../../../errors.js';
+import { requireAgent } from '../../../../services/access.js';
+import type { Agent } from '../../../../plugins/auth.js';
+import { loadSeries, unitTotals, type Granularity } from '../../../../load/load-store.js';
+
+const tags = ['load'];
+const MAX_RANGE_MS = 5 * 366 * 86_400_000;
+const RangeQuery = Type.Object({
+  from: Type.Optional(DateTime),
+  to: Type.Optional(DateTime),
+  granularity: Type.Optional(Type.Union([Type.Literal('minute'), Type.Literal('hour'), Type.Literal('day')])),
+});
+const TopQuery = Type.Object({ ...RangeQuery.properties, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 20 })) });
+const DecisionsQuery = Type.Object({ unit_uuid: Type.Optional(Uuid), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) });
+const LimitBody = Type.Object({ mps_limit: Nullable(Type.Number({ minimum: 0, maximum: 1_000_000 })) }, { additionalProperties: false });
+const ExtendBody = Type.Object(
+  { until: Type.Optional(DateTime), seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400 })) },
+  { additionalProperties: false },
+);
+
+interface Range {
+  from: number;
+  to: number;
+  granularity: Granularity;
+}
+
+function range(query: { from?: string; to?: string; granularity?: Granularity }): Range {
+  const to = query.to ? Date.parse(query.to) : Date.now();
+  const from = query.from ? Date.parse(query.from) : to - 3_600_000;
+  if (!Number.isFinite(from) || !Number.isFinite(to)) throw new ValidationError('from and to must be ISO 8601 date-times');
+  if (from >= to) throw new ValidationError('from must be before to');
+  if (to - from > MAX_RANGE_MS) throw new ValidationError('the range may cover at most 5 years');
+  const span = to - from;
+  const granularity = query.granularity ?? (span <= 6 * 3_600_000 ? 'minute' : span <= 14 * 86_400_000 ? 'hour' : 'day');
+  const points = span / (granularity === 'minute' ? 60_000 : granularity === 'hour' ? 3_600_000 : 86_400_000);
+  if (points > 10_000) throw new ValidationError(`${granularity} granularity over this range gives more than 10000 points; choose a coarser one`);
+  return { from: Math.floor(from / 1000), to: Math.floor(to / 1000), granularity };
+}
+
+const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
+
+function isAdmin(agent: Agent): boolean {
+  return agent.type === 'User' && agent.role === 'Admin';
+}
+
+function requireAdmin(agent: Agent): void {
+  requireAgent(agent, ['User'], ['Admin']);
+}
+
+const loadRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { load } = app;
+
+  async function unitRow(uuid: string): Promise<{ uuid: string; name: string; creator_uuid: string | null; repo_uuid: string | null }> {
+    const { rows } = await app.pg.query<{ uuid: string; name: string; creator_uuid: string | null; repo_uuid: string | null }>(
+      'SELECT uuid::text, name, creator_uuid::text, repo_uuid::text FROM units WHERE uuid = $1',
+      [uuid],
+    );
+    if (!rows[0]) throw new ValidationError(`Unit ${uuid} does not exist`);
+    return rows[0];
+  }
+
+  function totalsOf(rows: Array<{ messages: number; peak_minute_messages: number }>, seconds: number) {
+    const messages = rows.reduce((sum, r) => sum + r.messages, 0);
+    return { messages, avg_mps: seconds > 0 ? messages / seconds : 0, peak_mps: rows.reduce((max, r) => Math.max(max, r.peak_minute_messages / 60), 0) };
+  }
+
+  app.get('/units/:uuid', { schema: { tags, summary: 'Load of a unit', params: UuidParams, querystring: RangeQuery } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Unit', 'Backend']);
+    const unit = await unitRow(request.params.uuid);
+    if (agent.type === 'User' && !isAdmin(agent) && unit.creator_uuid !== agent.uuid) throw new NoAccessError('Only the creator of the unit or an admin can read its load');
+    if (agent.type === 'Unit' && agent.uuid !== unit.uuid) throw new NoAccessError('A unit can read only its own load');
+    const r = range(request.query);
+    const filter = { creatorUuid: unit.creator_uuid ?? undefined, unitUuids: [unit.uuid] };
+    const [rows, series, cutoff, limit] = await Promise.all([
+      unitTotals(app.clickhouse, filter, r.from, r.to),
+      loadSeries(app.clickhouse, filter, r.granularity, r.from, r.to),
+      load.cutoff.state(unit.uuid),
+      unit.creator_uuid ? load.limits.forUser(unit.creator_uuid) : Promise.resolve({ mps: null, source: 'instance' }),
+    ]);
+    const latest = load.sampler.latest;
+    const current = latest?.loads.get(unit.uuid);
+    const since = load.cutoff.overSince.get(unit.uuid);
+    return {
+      unit_uuid: unit.uuid,
+      name: unit.name,
+      repo_uuid: unit.repo_uuid,
+      from: iso(r.from),
+      to: iso(r.to),
+      granularity: r.granularity,
+      limit: { mps: limit.mps, source: limit.source, factor: load.settings.factor, window_seconds: load.settings.windowSeconds },
+      current: latest && current ? { mps: current.mps, messages: current.messages, at: new Date(latest.takenAt).toISOString(), interval_ms: latest.elapsedMs } : null,
+      over_limit_since: since === undefined ? null : new Date(since).toISOString(),
+      cutoff,
+      totals: totalsOf(rows, r.to - r.from),
+      series: series.map((p) => ({ start: iso(p.start), messages: p.messages, mps: p.mps })),
+    };
+  });
+
+  app.get('/repos/:uuid', { schema: { tags, summary: 'Load of a repo: average MPS per unit', params: UuidParams, querystring: RangeQuery } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Backend']);
+    const { rows: repos } = await app.pg.query<{ creator_uuid: string | null; visibility_level: string; units: number }>(
+      'SELECT creator_uuid::text, visibility_level, (SELECT count(*)::int FROM units WHERE repo_uuid = r.uuid) AS units FROM repos r WHERE uuid = $1',
+      [request.params.uuid],
+    );
+    const repo = repos[0];
+    if (!repo) throw new ValidationError(`Repo ${request.params.uuid} does not exist`);
+    const owner = agent.type === 'Backend' || isAdmin(agent) || (agent.type === 'User' && repo.creator_uuid === agent.uuid);
+    if (!owner && repo.visibility_level !== 'Public') throw new NoAccessError('Only the creator of a non-public repo or an admin can read its load');
+    const r = range(request.query);
+    const rows = await unitTotals(app.clickhouse, { repoUuid: request.params.uuid }, r.from, r.to);
+    const seconds = r.to - r.from;
+    const totals = totalsOf(rows, seconds);
+    return {
+      repo_uuid: request.params.uuid,
+      from: iso(r.from),
+      to: iso(r.to),
+      unit_count: repo.units,
+      units_with_load: rows.length,
+      messages: totals.messages,
+      // The repo's load metric: the average MPS of one of its units (units without traffic count as zero).
+      avg_mps_per_unit: repo.units > 0 ? totals.avg_mps / repo.units : 0,
+      avg_mps_per_active_unit: rows.length > 0 ? totals.avg_mps / rows.length : 0,
+      peak_mps: totals.peak_mps,
+      units: owner ? rows.map((row) => ({ unit_uuid: row.unit_uuid, messages: row.messages, avg_mps: row.messages / seconds, peak_mps: row.peak_minute_messages / 60 })) : null,
+    };
+  });
+
+  app.get('/users/:uuid', { schema: { tags, summary: "Load of a user's units", params: UuidParams, querystring: RangeQuery } }, async (request) => {
+    const agent = await request.agent();
+    requireAgent(agent, ['User', 'Backend']);
+    if (agent.type === 'User' && !isAdmin(agent) && agent.uuid !== request.params.uuid) throw new NoAccessError('Only the user or an admin can read this load');
+    const r = range(request.query);
+    const [rows, limit, override] = await Promise.all([
+      unitTotals(app.clickhouse, { creatorUuid: request.params.uuid }, r.from, r.to),
+      load.limits.forUser(request.params.uuid),
+      load.limits.userOverride(request.params.uuid),
+    ]);
+    const seconds = r.to - r.from;
+    return {
+      user_uuid: request.params.uuid,
+      from: iso(r.from),
+      to: iso(r.to),
+      limit: { mps: limit.mps, source: limit.source, user_override: override, instance_default: load.settings.instanceMps || null },
+      totals: totalsOf(rows, seconds),
+      units: rows.map((row) => ({ unit_uuid: row.unit_uuid, repo_uuid: row.repo_uuid, messages: row.messages, avg_mps: row.messages / seconds, peak_mps: row.peak_minute_messages / 60 })),
+    };
+  });
+
+  app.put('/users/:uuid/limit', { schema: { tags, summary: 'Admin: per-user MPS limit override (null removes it)', params: UuidParams, body: LimitBody } }, async (request) => {
+    const agent = await request.agent();
+    requireAdmin(agent);
+    const { rowCount } = await app.pg.query('SELECT 1 FROM users WHERE uuid = $1', [request.params.uuid]);
+    if (!rowCount) throw new ValidationError(`User ${request.params.uuid} does not exist`);
+    await load.limits.setUserLimit(request.params.uuid, request.body.mps_limit, agent.uuid);
+    const limit = await load.limits.forUser(request.params.uuid);
+    return { user_uuid: request.params.uuid, user_override: request.body.mps_limit, limit };
+  });
+
+  app.get('/top', { schema: { tags, summary: 'Admin: top units by messages', querystring: TopQuery } }, async (request) => {
+    requireAdmin(await request.agent());
+    const r = range(request.query);
+    const rows = await unitTotals(app.clickhouse, {}, r.from, r.to, request.query.limit ?? 20);
+    const seconds = r.to - r.from;
+    return { from: iso(r.from), to: iso(r.to), units: rows.map((row) => ({ ...row, avg_mps: row.messages / seconds, peak_mps: row.peak_minute_messages / 60 })) };
+  });
+
+  app.get('/instance', { schema: { tags, summary: 'Admin: the instance load view' } }, async (request) => {
+    requireAdmin(await request.agent());
+    const to = Math.floor(Date.now() / 1000);
+    const [top, cutoffs] = await Promise.all([
+      unitTotals(app.clickhouse, {}, to - 3600, to, 10),
+      app.pg.query(
+        `SELECT unit_uuid::text, step, reason, mps, limit_mps, limit_source, to_char(cut_at, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS cut_at,
+                to_char(until, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS until FROM load_unit_cutoffs WHERE active ORDER BY until LIMIT 1000`,
+      ),
+    ]);
+    const latest = load.sampler.latest;
+    let total = 0;
+    let busiest: Array<{ unit_uuid: string; mps: number }> = [];
+    if (latest) {
+      for (const [unit, l] of latest.loads) {
+        total += l.messages;
+        if (l.mps > 0) busiest.push({ unit_uuid: unit, mps: l.mps });
+      }
+      busiest = busiest.sort((a, b) => b.mps - a.mps).slice(0, 10);
+    }
+    return {
+      sampler: {
+        this_replica_samples: load.sampler.isLeader,
+        interval_ms: load.settings.intervalMs,
+        broker_api: load.client() !== null,
+        last_sample_at: latest ? new Date(latest.takenAt).toISOString() : null,
+        units: latest?.units.size ?? null,
+        mps: latest && latest.elapsedMs > 0 ? total / (latest.elapsedMs / 1000) : null,
+        busiest_now: busiest,
+      },
+      limits: { instance_default_mps: load.settings.instanceMps || null, factor: load.settings.factor, window_seconds: load.settings.windowSeconds, ladder_seconds: load.settings.ladderSeconds, reset_seconds: load.settings.resetSeconds, cutoff_enabled: load.settings.enabled },
+      over_limit_now: [...load.cutoff.overSince].map(([unit, since]) => ({ unit_uuid: unit, since: new Date(since).toISOString() })),
+      active_cutoffs: cutoffs.rows,
+      top_last_hour: top.map((row) => ({ ...row, avg_mps: row.messages / 3600, peak_mps: row.peak_minute_messages / 60 })),
+    };
+  });
+
+  app.get('/decisions', { schema: { tags, summary: 'Admin: cut-off decisions, newest first', querystring: DecisionsQuery } }, async (request) => {
+    requireAdmin(await request.agent());
+    const values: unknown[] = [request.query.limit ?? 100];
+    let where = '';
+    if (request.query.unit_uuid) {
+      values.push(request.query.unit_uuid);
+      where = 'WHERE unit_uuid = $2';
+    }
+    const { rows } = await app.pg.query(
+      `SELECT id::text, unit_uuid::text, creator_uuid::text, decision, step, mps, limit_mps, limit_source,
+              to_char(until, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS until, actor, detail,
+              to_char(create_datetime, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at
+         FROM load_decisions ${where} ORDER BY create_datetime DESC, id DESC LIMIT $1`,
+      values,
+    );
+    return { decisions: rows };
+  });
+
+  app.post('/units/:uuid/cutoff/lift', { schema: { tags, summary: 'Admin: lift an active cut-off', params: UuidParams } }, async (request) => {
+    const agent = await request.agent();
+    requireAdmin(agent);
+    await unitRow(request.params.uuid);
+    const state = await load.cutoff.lift(request.params.uuid, agent.uuid);
+    if (!state) throw new ValidationError(`Unit ${request.params.uuid} is not cut off`);
+    return state;
+  });
+
+  app.post('/units/:uuid/cutoff/extend', { schema: { tags, summary: 'Admin: change the end of an active cut-off', params: UuidParams, body: ExtendBody } }, async (request) => {
+    const agent = await request.agent();
+    requireAdmin(agent);
+    await unitRow(request.params.uuid);
+    const { until, seconds } = request.body;
+    if ((until === undefined) === (seconds === undefined)) throw new ValidationError('give exactly one of until and seconds');
+    const untilMs = until !== undefined ? Date.parse(until) : Date.now() + (seconds as number) * 1000;
+    if (!Number.isFinite(untilMs) || untilMs <= Date.now()) throw new ValidationError('until must be in the future');
+    if (untilMs > Date.now() + 366 * 86_400_000) throw new ValidationError('until may be at most one year ahead');
+    const state = await load.cutoff.extend(request.params.uuid, untilMs, agent.uuid);
+    if (!state) throw new ValidationError(`Unit ${request.params.uuid} is not cut off`);
+    return state;
+  });
+};
+
+export default loadRoutes;
