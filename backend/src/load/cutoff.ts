@@ -244,6 +244,10 @@ export function createCutoff(opts: CutoffOptions): Cutoff {
       await releaseExpired(sample.takenAt);
       if (!settings.enabled || sample.elapsedMs <= 0) return;
       const intervalStart = sample.takenAt - sample.elapsedMs;
+      const creators = new Set<string>();
+      for (const [unit, load] of sample.loads) if (load.mps > 0) creators.add(sample.units.get(unit)?.creatorUuid ?? '');
+      creators.delete('');
+      await opts.limits.prefetch(creators);
       for (const [unit, load] of sample.loads) {
         if (load.mps <= 0 || active.has(unit)) {
           overSince.delete(unit);

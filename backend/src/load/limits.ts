@@ -19,6 +19,8 @@ export interface EffectiveLimit {
 
 export interface Limits {
   forUser(userUuid: string): Promise<EffectiveLimit>;
+  /** Fills the cache for many users at once (one Postgres query for the overrides). */
+  prefetch(userUuids: Iterable<string>): Promise<void>;
   setUserLimit(userUuid: string, mps: number | null, adminUuid: string): Promise<void>;
   userOverride(userUuid: string): Promise<number | null>;
   forget(userUuid?: string): void;
@@ -35,8 +37,8 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
     return rows[0] ? Number(rows[0].mps_limit) : null;
   }
 
-  async function compute(userUuid: string): Promise<EffectiveLimit> {
-    const override = await userOverride(userUuid);
+  async function compute(userUuid: string, known?: number | null): Promise<EffectiveLimit> {
+    const override = known !== undefined ? known : await userOverride(userUuid);
     const base = override ?? opts.instanceMps;
     let limit: EffectiveLimit = base > 0 ? { mps: base, source: override === null ? 'instance' : 'user' } : { mps: null, source: override === null ? 'instance' : 'user' };
     const external = await opts.ports.externalLimitForUser(userUuid);
@@ -44,13 +46,28 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
     return limit;
   }
 
+  function remember(userUuid: string, limit: EffectiveLimit): void {
+    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
+    cache.set(userUuid, { at: Date.now(), limit });
+  }
+
   return {
+    async prefetch(userUuids) {
+      const now = Date.now();
+      const stale = [...new Set(userUuids)].filter((user) => {
+        const hit = cache.get(user);
+        return !hit || now - hit.at >= ttlMs;
+      });
+      if (stale.length === 0) return;
+      const { rows } = await opts.pg.query<{ user_uuid: string; mps_limit: number }>('SELECT user_uuid::text, mps_limit FROM load_user_limits WHERE user_uuid = ANY($1::uuid[])', [stale]);
+      const overrides = new Map(rows.map((row) => [row.user_uuid, Number(row.mps_limit)]));
+      for (const user of stale) remember(user, await compute(user, overrides.get(user) ?? null));
+    },
     async forUser(userUuid) {
       const hit = cache.get(userUuid);
       if (hit && Date.now() - hit.at < ttlMs) return hit.limit;
       const limit = await compute(userUuid);
-      if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-      cache.set(userUuid, { at: Date.now(), limit });
+      remember(userUuid, limit);
       return limit;
     },
     async setUserLimit(userUuid, mps, adminUuid) {

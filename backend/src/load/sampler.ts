@@ -5,7 +5,8 @@
  * counter-sampling.ts: a counter that went down restarted, so its value is the delta; per-node
  * series keep a restarted EMQX node apart from the others), and
  *
- *  - writes per-unit rows into `unit_load_minute` (a cycle's messages are spread over the
+ *  - writes (in the background, one write at a time, never holding up the cut-off) per-unit rows
+ *    into `unit_load_minute` (a cycle's messages are spread over the
  *    minutes it covers, in proportion to time), and each closed minute into the hourly and daily
  *    rollups (with the minute's count as peak candidate);
  *  - keeps the latest per-unit MPS in memory and hands every sample to listeners (the cut-off).
@@ -73,6 +74,8 @@ export interface Sampler {
   stop(): Promise<void>;
   /** One cycle now (also used by tests and the benchmark); resolves with the sample or null (baseline, not leader, no API). */
   cycle(): Promise<LoadSample | null>;
+  /** Resolves when the rows of every finished cycle are written (or kept for retry). */
+  flushed(): Promise<void>;
   /** Marks the unit map stale (units or nodes changed). */
   unitsChanged(): void;
   onSample(listener: SampleListener): void;
@@ -140,6 +143,8 @@ export function createSampler(opts: SamplerOptions): Sampler {
   const open = new Map<string, Map<number, number>>();
   let pendingMinutes: MinuteRow[] = [];
   let pendingRollups: PeriodRow[] = [];
+  /** The write in flight: ClickHouse writes never hold up a cycle's listeners (the cut-off). */
+  let writing: Promise<void> = Promise.resolve();
 
   async function ensureLeader(): Promise<boolean> {
     if (opts.elect === false) return false;
@@ -267,7 +272,7 @@ export function createSampler(opts: SamplerOptions): Sampler {
       }
       messagesCounter.inc(total);
       closeMinutes(Math.floor(takenAt / 60_000) * 60);
-      await write();
+      writing = writing.then(write);
       const sample: LoadSample = { takenAt, elapsedMs: deltas.elapsedMs, loads, units, resets: deltas.resets.length };
       latest = sample;
       for (const listener of listeners) {
@@ -313,6 +318,7 @@ export function createSampler(opts: SamplerOptions): Sampler {
       stopped = true;
       if (timer) clearTimeout(timer);
       await running?.catch(() => undefined);
+      await writing;
       closeMinutes(undefined);
       if (pendingMinutes.length + pendingRollups.length > 0) await write();
       if (pendingMinutes.length + pendingRollups.length > 0) logger.error({ rows: pendingMinutes.length + pendingRollups.length }, 'load rows lost at shutdown: ClickHouse unreachable');
@@ -323,6 +329,9 @@ export function createSampler(opts: SamplerOptions): Sampler {
       }
     },
     cycle,
+    flushed() {
+      return writing;
+    },
     unitsChanged() {
       unitsDirty = true;
     },

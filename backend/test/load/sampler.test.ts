@@ -137,6 +137,7 @@ describe('measured load', () => {
 });
 
 async function countedTotal(unit: string): Promise<number> {
+  await sampler.flushed();
   const result = await fx.db.clickhouse.query({
     query: 'SELECT toUInt64(sum(messages)) AS n FROM unit_load_minute WHERE unit_uuid = {unit:UUID}',
     query_params: { unit },
