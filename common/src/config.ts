@@ -152,6 +152,7 @@ export const INGEST_VARIABLES: readonly VariableSpec[] = [
   v('PU_DP_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database override', { ours: true }),
   v('PU_DP_RETRY_BUFFER_MAX_ROWS', 'int', '1000000', 'Rows kept for retry while a database is down; beyond that rows are dropped and counted', { ours: true, min: 1 }),
   v('PU_DP_METRICS_PORT', 'int', '0', 'Port of the ingest Prometheus/health endpoint (0: a free port)', { ours: true, min: 0, max: 65535 }),
+  v('PU_NODE_STATE_INTERVAL', 'int', '30', 'Seconds between node-state samples of the ingest (ClickHouse node_state); 0 = off', { ours: true, min: 0, max: 3600 }),
   v('PU_MQTT_MAX_PAYLOAD_SIZE', 'int', '256', 'KB: payloads above this are dropped and counted', { min: 1, max: 262144 }),
 ];
 
@@ -593,6 +594,8 @@ export interface IngestConfig {
   readonly shareGroup: string;
   readonly retryBufferMaxRows: number;
   readonly metricsPort: number;
+  /** PU_NODE_STATE_INTERVAL: node-state samples (issue 13); 0 = off. */
+  readonly nodeStateIntervalSeconds: number;
   readonly maxPayloadSizeKb: number;
 }
 
@@ -619,6 +622,7 @@ export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestCo
     shareGroup: String(r.PU_DP_SHARE_GROUP),
     retryBufferMaxRows: Number(r.PU_DP_RETRY_BUFFER_MAX_ROWS),
     metricsPort: Number(r.PU_DP_METRICS_PORT),
+    nodeStateIntervalSeconds: Number(r.PU_NODE_STATE_INTERVAL),
     maxPayloadSizeKb: Number(r.PU_MQTT_MAX_PAYLOAD_SIZE),
   };
 }

@@ -255,7 +255,7 @@ export function createCutoff(opts: CutoffOptions): Cutoff {
         }
         const info = sample.units.get(unit);
         if (!info) continue;
-        const limit = await opts.limits.forUser(info.creatorUuid);
+        const limit = opts.limits.cached(info.creatorUuid) ?? (await opts.limits.forUser(info.creatorUuid));
         if (limit.mps === null || load.mps <= limit.mps * settings.factor) {
           overSince.delete(unit);
           continue;

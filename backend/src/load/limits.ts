@@ -19,6 +19,8 @@ export interface EffectiveLimit {
 
 export interface Limits {
   forUser(userUuid: string): Promise<EffectiveLimit>;
+  /** The cached limit when fresh (no I/O). */
+  cached(userUuid: string): EffectiveLimit | undefined;
   /** Fills the cache for many users at once (one Postgres query for the overrides). */
   prefetch(userUuids: Iterable<string>): Promise<void>;
   setUserLimit(userUuid: string, mps: number | null, adminUuid: string): Promise<void>;
@@ -52,6 +54,10 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
   }
 
   return {
+    cached(userUuid) {
+      const hit = cache.get(userUuid);
+      return hit && Date.now() - hit.at < ttlMs ? hit.limit : undefined;
+    },
     async prefetch(userUuids) {
       const now = Date.now();
       const stale = [...new Set(userUuids)].filter((user) => {

@@ -16,6 +16,7 @@ import { createCountingRules, type CountingRules } from './counting-rules.js';
 import { createSampler, type Sampler } from './sampler.js';
 import { createLimits, type Limits } from './limits.js';
 import { createCutoff, type Cutoff, type CutoffSettings } from './cutoff.js';
+import { registerNodeState } from './node-state.js';
 
 export interface LoadComponent {
   readonly counting: CountingRules;
@@ -65,6 +66,7 @@ async function loadPlugin(app: FastifyInstance): Promise<void> {
   counting.onChange(() => sampler.unitsChanged());
   sampler.onSample((sample) => cutoff.onSample(sample));
   app.decorate('load', { counting, sampler, limits, cutoff, settings, client } satisfies LoadComponent);
+  registerNodeState(app);
   app.addHook('onReady', async () => {
     if (background) sampler.start();
   });

@@ -50,6 +50,8 @@ export interface LoadSample {
   units: ReadonlyMap<string, UnitInfo>;
   /** Series whose counter went down (restart, recreated rule). */
   resets: number;
+  /** Where the cycle's time went (ms): the broker's answer, the unit map (read meanwhile; 0 = not read), processing, the listeners (cut-off). */
+  timings: { fetchMs: number; unitsMs: number; processMs: number; listenersMs: number };
 }
 
 export type SampleListener = (sample: LoadSample) => Promise<void> | void;
@@ -236,19 +238,39 @@ export function createSampler(opts: SamplerOptions): Sampler {
     if (!(await ensureLeader())) return null;
     const end = cycleSeconds.startTimer();
     try {
-      if (unitsDirty || Date.now() - unitsAt > unitsRefreshMs) {
-        unitsDirty = false;
-        unitsAt = Date.now();
-        units = await readUnitInfos(opts.pg);
-      }
+      // The unit map (when stale) is read from Postgres while the broker answers.
+      const started = performance.now();
+      let unitsMs = 0;
+      const refresh = unitsDirty || Date.now() - unitsAt > unitsRefreshMs;
+      const unitsRead = refresh
+        ? (() => {
+            unitsDirty = false;
+            unitsAt = Date.now();
+            return readUnitInfos(opts.pg).then((read) => {
+              unitsMs = performance.now() - started;
+              return read;
+            });
+          })()
+        : undefined;
       let body: unknown;
       try {
         body = await api.getDataIntegrationMetrics({ mode: 'all_nodes_unaggregated', format: 'json' });
       } catch (error) {
         failures.inc({ stage: 'read' });
         logger.warn({ err: (error as Error).message }, 'load sampler: broker counters not readable; next cycle');
+        if (unitsRead) units = await unitsRead;
         return null;
       }
+      const fetchMs = performance.now() - started;
+      if (unitsRead) {
+        try {
+          units = await unitsRead;
+        } catch (error) {
+          unitsDirty = true;
+          throw error;
+        }
+      }
+      const processStarted = performance.now();
       const takenAt = Date.now();
       const reading = counterReading(parseDataIntegration(body, { metrics: ['emqx_rule_matched'] }), takenAt, { prefix: COUNT_RULE_PREFIX });
       rulesGauge.set(reading.values.size);
@@ -273,8 +295,9 @@ export function createSampler(opts: SamplerOptions): Sampler {
       messagesCounter.inc(total);
       closeMinutes(Math.floor(takenAt / 60_000) * 60);
       writing = writing.then(write);
-      const sample: LoadSample = { takenAt, elapsedMs: deltas.elapsedMs, loads, units, resets: deltas.resets.length };
+      const sample: LoadSample = { takenAt, elapsedMs: deltas.elapsedMs, loads, units, resets: deltas.resets.length, timings: { fetchMs, unitsMs, processMs: performance.now() - processStarted, listenersMs: 0 } };
       latest = sample;
+      const listenersStarted = performance.now();
       for (const listener of listeners) {
         try {
           await listener(sample);
@@ -282,6 +305,7 @@ export function createSampler(opts: SamplerOptions): Sampler {
           logger.warn({ err: (error as Error).message }, 'load sample listener failed');
         }
       }
+      sample.timings.listenersMs = performance.now() - listenersStarted;
       return sample;
     } catch (error) {
       failures.inc({ stage: 'cycle' });

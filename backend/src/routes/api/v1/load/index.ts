@@ -10,6 +10,8 @@
  *   GET  /decisions              admin: cut-off decisions (newest first)
  *   POST /units/:uuid/cutoff/lift    admin: lifts an active cut-off
  *   POST /units/:uuid/cutoff/extend  admin: new end of an active cut-off ({until} or {seconds})
+ *   GET  /nodes                  admin: the latest node state of every process (backend replicas, ingests, broker nodes)
+ *   GET  /nodes/history          admin: node-state samples of one process over a range
  *
  * Ranges: `from`/`to` (ISO 8601; default the last hour, at most 5 years), `granularity`
  * (minute | hour | day; default by range length). Bad input is a 422 and changes nothing.
@@ -31,6 +33,9 @@ const RangeQuery = Type.Object({
 });
 const TopQuery = Type.Object({ ...RangeQuery.properties, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 20 })) });
 const DecisionsQuery = Type.Object({ unit_uuid: Type.Optional(Uuid), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) });
+const NodeHistoryQuery = Type.Object({ process: Type.String({ minLength: 1, maxLength: 200 }), from: Type.Optional(DateTime), to: Type.Optional(DateTime) });
+const NODE_COLUMNS = `process, role, host, pid, version, toUInt32(ts) AS ts, uptime_seconds, cpu_percent, rss_bytes, heap_used_bytes, heap_total_bytes,
+  event_loop_delay_mean_ms, event_loop_delay_p99_ms, messages, disk_free_bytes`;
 const LimitBody = Type.Object({ mps_limit: Nullable(Type.Number({ minimum: 0, maximum: 1_000_000 })) }, { additionalProperties: false });
 const ExtendBody = Type.Object(
   { until: Type.Optional(DateTime), seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400 })) },
@@ -238,6 +243,33 @@ const loadRoutes: FastifyPluginAsyncTypebox = async (app) => {
       values,
     );
     return { decisions: rows };
+  });
+
+  const nodeRow = (row: Record<string, unknown>) => ({ ...row, ts: iso(Number(row.ts)), rss_bytes: Number(row.rss_bytes), heap_used_bytes: Number(row.heap_used_bytes), heap_total_bytes: Number(row.heap_total_bytes) });
+
+  app.get('/nodes', { schema: { tags, summary: 'Admin: the latest node state of every process' } }, async (request) => {
+    requireAdmin(await request.agent());
+    // Processes that reported within three intervals (at least 5 minutes) are current.
+    const seconds = Math.max(300, 3 * app.config.load.nodeStateIntervalSeconds);
+    const result = await app.clickhouse.query({
+      query: `SELECT ${NODE_COLUMNS} FROM node_state WHERE ts >= now() - toIntervalSecond({seconds:UInt32}) ORDER BY ts DESC LIMIT 1 BY process LIMIT 1000`,
+      query_params: { seconds },
+      format: 'JSONEachRow',
+    });
+    const rows = (await result.json<Record<string, unknown>>()).map(nodeRow);
+    const self = app.nodeState.latest;
+    return { this_process: app.nodeState.collector.process, interval_seconds: app.config.load.nodeStateIntervalSeconds, nodes: rows, this_process_latest: self ? nodeRow({ ...self }) : null };
+  });
+
+  app.get('/nodes/history', { schema: { tags, summary: 'Admin: node-state samples of one process', querystring: NodeHistoryQuery } }, async (request) => {
+    requireAdmin(await request.agent());
+    const r = range(request.query);
+    const result = await app.clickhouse.query({
+      query: `SELECT ${NODE_COLUMNS} FROM node_state WHERE process = {process:String} AND ts >= toDateTime({from:UInt32}) AND ts < toDateTime({to:UInt32}) ORDER BY ts LIMIT 10000`,
+      query_params: { process: request.query.process, from: r.from, to: r.to },
+      format: 'JSONEachRow',
+    });
+    return { process: request.query.process, from: iso(r.from), to: iso(r.to), samples: (await result.json<Record<string, unknown>>()).map(nodeRow) };
   });
 
   app.post('/units/:uuid/cutoff/lift', { schema: { tags, summary: 'Admin: lift an active cut-off', params: UuidParams } }, async (request) => {
