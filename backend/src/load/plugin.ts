@@ -17,6 +17,7 @@ import { createSampler, type Sampler } from './sampler.js';
 import { createLimits, type Limits } from './limits.js';
 import { createCutoff, type Cutoff, type CutoffSettings } from './cutoff.js';
 import { registerNodeState } from './node-state.js';
+import { registerErrorTracking } from './errors.js';
 
 export interface LoadComponent {
   readonly counting: CountingRules;
@@ -67,6 +68,7 @@ async function loadPlugin(app: FastifyInstance): Promise<void> {
   sampler.onSample((sample) => cutoff.onSample(sample));
   app.decorate('load', { counting, sampler, limits, cutoff, settings, client } satisfies LoadComponent);
   registerNodeState(app);
+  registerErrorTracking(app);
   app.addHook('onReady', async () => {
     if (background) sampler.start();
   });

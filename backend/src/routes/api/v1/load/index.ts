@@ -12,6 +12,7 @@
  *   POST /units/:uuid/cutoff/extend  admin: new end of an active cut-off ({until} or {seconds})
  *   GET  /nodes                  admin: the latest node state of every process (backend replicas, ingests, broker nodes)
  *   GET  /nodes/history          admin: node-state samples of one process over a range
+ *   GET  /errors                 admin: top errors over a range (count in the range, per process and in total)
  *
  * Ranges: `from`/`to` (ISO 8601; default the last hour, at most 5 years), `granularity`
  * (minute | hour | day; default by range length). Bad input is a 422 and changes nothing.
@@ -36,6 +37,12 @@ const DecisionsQuery = Type.Object({ unit_uuid: Type.Optional(Uuid), limit: Type
 const NodeHistoryQuery = Type.Object({ process: Type.String({ minLength: 1, maxLength: 200 }), from: Type.Optional(DateTime), to: Type.Optional(DateTime) });
 const NODE_COLUMNS = `process, role, host, pid, version, toUInt32(ts) AS ts, uptime_seconds, cpu_percent, rss_bytes, heap_used_bytes, heap_total_bytes,
   event_loop_delay_mean_ms, event_loop_delay_p99_ms, messages, disk_free_bytes`;
+const ErrorsQuery = Type.Object({
+  ...RangeQuery.properties,
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
+  process: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  kind: Type.Optional(Type.Union([Type.Literal('error'), Type.Literal('crash')])),
+});
 const LimitBody = Type.Object({ mps_limit: Nullable(Type.Number({ minimum: 0, maximum: 1_000_000 })) }, { additionalProperties: false });
 const ExtendBody = Type.Object(
   { until: Type.Optional(DateTime), seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400 })) },
@@ -270,6 +277,48 @@ const loadRoutes: FastifyPluginAsyncTypebox = async (app) => {
       format: 'JSONEachRow',
     });
     return { process: request.query.process, from: iso(r.from), to: iso(r.to), samples: (await result.json<Record<string, unknown>>()).map(nodeRow) };
+  });
+
+  app.get('/errors', { schema: { tags, summary: 'Admin: top errors over a range (default the last 24 h)', querystring: ErrorsQuery } }, async (request) => {
+    requireAdmin(await request.agent());
+    const r = range({ ...request.query, from: request.query.from ?? new Date(Date.parse(request.query.to ?? new Date().toISOString()) - 86_400_000).toISOString(), granularity: 'day' });
+    const values: unknown[] = [r.from, r.to, request.query.limit ?? 20];
+    const filters: string[] = [];
+    if (request.query.process) {
+      values.push(request.query.process);
+      filters.push(`h.process = $${values.length}`);
+    }
+    if (request.query.kind) {
+      values.push(request.query.kind);
+      filters.push(`f.kind = $${values.length}`);
+    }
+    const { rows } = await app.pg.query(
+      `WITH counted AS (
+         SELECT h.fingerprint, h.process, sum(h.count)::bigint AS count
+           FROM error_counts_hourly h JOIN error_fingerprints f ON f.fingerprint = h.fingerprint AND f.process = h.process
+          WHERE h.hour >= date_trunc('hour', to_timestamp($1) AT TIME ZONE 'utc') AND h.hour < to_timestamp($2) AT TIME ZONE 'utc'
+                ${filters.length ? `AND ${filters.join(' AND ')}` : ''}
+          GROUP BY h.fingerprint, h.process)
+       SELECT c.fingerprint, max(f.kind) AS kind, max(f.level) AS level, max(f.message) AS message, max(f.sample) AS sample, max(f.frames) AS frames,
+              sum(c.count)::text AS count, sum(f.count)::text AS total_count,
+              to_char(min(f.first_seen), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS first_seen, to_char(max(f.last_seen), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_seen,
+              json_agg(json_build_object('process', c.process, 'count', c.count, 'total_count', f.count) ORDER BY c.count DESC) AS processes
+         FROM counted c JOIN error_fingerprints f ON f.fingerprint = c.fingerprint AND f.process = c.process
+        GROUP BY c.fingerprint ORDER BY sum(c.count) DESC, c.fingerprint LIMIT $3`,
+      values,
+    );
+    const totals = await app.pg.query<{ process: string; count: string }>(
+      `SELECT process, sum(count)::text AS count FROM error_counts_hourly
+        WHERE hour >= date_trunc('hour', to_timestamp($1) AT TIME ZONE 'utc') AND hour < to_timestamp($2) AT TIME ZONE 'utc' GROUP BY process ORDER BY 2 DESC LIMIT 1000`,
+      [r.from, r.to],
+    );
+    return {
+      from: iso(r.from),
+      to: iso(r.to),
+      total: totals.rows.reduce((sum, row) => sum + Number(row.count), 0),
+      per_process: totals.rows.map((row) => ({ process: row.process, count: Number(row.count) })),
+      errors: rows.map((row: Record<string, unknown>) => ({ ...row, count: Number(row.count), total_count: Number(row.total_count), frames: String(row.frames ?? '').split('\n').filter(Boolean) })),
+    };
   });
 
   app.post('/units/:uuid/cutoff/lift', { schema: { tags, summary: 'Admin: lift an active cut-off', params: UuidParams } }, async (request) => {
