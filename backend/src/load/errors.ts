@@ -37,6 +37,7 @@ export function registerErrorTracking(app: FastifyInstance): void {
   const untap = onErrorLogged(tracker.tap);
   const intervalSeconds = app.config.load.errorAlertIntervalSeconds;
 
+  let lastCleanup = 0;
   async function alertCrashes(): Promise<number> {
     const { rows } = await app.pg.query<{ fingerprint: string; process: string; message: string; sample: string; count: string; previous: string; first_seen: string; last_seen: string }>(
       `WITH due AS (
@@ -50,6 +51,11 @@ export function registerErrorTracking(app: FastifyInstance): void {
                  to_char(e.first_seen, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen, to_char(e.last_seen, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen`,
       [intervalSeconds],
     );
+    if (Date.now() - lastCleanup > 3_600_000) {
+      lastCleanup = Date.now();
+      // Hourly counts are kept 90 days (the fingerprints themselves stay, with their totals).
+      await app.pg.query(`DELETE FROM error_counts_hourly WHERE hour < (now() AT TIME ZONE 'utc') - interval '90 days'`);
+    }
     for (const row of rows) {
       const since = Number(row.count) - Number(row.previous);
       await app.alertSink

@@ -180,6 +180,24 @@ test('admin views: instance, top units; users get 403', async () => {
   assert.ok(units.length >= 1 && units[0]!.messages > 0, top.body);
   assert.equal((await call('GET', '/top?limit=0', tokens.admin)).statusCode, 422);
   assert.equal((await call('GET', '/instance', tokens.user)).statusCode, 403);
+  // Which device floods: per-connection recv_msg from the broker.
+  const flooder = new PacedPublisher(broker.broker.mqttUrl, 'flooding-device', 'anything/flood', 1);
+  const quiet = new PacedPublisher(broker.broker.mqttUrl, 'quiet-device', 'anything/quiet', 1);
+  try {
+    await Promise.all([flooder.connected(), quiet.connected()]);
+    await flooder.burst(20);
+    await quiet.burst(1);
+    const clients = await call('GET', '/clients?limit=2', tokens.admin);
+    assert.equal(clients.statusCode, 200, clients.body);
+    const listed = clients.json().clients as Array<{ clientid: string; recv_msg: number; recv_mps: number }>;
+    assert.equal(listed[0]?.clientid, 'flooding-device', clients.body);
+    assert.equal(listed[0]?.recv_msg, 20);
+    assert.ok(!clients.body.includes('username'), 'no unit token is ever shown');
+    assert.equal((await call('GET', '/clients', tokens.user)).statusCode, 403);
+  } finally {
+    await flooder.end();
+    await quiet.end();
+  }
   assert.equal((await call('GET', '/top', tokens.user)).statusCode, 403);
   const unit = units[0]!.unit_uuid;
   const series = await call('GET', `/units/${unit}?granularity=minute`, tokens.user);

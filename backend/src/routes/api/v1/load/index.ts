@@ -13,6 +13,8 @@
  *   GET  /nodes                  admin: the latest node state of every process (backend replicas, ingests, broker nodes)
  *   GET  /nodes/history          admin: node-state samples of one process over a range
  *   GET  /errors                 admin: top errors over a range (count in the range, per process and in total)
+ *   GET  /clients                admin: "which device floods": connected clients by messages received per second
+ *                                since they connected (the broker's per-connection `recv_msg`; one listing, at most 100 000 clients)
  *
  * Ranges: `from`/`to` (ISO 8601; default the last hour, at most 5 years), `granularity`
  * (minute | hour | day; default by range length). Bad input is a 422 and changes nothing.
@@ -43,6 +45,8 @@ const ErrorsQuery = Type.Object({
   process: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   kind: Type.Optional(Type.Union([Type.Literal('error'), Type.Literal('crash')])),
 });
+const ClientsQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 20 })) });
+const MAX_LISTED_CLIENTS = 100_000;
 const LimitBody = Type.Object({ mps_limit: Nullable(Type.Number({ minimum: 0, maximum: 1_000_000 })) }, { additionalProperties: false });
 const ExtendBody = Type.Object(
   { until: Type.Optional(DateTime), seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400 })) },
@@ -319,6 +323,28 @@ const loadRoutes: FastifyPluginAsyncTypebox = async (app) => {
       per_process: totals.rows.map((row) => ({ process: row.process, count: Number(row.count) })),
       errors: rows.map((row: Record<string, unknown>) => ({ ...row, count: Number(row.count), total_count: Number(row.total_count), frames: String(row.frames ?? '').split('\n').filter(Boolean) })),
     };
+  });
+
+  app.get('/clients', { schema: { tags, summary: 'Admin: connected clients by messages received per second', querystring: ClientsQuery } }, async (request) => {
+    requireAdmin(await request.agent());
+    const client = load.client();
+    if (!client) throw new ValidationError('no broker management API is configured (PU_EMQX_API_KEY / PU_EMQX_API_SECRET)');
+    const now = Date.now();
+    // The username of a unit is its token: never requested, never shown.
+    const top: Array<{ clientid: string; unit_uuid: string | null; connected_at: string; recv_msg: number; send_msg: number; recv_mps: number }> = [];
+    let listed = 0;
+    for await (const info of client.iterateClients({ fields: ['clientid', 'connected_at', 'recv_msg', 'send_msg'], limit: 10_000 })) {
+      listed += 1;
+      const connectedAt = Date.parse(String(info.connected_at ?? ''));
+      const recv = Number((info as unknown as Record<string, unknown>).recv_msg ?? 0);
+      const seconds = Number.isFinite(connectedAt) ? Math.max(1, (now - connectedAt) / 1000) : Number.NaN;
+      const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i.exec(info.clientid)?.[0]?.toLowerCase() ?? null;
+      top.push({ clientid: info.clientid, unit_uuid: uuid, connected_at: String(info.connected_at ?? ''), recv_msg: recv, send_msg: Number((info as unknown as Record<string, unknown>).send_msg ?? 0), recv_mps: Number.isFinite(seconds) ? recv / seconds : 0 });
+      if (top.length > 4 * (request.query.limit ?? 20) + 1000) top.sort((a, b) => b.recv_mps - a.recv_mps).splice(request.query.limit ?? 20);
+      if (listed >= MAX_LISTED_CLIENTS) break;
+    }
+    top.sort((a, b) => b.recv_mps - a.recv_mps);
+    return { listed, truncated: listed >= MAX_LISTED_CLIENTS, clients: top.slice(0, request.query.limit ?? 20) };
   });
 
   app.post('/units/:uuid/cutoff/lift', { schema: { tags, summary: 'Admin: lift an active cut-off', params: UuidParams } }, async (request) => {
