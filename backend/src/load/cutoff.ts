@@ -95,7 +95,7 @@ export function createCutoff(opts: CutoffOptions): Cutoff {
   const registers = opts.registry ? [opts.registry] : [];
   const decisions = new Counter({ name: 'pepeunit_load_cutoff_decisions_total', help: 'Cut-off decisions by kind', labelNames: ['decision'] as const, registers });
   const overSince = new Map<string, number>();
-  /** Units whose cut-off is active (mirrors load_unit_cutoffs.active; loaded on the first sample). */
+  /** Units whose cut-off is active (mirrors load_unit_cutoffs.active; read every sample). */
   let active: Set<string> | undefined;
   let bansChecked = false;
 
@@ -240,7 +240,8 @@ export function createCutoff(opts: CutoffOptions): Cutoff {
         bansChecked = true;
         await restoreBans();
       }
-      active ??= await loadActive();
+      // Read every cycle: an admin may have lifted or extended a cut-off on another replica.
+      active = await loadActive();
       await releaseExpired(sample.takenAt);
       if (!settings.enabled || sample.elapsedMs <= 0) return;
       const intervalStart = sample.takenAt - sample.elapsedMs;
