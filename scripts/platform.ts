@@ -15,9 +15,13 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startService, type RunningService } from '@pepeunit/common';
-import { createDatabase, databaseUrl } from '@pepeunit/common/postgres';
+import { createDatabase, databaseUrl, normalizePostgresUrl } from '@pepeunit/common/postgres';
 import { resolvePostgres } from '@pepeunit/common/postgres-provision';
 import { loadOrCreateSecrets } from '@pepeunit/common/secrets-file';
+import { writeTrackedErrors } from '@pepeunit/common/error-tracker';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import pg from 'pg';
 import { PortTakenError, planPorts, type PortPlan } from './quickstart/ports.ts';
 import { initialDatabase, readPlatformState, writePlatformState, type QuickstartService } from './quickstart/state.ts';
 
@@ -262,9 +266,27 @@ async function main(): Promise<void> {
     service.child.once('exit', (code) => {
       if (!stopping) {
         say(`\n${service.name} exited unexpectedly (code ${String(code)}); see ${join(logDir, service.name + '.log')}`);
-        void shutdown(1);
+        void recordChildCrash(String(env.PU_SQLALCHEMY_DATABASE_URL ?? ''), service.name, code).finally(() => void shutdown(1));
       }
     });
+  }
+}
+
+/** A child that died is a crash of that process (error tracker, issue 13); the backend alerts the admin when it runs again. */
+async function recordChildCrash(postgresUrl: string, name: string, code: number | null): Promise<void> {
+  if (!postgresUrl) return;
+  const pool = new pg.Pool({ connectionString: normalizePostgresUrl(postgresUrl), max: 1 });
+  pool.on('error', () => {});
+  const message = `${name} exited unexpectedly with code ${String(code)}`;
+  const now = Date.now();
+  try {
+    await writeTrackedErrors(pool, `${name}@${hostname()}`, [
+      { fingerprint: createHash('sha1').update(`crash\n${name} exited unexpectedly`).digest('hex'), kind: 'crash', level: 'fatal', message: `${name} exited unexpectedly`, sample: message, frames: '', count: 1, first: now, last: now },
+    ]);
+  } catch {
+    // Best effort: the database may be what failed.
+  } finally {
+    await pool.end().catch(() => {});
   }
 }
 

@@ -31,6 +31,9 @@ import { LoadPorts } from './domain/load-ports.js';
 import alertsPlugin from './alerts/plugin.js';
 import alertsRoutes from './routes/api/v1/alerts/index.js';
 import telegramPlugin from './telegram/plugin.js';
+// -- load, node state, errors (issue 13) --
+import loadPlugin from './load/plugin.js';
+import loadRoutes from './routes/api/v1/load/index.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -68,6 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(gitStorePlugin);
   await app.register(unitsFirmwarePlugin);
   await app.register(registryServicesPlugin); // app.registry, app.registrySync, app.repos (issue 4)
+  await app.register(loadPlugin); // load counting, limits, cut-off, node state, errors (issue 13)
   const api = `${deps.config.appPrefix}${deps.config.apiV1Prefix}`;
   await app.register(usersRoutes, { prefix: `${api}/users` });
   await app.register(permissionRoutes, { prefix: `${api}/permission` });
@@ -81,5 +85,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
   await app.register(alertsRoutes, { prefix: `${api}/alerts` });
   await app.register(telegramPlugin); // app.telegramBot: grammY bot, webhook route or long polling (issue 12)
+  await app.register(loadRoutes, { prefix: `${api}/load` }); // load, node state, errors (issue 13)
   return app as unknown as FastifyInstance;
 }

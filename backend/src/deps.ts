@@ -8,6 +8,7 @@ import type { BrokerSessions } from './services/broker-sessions.js';
 import type { AlertSinkHub } from './domain/alert-sink.js';
 import type { LoadPorts } from './domain/load-ports.js';
 import type { AlertsPluginOptions } from './alerts/plugin.js';
+import type { EmqxManagementClient } from '@pepeunit/emqx-rules';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
 export interface AppDeps {
@@ -25,6 +26,8 @@ export interface AppDeps {
   readonly clearBrokerAuthzCache?: () => Promise<void>;
   /** Alerts module options (benchmarks replace the Telegram transport). */
   readonly alerts?: AlertsPluginOptions;
+  /** The broker's management API (null until configured); present = run the load sampler and counting rules (issue 13). */
+  readonly emqxClient?: () => EmqxManagementClient | null;
 }
 
 declare module 'fastify' {

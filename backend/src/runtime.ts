@@ -114,6 +114,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     ...deps,
     clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve(),
     brokerSessions: createBrokerSessions(() => broker.control?.client ?? null, logger),
+    emqxClient: () => broker.control?.client ?? null,
   });
   let url = '';
   if (opts.listen !== false) {
@@ -145,6 +146,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
       void emqx.apply().catch((err: unknown) => logger.warn({ err }, 'EMQX re-apply after reconnect failed; it is retried periodically'));
       void pipeRules.reconcileAll();
       void alertRules.reconcileAll();
+      void app.load.counting.reconcileAll();
     }
     connectedBefore = true;
   });

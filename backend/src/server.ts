@@ -20,8 +20,11 @@ try {
   // port could be answered by another program that took it meanwhile.
   process.stdout.write(JSON.stringify({ event: 'ready', url: backend.url, pid: process.pid }) + '\n');
   closeWithGrace({ delay: config.shutdownTimeoutSeconds * 1000 }, async ({ signal, err }) => {
-    if (err) logger.error({ err }, 'shutting down after an error');
-    else logger.info({ signal }, 'shutting down');
+    if (err) {
+      logger.error({ err }, 'shutting down after an error');
+      // Recorded before exit; the admin is alerted by this or another replica (issue 13).
+      await backend.app.errorTracking.recordCrash(err, 'uncaught exception or unhandled rejection').catch(() => undefined);
+    } else logger.info({ signal }, 'shutting down');
     await backend.close();
   });
 } catch (err) {

@@ -243,8 +243,8 @@ describe('the real engine (chdb configured as a cluster member)', { timeout: 180
     for (const database of ['db_ddl_1', 'db_ddl_2']) {
       const ddl = report[database] as DdlReport;
       const cluster = database === 'db_ddl_1' ? 'pu' : 'pu2';
-      // 1 shard: 4 tables + 2 ALTERs of 005; 2 shards: 4 local + 4 Distributed tables + the ALTERs of the local one
-      assert.equal(ddl.parsed.length, database === 'db_ddl_1' ? 6 : 10);
+      // 1 shard: 4 tables + 2 ALTERs of 005 + 4 tables of 006/007; 2 shards: 8 local + 8 Distributed tables + the ALTERs of the local one
+      assert.equal(ddl.parsed.length, database === 'db_ddl_1' ? 10 : 18);
       for (const q of ddl.parsed) assert.match(q, new RegExp(`^(CREATE TABLE IF NOT EXISTS|ALTER TABLE) \\w+ ON CLUSTER ${cluster}[\\n ]`));
       assert.equal(ddl.parsed.filter((q) => q.startsWith('ALTER TABLE window_entry') && q.includes('idx_window_entry_expiration')).length, 2);
     }
@@ -257,6 +257,10 @@ describe('the real engine (chdb configured as a cluster member)', { timeout: 180
     assert.deepEqual(ddl.tables.map((t) => [t.name, t.engine]), [
       ['aggregation_entry', 'ReplicatedMergeTree'],
       ['n_last_entry', 'ReplicatedMergeTree'],
+      ['node_state', 'ReplicatedMergeTree'],
+      ['unit_load_daily', 'ReplicatedAggregatingMergeTree'],
+      ['unit_load_hourly', 'ReplicatedAggregatingMergeTree'],
+      ['unit_load_minute', 'ReplicatedAggregatingMergeTree'],
       ['unit_logs', 'ReplicatedMergeTree'],
       ['window_entry', 'ReplicatedMergeTree'],
     ]);

@@ -58,7 +58,7 @@ const REFERENCE_TABLES: Record<string, { key: string; ttl: boolean; settings: st
 const TABLE_NAMES = Object.keys(REFERENCE_COLUMNS);
 const REFERENCE_FILES = ['001_unit_logs.sql', '002_n_last_entry.sql', '003_window_entry.sql', '004_aggregation_entry.sql'];
 // Our own migrations would follow the reference tables here.
-const FILES = [...REFERENCE_FILES, '005_window_entry_expiration_index.sql'];
+const FILES = [...REFERENCE_FILES, '005_window_entry_expiration_index.sql', '006_unit_load.sql', '007_node_state.sql'];
 
 let workDir: string;
 /** Our own engine, unless the test runner shares one (PU_TEST_CLICKHOUSE_URL) to save memory. */

@@ -130,6 +130,16 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
   v('PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES', 'int', '60', 'Minutes between the safety-net runs of automatic unit updates (units with is_auto_update_from_repo_unit get Update when their target moved; syncs and repo changes trigger it at once). 0 disables the periodic run', { ours: true, min: 0, max: 525600 }),
   v('PU_BACKEND_SHARE_GROUP', 'string', 'pepeunit-backend', 'Shared-subscription group of the system-topic consumer, so backend replicas split the load (empty: plain subscription)', { ours: true }),
+  // -- load, node state and error tracker (issue 13) --
+  v('PU_LOAD_SAMPLE_INTERVAL', 'int', '10', 'Seconds between two bulk reads of the broker\'s counting-rule counters (per-unit load, cut-off checks)', { ours: true, min: 1, max: 3600 }),
+  v('PU_LOAD_UNIT_MPS_LIMIT', 'number', '50', 'Instance default MPS limit of a unit (messages per second on all of its topics); admins override it per user, billing may lower it; 0 = no limit', { ours: true }),
+  v('PU_LOAD_CUTOFF_ENABLE', 'bool', 'True', 'Cut off units that stay over their MPS limit (ban + kick through the broker API); false = measure only', { ours: true }),
+  v('PU_LOAD_EXCESS_WINDOW', 'int', '60', 'Seconds a unit must stay over limit x PU_LOAD_EXCESS_FACTOR before it is cut off (0 = at the first sample over)', { ours: true, min: 0, max: 86400 }),
+  v('PU_LOAD_EXCESS_FACTOR', 'number', '1.2', 'A sample counts as excess when the unit\'s MPS is above limit x this factor', { ours: true }),
+  v('PU_LOAD_CUTOFF_LADDER', 'string', '60,600,3600,86400', 'Ban durations in seconds of the escalation steps (comma-separated, increasing); a repeat goes one step up, the last step repeats', { ours: true }),
+  v('PU_LOAD_CUTOFF_RESET', 'int', '86400', 'Seconds after a release without a new cut-off after which the ladder starts again at its first step', { ours: true, min: 0 }),
+  v('PU_NODE_STATE_INTERVAL', 'int', '30', 'Seconds between node-state samples of this process (ClickHouse node_state, Prometheus gauges); 0 = off', { ours: true, min: 0, max: 3600 }),
+  v('PU_ERROR_ALERT_INTERVAL', 'int', '600', 'Minimum seconds between two admin alerts of the same crash fingerprint (the next one says how many happened since)', { ours: true, min: 0 }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
 ];
 
@@ -154,6 +164,7 @@ export const INGEST_VARIABLES: readonly VariableSpec[] = [
   v('PU_DP_RETRY_BUFFER_MAX_ROWS', 'int', '1000000', 'Rows kept for retry while a database is down; beyond that rows are dropped and counted', { ours: true, min: 1 }),
   v('PU_DP_LOG_LEVEL', 'enum', 'info', 'Ingest log level', { ours: true, values: ['debug', 'info', 'warn', 'error'] }),
   v('PU_DP_METRICS_PORT', 'int', '0', 'Port of the ingest Prometheus/health endpoint (0: a free port)', { ours: true, min: 0, max: 65535 }),
+  v('PU_NODE_STATE_INTERVAL', 'int', '30', 'Seconds between node-state samples of the ingest (ClickHouse node_state); 0 = off', { ours: true, min: 0, max: 3600 }),
   v('PU_MQTT_MAX_PAYLOAD_SIZE', 'int', '256', 'KB: payloads above this are dropped and counted', { min: 1, max: 262144 }),
 ];
 
@@ -350,6 +361,20 @@ export interface BackendConfig {
     readonly historyDays: number;
     readonly disconnectStorm: number;
   };
+  /** Load counting, limits and cut-off (issue 13). */
+  readonly load: {
+    readonly sampleIntervalSeconds: number;
+    /** Instance default MPS limit of a unit; 0 = none. */
+    readonly unitMpsLimit: number;
+    readonly cutoffEnabled: boolean;
+    readonly excessWindowSeconds: number;
+    readonly excessFactor: number;
+    /** Ban durations (seconds) of the escalation steps. */
+    readonly cutoffLadderSeconds: readonly number[];
+    readonly cutoffResetSeconds: number;
+    readonly nodeStateIntervalSeconds: number;
+    readonly errorAlertIntervalSeconds: number;
+  };
   readonly featureFlags: {
     readonly telegramBot: boolean;
     readonly grafana: boolean;
@@ -445,6 +470,22 @@ export function brokerCallbackSecret(configured: string, secretKey: string): str
   return createHmac('sha256', secretKey).update('pepeunit broker callbacks').digest('base64url');
 }
 
+/** PU_LOAD_CUTOFF_LADDER: increasing positive seconds, comma-separated. */
+export function parseLadder(text: string): number[] {
+  return text.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+}
+
+function loadProblems(r: Readonly<Record<string, Parsed>>): string[] {
+  const problems: string[] = [];
+  const ladder = parseLadder(String(r.PU_LOAD_CUTOFF_LADDER));
+  if (ladder.length === 0 || ladder.length > 20 || ladder.some((x, i) => !Number.isSafeInteger(x) || x < 1 || (i > 0 && x < (ladder[i - 1] as number)))) {
+    problems.push(`PU_LOAD_CUTOFF_LADDER=${JSON.stringify(String(r.PU_LOAD_CUTOFF_LADDER))} is invalid; expected 1 to 20 increasing whole seconds such as 60,600,3600,86400`);
+  }
+  if (Number(r.PU_LOAD_UNIT_MPS_LIMIT) < 0) problems.push('PU_LOAD_UNIT_MPS_LIMIT is invalid; expected a number >= 0 (0 = no limit)');
+  if (!(Number(r.PU_LOAD_EXCESS_FACTOR) >= 1 && Number(r.PU_LOAD_EXCESS_FACTOR) <= 100)) problems.push('PU_LOAD_EXCESS_FACTOR is invalid; expected a number from 1 to 100');
+  return problems;
+}
+
 export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): BackendConfig {
   const r = parseVariables(BACKEND_VARIABLES, env, 'backend');
   const problems: string[] = [];
@@ -479,6 +520,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       problems.push(`PU_MQTT_CALLBACK_ALLOWED_NETWORKS: ${JSON.stringify(entry)} is not an address or CIDR network (e.g. 10.0.0.0/8, 127.0.0.1, ::1)`);
     }
   }
+  problems.push(...loadProblems(r));
   if (problems.length > 0) throw new ConfigError(problems, 'backend');
   const secure = Boolean(r.PU_SECURE);
   const httpType = secure ? 'https' : 'http';
@@ -575,6 +617,17 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       historyDays: Number(r.PU_ALERT_HISTORY_DAYS),
       disconnectStorm: Number(r.PU_ALERT_DISCONNECT_STORM),
     },
+    load: {
+      sampleIntervalSeconds: Number(r.PU_LOAD_SAMPLE_INTERVAL),
+      unitMpsLimit: Number(r.PU_LOAD_UNIT_MPS_LIMIT),
+      cutoffEnabled: Boolean(r.PU_LOAD_CUTOFF_ENABLE),
+      excessWindowSeconds: Number(r.PU_LOAD_EXCESS_WINDOW),
+      excessFactor: Number(r.PU_LOAD_EXCESS_FACTOR),
+      cutoffLadderSeconds: parseLadder(String(r.PU_LOAD_CUTOFF_LADDER)),
+      cutoffResetSeconds: Number(r.PU_LOAD_CUTOFF_RESET),
+      nodeStateIntervalSeconds: Number(r.PU_NODE_STATE_INTERVAL),
+      errorAlertIntervalSeconds: Number(r.PU_ERROR_ALERT_INTERVAL),
+    },
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
       grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),
@@ -635,6 +688,8 @@ export interface IngestConfig {
   readonly shareGroup: string;
   readonly retryBufferMaxRows: number;
   readonly metricsPort: number;
+  /** PU_NODE_STATE_INTERVAL: node-state samples (issue 13); 0 = off. */
+  readonly nodeStateIntervalSeconds: number;
   readonly maxPayloadSizeKb: number;
 }
 
@@ -661,6 +716,7 @@ export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestCo
     shareGroup: String(r.PU_DP_SHARE_GROUP),
     retryBufferMaxRows: Number(r.PU_DP_RETRY_BUFFER_MAX_ROWS),
     metricsPort: Number(r.PU_DP_METRICS_PORT),
+    nodeStateIntervalSeconds: Number(r.PU_NODE_STATE_INTERVAL),
     maxPayloadSizeKb: Number(r.PU_MQTT_MAX_PAYLOAD_SIZE),
   };
 }

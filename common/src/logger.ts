@@ -19,6 +19,16 @@ export const REDACT_PATHS = [
   'headers.authorization',
 ];
 
+/** Called for every log call at error level (50) or above of any logger made by `createLogger`. */
+export type ErrorLogTap = (level: number, args: readonly unknown[]) => void;
+const errorTaps = new Set<ErrorLogTap>();
+
+/** Adds a tap (the error tracker, issue 13); returns its removal. A tap that throws is ignored. */
+export function onErrorLogged(tap: ErrorLogTap): () => void {
+  errorTaps.add(tap);
+  return () => errorTaps.delete(tap);
+}
+
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARNING', 50: 'ERROR', 60: 'CRITICAL' };
 
 /**
@@ -54,6 +64,20 @@ export function createLogger(
   opts: { level?: string; format?: 'json' | 'plain'; destination?: NodeJS.WritableStream } = {},
 ): Logger {
   const options: LoggerOptions = {
+    hooks: {
+      logMethod(args, method, level) {
+        if (level >= 50 && errorTaps.size > 0) {
+          for (const tap of errorTaps) {
+            try {
+              tap(level, args);
+            } catch {
+              // Never let error tracking break logging.
+            }
+          }
+        }
+        return method.apply(this, args);
+      },
+    },
     name,
     level: opts.level ?? 'info',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },

@@ -613,6 +613,16 @@ export class EmqxManagementClient {
     return body;
   }
 
+  /** `GET /nodes`: the cluster's nodes (uptime in ms, memory, load, connections; EMQX's field names). */
+  async listNodes(): Promise<Array<Record<string, unknown> & { node: string }>> {
+    return (await this.request<Array<Record<string, unknown> & { node: string }>>('GET', '/nodes')).body;
+  }
+
+  /** `GET /metrics?aggregate=false`: per-node counters (`messages.received`, ...). */
+  async getNodeMetrics(): Promise<Array<Record<string, unknown> & { node: string }>> {
+    return (await this.request<Array<Record<string, unknown> & { node: string }>>('GET', '/metrics', { query: { aggregate: 'false' } })).body;
+  }
+
   /**
    * `POST /rule_test`: dry-runs SQL against a fake event. Resolves with the SELECT output,
    * `{matched: false}` on 412 NOT_MATCH (SQL valid, no match); rejects with the 400 for bad SQL.

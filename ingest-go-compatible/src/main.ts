@@ -9,7 +9,11 @@
 // First: makes mqtt.js' and mqtt-packet's disabled `debug` calls free (see quiet-debug.ts).
 import '@pepeunit/common/quiet-debug';
 import closeWithGrace from 'close-with-grace';
-import { createLogger, exitWithParent, loadIngestConfig, loadOrExit } from '@pepeunit/common';
+import { createLogger, exitWithParent, loadIngestConfig, loadOrExit, onErrorLogged } from '@pepeunit/common';
+import { ErrorTracker } from '@pepeunit/common/error-tracker';
+import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { hostname } from 'node:os';
+import pg from 'pg';
 import { startIngest } from './service.js';
 
 exitWithParent();
@@ -18,6 +22,13 @@ process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
 const config = loadOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', { level: config.logLevel });
+
+// Error tracker (issue 13): errors logged at error level and crashes, counted in Postgres.
+const errorPool = new pg.Pool({ connectionString: normalizePostgresUrl(config.postgresUrl), max: 1, application_name: 'pepeunit-ingest-errors' });
+errorPool.on('error', () => {});
+const errors = new ErrorTracker({ pool: errorPool, process: `ingest@${hostname()}:${process.pid}`, onFlushError: (e) => process.stderr.write(`error tracker: ${(e as Error).message}\n`) });
+onErrorLogged(errors.tap);
+errors.start();
 
 /** Write deadline of a graceful stop; persisting the rest takes a few seconds more. */
 const SHUTDOWN_TIMEOUT_MS = 20_000;
@@ -32,13 +43,18 @@ try {
       logger: { error: (msg: unknown) => logger.error({ detail: msg instanceof Error ? msg.message : String(msg) }, 'shutdown problem') },
     },
     async ({ signal, err }) => {
-      if (err) logger.error({ err }, 'shutting down after an error');
-      else logger.info({ signal }, 'shutting down: flushing buffers');
+      if (err) {
+        logger.error({ err }, 'shutting down after an error');
+        await errors.recordCrash(err, 'uncaught exception or unhandled rejection').catch(() => undefined);
+      } else logger.info({ signal }, 'shutting down: flushing buffers');
       const report = await ingest.close();
+      await errors.stop().catch(() => undefined);
+      await errorPool.end().catch(() => undefined);
       process.stdout.write(JSON.stringify({ event: 'stopped', ...report }) + '\n');
     },
   );
 } catch (err) {
   logger.fatal({ err }, 'ingest failed to start');
+  await errors.recordCrash(err, 'start-up failure').catch(() => undefined);
   process.exit(1);
 }

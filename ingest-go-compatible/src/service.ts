@@ -20,6 +20,8 @@ import type { Registry } from 'prom-client';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { IngestConfig, Logger } from '@pepeunit/common';
 import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { NodeStateCollector, startNodeStateReporter } from '@pepeunit/common/node-state';
+import { readFileSync } from 'node:fs';
 import { createClickHouse, parseClickHouseUrl } from '@pepeunit/clickhouse-schemas';
 import { ConfigStore } from './config-store.js';
 import { Dispatcher } from './dispatcher.js';
@@ -129,6 +131,16 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
     retry: () => writers.writerRows,
     nodes: () => configStore.statusCounts(),
   });
+  // Node state of this process (issue 13): ClickHouse node_state every PU_NODE_STATE_INTERVAL s.
+  const nodeCollector = new NodeStateCollector({ role: 'ingest', version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version });
+  nodeCollector.countFrom('mqtt', () => metrics.received);
+  const nodeState = startNodeStateReporter(nodeCollector, {
+    intervalMs: config.nodeStateIntervalSeconds * 1000,
+    write: async (rows) => {
+      await clickhouse.insert({ table: 'node_state', values: rows, format: 'JSONEachRow' });
+    },
+    onError: (err) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'node state sample not written'),
+  });
   const spill = new SpillStore(pool, instance, logger);
   const dispatcher = new Dispatcher(configStore, writers, metrics, config.maxPayloadSizeKb * 1024);
   const deliver = (topic: string, payload: Buffer, atMs: number) => dispatcher.handle(topic, payload, atMs);
@@ -136,6 +148,7 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
   let intake: Intake | null = null;
   let endpoint: Endpoint | null = null;
   const cleanupOnFailure = async () => {
+    nodeCollector.close();
     await intake?.close().catch(() => {});
     await configStore.close().catch(() => {});
     trimmer.stop();
@@ -232,6 +245,7 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
       }
     }
     await trimmer.idle();
+    await nodeState.stop();
     await endpoint?.close().catch(() => {});
     await clickhouse.close().catch(() => {});
     await pool.end().catch(() => {});

@@ -191,6 +191,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   const limitStats: BrokerLimitStats = { closedOversized: 0, throttledReads: 0, closedIdle: 0, delayedConnections: 0 };
   let store!: ConfigStore;
   let ruleEngineRef: RuleEngine | undefined;
+  /** PUBLISH packets received from clients (EMQX `messages.received`), for `/api/v5/metrics`. */
+  let messagesReceived = 0;
   let authorizer!: Authorizer;
 
   const kick = (session: ClientSession, reason = 'kicked'): void => {
@@ -440,6 +442,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     body: PublishPacket['payload'] | undefined,
     topicCache?: TopicHookCache,
   ): void => {
+    messagesReceived += 1;
     if (topic.startsWith('$SYS/')) return;
     // Counting rules are served here without building the message; only rules that read it
     // (or hook listeners) need the event below.
@@ -729,6 +732,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       logger,
       kick: (session) => kick(session),
       listenerConnections: (id) => (id === LISTENER_ID ? sockets.size : 0),
+      messagesReceived: () => messagesReceived,
     };
     api = await buildManagementApi(context, options.apiKeys, options.extraRoutes ?? []);
     let apiPort: number;

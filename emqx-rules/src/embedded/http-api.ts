@@ -19,6 +19,7 @@ import { configRoutes } from './routes/config.js';
 import { connectorsRoutes } from './routes/connectors.js';
 import { prometheusRoutes } from './routes/prometheus.js';
 import { statusRoutes } from './routes/status.js';
+import { nodesRoutes } from './routes/nodes.js';
 import { subscriptionsRoutes } from './routes/subscriptions.js';
 
 export interface ApiKey {
@@ -38,6 +39,8 @@ export interface ManagementContext {
   kick(session: ClientSession): void;
   /** Open TCP connections on a listener. */
   listenerConnections(listenerId: string): number;
+  /** PUBLISH packets received from clients since start (`messages.received`). */
+  messagesReceived?(): number;
 }
 
 export type ManagementRoutes = (context: ManagementContext) => FastifyPluginAsync;
@@ -121,6 +124,7 @@ export async function buildManagementApi(context: ManagementContext, apiKeys: re
     connectorsRoutes,
     actionsRoutes,
     prometheusRoutes,
+    nodesRoutes,
     ...extraRoutes,
   ];
   for (const plugin of plugins) await app.register(plugin(context), { prefix: '/api/v5' });
