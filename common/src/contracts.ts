@@ -9,6 +9,8 @@ export const DATAPIPE_NOTIFY_CHANNEL = 'pepeunit_datapipe_changed';
 export const DATAPIPE_STREAM_KEY = 'backend_data_pipe_nodes';
 /** Postgres NOTIFY channel: access decisions changed (tokens, blocks, permissions); payload = reason. */
 export const ACL_NOTIFY_CHANNEL = 'pepeunit_acl_changed';
+/** Postgres NOTIFY channel (triggers of migration 020): units/nodes created or deleted, for the counting rules. */
+export const LOAD_OWNERS_NOTIFY_CHANNEL = 'pepeunit_load_owners';
 
 /**
  * Postgres advisory locks, one numbering scheme: the two-int form `(namespace, id)` with our
@@ -23,6 +25,14 @@ export const ADVISORY_LOCKS = {
   unitsAutoUpdate: [ADVISORY_LOCK_NAMESPACE, 3],
   /** Serialises the first-user-is-admin decision of sign-up. */
   userSignUp: [ADVISORY_LOCK_NAMESPACE, 4],
+  /** Alert rules' periodic full diff (issue 12). */
+  alertRulesReconcile: [ADVISORY_LOCK_NAMESPACE, 10],
+  /** The one replica that long-polls Telegram (one poller per bot token). */
+  telegramPolling: [ADVISORY_LOCK_NAMESPACE, 11],
+  /** Counting rules' bulk reconcile (issue 13). */
+  countingRulesReconcile: [ADVISORY_LOCK_NAMESPACE, 13],
+  /** The one replica that samples the broker's rule counters (issue 13). */
+  loadSampler: [ADVISORY_LOCK_NAMESPACE, 14],
   registrySyncAll: [ADVISORY_LOCK_NAMESPACE, 0x52454701],
 } as const satisfies Record<string, readonly [number, number]>;
 

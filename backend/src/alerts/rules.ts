@@ -11,6 +11,7 @@
  *
  * Failures are logged and healed by the next full reconcile; nothing here throws into a request.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import type { Pool } from 'pg';
 import type { Logger } from '@pepeunit/common';
 import { checkDomain, reconcileAlertRules, reconcileUnitAlertRules, type AlertLevel, type EmqxManagementClient, type StableReconcileResult } from '@pepeunit/emqx-rules';
@@ -18,7 +19,7 @@ import { isUuid } from '@pepeunit/common/topics';
 import { normaliseLevel } from './model.js';
 
 /** Advisory lock of the full reconcile: 0x50455045 ("PEPE") with 3 (pipe rules use 2). */
-export const ALERT_RULES_LOCK_KEY: readonly [number, number] = [0x50455045, 3];
+export const ALERT_RULES_LOCK_KEY = ADVISORY_LOCKS.alertRulesReconcile;
 
 export interface AlertRulesOptions {
   readonly pg: Pool;

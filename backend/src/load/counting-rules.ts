@@ -12,6 +12,7 @@
  * Failures are logged and retried (per unit with backoff, bulk at the next period); nothing here
  * throws into a request.
  */
+import { ADVISORY_LOCKS, LOAD_OWNERS_NOTIFY_CHANNEL } from '@pepeunit/common';
 import pg from 'pg';
 import type { Pool, PoolClient, Notification } from 'pg';
 import { isUuid } from '@pepeunit/common/topics';
@@ -19,9 +20,9 @@ import { silentLogger, type Logger } from '@pepeunit/common';
 import { StableReconcileError, checkDomain, reconcileCountingRules, reconcileUnitCountingRules } from '@pepeunit/emqx-rules';
 import type { CountedUnit, EmqxManagementClient, StableReconcileResult } from '@pepeunit/emqx-rules';
 
-export const LOAD_OWNERS_CHANNEL = 'pepeunit_load_owners';
+export const LOAD_OWNERS_CHANNEL = LOAD_OWNERS_NOTIFY_CHANNEL;
 /** Advisory lock of the bulk reconcile: "PEPE" + 13 (issue 13), like PIPE_RULES_LOCK_KEY. */
-export const COUNTING_RULES_LOCK_KEY: readonly [number, number] = [0x50455045, 13];
+export const COUNTING_RULES_LOCK_KEY = ADVISORY_LOCKS.countingRulesReconcile;
 
 export const COUNTED_UNITS_SQL = `
   SELECT u.uuid::text AS unit_uuid, coalesce(array_agg(n.uuid::text) FILTER (WHERE n.uuid IS NOT NULL), '{}') AS node_uuids

@@ -18,6 +18,7 @@
  * Writes that fail are kept (at most `maxPendingRows` rows; beyond that the oldest are dropped
  * and counted) and retried with the next cycle; `stop()` flushes open minutes and pending rows.
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import type { ClickHouseClient } from '@clickhouse/client';
 import pg from 'pg';
 import type { Pool } from 'pg';
@@ -27,7 +28,7 @@ import { COUNT_RULE_PREFIX, counterDeltas, counterReading, parseDataIntegration,
 import type { CounterReading, EmqxManagementClient } from '@pepeunit/emqx-rules';
 import { NO_CREATOR, insertMinuteRows, insertRollupRows, type MinuteRow, type PeriodRow } from './load-store.js';
 
-export const SAMPLER_LOCK_KEY: readonly [number, number] = [0x50455045, 14];
+export const SAMPLER_LOCK_KEY = ADVISORY_LOCKS.loadSampler;
 
 export interface UnitInfo {
   unitUuid: string;

@@ -10,6 +10,7 @@
  * - `pooling` (sic, the reference's value): long polling in one replica at a time, elected with a
  *   Postgres advisory lock held on a dedicated connection (Telegram allows one poller per token).
  */
+import { ADVISORY_LOCKS } from '@pepeunit/common';
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { PoolClient } from 'pg';
@@ -25,7 +26,7 @@ declare module 'fastify' {
 }
 
 /** Advisory lock of the long-polling replica: "PEPE" with 4. */
-export const TELEGRAM_POLLING_LOCK_KEY: readonly [number, number] = [0x50455045, 4];
+export const TELEGRAM_POLLING_LOCK_KEY = ADVISORY_LOCKS.telegramPolling;
 export const WEBHOOK_CHECK_MS = 60_000;
 
 export default fp(async (app: FastifyInstance) => {
