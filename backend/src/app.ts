@@ -27,6 +27,10 @@ import metricsRoutes from './routes/api/v1/metrics/index.js';
 import { Cipher } from './security/cipher.js';
 import { AlertSinkHub } from './domain/alert-sink.js';
 import { LoadPorts } from './domain/load-ports.js';
+// -- billing and grades (issue 14) --
+import gradesPlugin from './grades/plugin.js';
+import wellKnownRoutes from './routes/well-known.js';
+import gradesRoutes from './routes/api/v1/grades/index.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -55,7 +59,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(accessLogPlugin);
   await app.register(swaggerPlugin);
   await app.register(metricsPlugin);
+  await app.register(gradesPlugin); // app.grades: instance key, scraper tokens, load checks, load_limit (issue 14)
   await app.register(rootRoutes);
+  await app.register(wellKnownRoutes);
   await app.register(healthRoutes);
   await app.register(authPlugin);
   await app.register(aclPlugin);
@@ -74,5 +80,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registryRoutes, { prefix: `${api}/repository_registry` });
   await app.register(reposRoutes, { prefix: `${api}/repos` });
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
+  await app.register(gradesRoutes, { prefix: `${api}/grades` }); // issue 14
   return app as unknown as FastifyInstance;
 }
