@@ -31,6 +31,8 @@ import { LoadPorts } from './domain/load-ports.js';
 import gradesPlugin from './grades/plugin.js';
 import wellKnownRoutes from './routes/well-known.js';
 import gradesRoutes from './routes/api/v1/grades/index.js';
+import billingPlugin from './billing/plugin.js';
+import billingRoutes from './routes/api/v1/billing/index.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -81,5 +83,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(reposRoutes, { prefix: `${api}/repos` });
   await app.register(metricsRoutes, { prefix: `${api}/metrics` });
   await app.register(gradesRoutes, { prefix: `${api}/grades` }); // issue 14
+  await app.register(billingPlugin); // app.billing: plan, ledger, providers, metering, enforcement (issue 14)
+  await app.register(billingRoutes, { prefix: `${api}/billing` });
   return app as unknown as FastifyInstance;
 }

@@ -119,6 +119,12 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_REGISTRY_SYNC_INTERVAL_HOURS', 'int', '1', 'Hours between periodic forced syncs of every registry entry (0 disables the periodic sync)', { ours: true, min: 0, max: 8760 }),
   v('PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES', 'int', '60', 'Minutes between the safety-net runs of automatic unit updates (units with is_auto_update_from_repo_unit get Update when their target moved; syncs and repo changes trigger it at once). 0 disables the periodic run', { ours: true, min: 0, max: 525600 }),
   v('PU_BACKEND_SHARE_GROUP', 'string', 'pepeunit-backend', 'Shared-subscription group of the system-topic consumer, so backend replicas split the load (empty: plain subscription)', { ours: true }),
+  // -- billing (issue 14) --
+  v('PU_BILLING_CYCLE_INTERVAL_SECONDS', 'int', '300', 'Seconds between billing cycles (statements of the last closed period, warnings, free-tier limits and their lifting); one replica runs each cycle (advisory lock). 0 disables the cycle', { ours: true, min: 0, max: 86400 }),
+  v('PU_BILLING_CRYPTO_PAY_TOKEN', 'secret', '', 'Crypto Pay API app token (@CryptoBot -> Crypto Pay -> My Apps); set it to offer crypto payments. Also the webhook key: SHA-256(token) verifies crypto-pay-api-signature', { ours: true }),
+  v('PU_BILLING_CRYPTO_PAY_API_URL', 'string', 'https://pay.crypt.bot/api', 'Crypto Pay API base (testnet: https://testnet-pay.crypt.bot/api; tests: a local stand-in); no trailing slash', { ours: true }),
+  v('PU_BILLING_CRYPTO_PAY_ACCEPTED_ASSETS', 'string', 'USDT,TON,BTC', 'Comma-separated assets a fiat-priced Crypto Pay invoice accepts (crypto-priced plans are invoiced in their own asset)', { ours: true }),
+  v('PU_BILLING_STARS_ENABLE', 'bool', 'False', 'Offer payments in Telegram Stars (XTR) through the bot (needs the Telegram bot: PU_TELEGRAM_TOKEN)', { ours: true }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
 ];
 
@@ -300,6 +306,12 @@ export interface BackendConfig {
   /** Broker callbacks: the shared secret header (null = check disabled) and allowed networks. */
   readonly brokerCallbacks: { readonly secret: string | null; readonly allowedNetworks: readonly string[] };
   readonly unitsAutoUpdateIntervalMinutes: number;
+  /** Billing (issue 14): cycle interval and payment providers. */
+  readonly billing: {
+    readonly cycleIntervalSeconds: number;
+    readonly cryptoPay: { readonly token: string; readonly apiUrl: string; readonly acceptedAssets: readonly string[] };
+    readonly starsEnabled: boolean;
+  };
   readonly featureFlags: {
     readonly telegramBot: boolean;
     readonly grafana: boolean;
@@ -481,6 +493,15 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       allowedNetworks: String(r.PU_MQTT_CALLBACK_ALLOWED_NETWORKS).split(',').map((x) => x.trim()).filter(Boolean),
     },
     unitsAutoUpdateIntervalMinutes: Number(r.PU_UNITS_AUTO_UPDATE_INTERVAL_MINUTES),
+    billing: {
+      cycleIntervalSeconds: Number(r.PU_BILLING_CYCLE_INTERVAL_SECONDS),
+      cryptoPay: {
+        token: String(r.PU_BILLING_CRYPTO_PAY_TOKEN),
+        apiUrl: trimSlash(String(r.PU_BILLING_CRYPTO_PAY_API_URL)),
+        acceptedAssets: String(r.PU_BILLING_CRYPTO_PAY_ACCEPTED_ASSETS).split(',').map((x) => x.trim().toUpperCase()).filter(Boolean),
+      },
+      starsEnabled: Boolean(r.PU_BILLING_STARS_ENABLE),
+    },
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),
       grafana: Boolean(r.PU_FF_GRAFANA_INTEGRATION_ENABLE),

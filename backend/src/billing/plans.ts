@@ -40,8 +40,8 @@ const iso = (value: unknown): string => (value instanceof Date ? value : new Dat
 
 export async function readPlan(db: Db): Promise<Plan> {
   const { rows } = await db.query(
-    `SELECT currency, period_anchor, billing_period_days, grace_period_days, free_mps::text, mps_price::text,
-            free_aggregation_topics::text, aggregation_topic_price::text, stars_per_unit::text, update_datetime
+    `SELECT currency, period_anchor AT TIME ZONE 'utc' AS period_anchor, billing_period_days, grace_period_days, free_mps::text, mps_price::text,
+            free_aggregation_topics::text, aggregation_topic_price::text, stars_per_unit::text, update_datetime AT TIME ZONE 'utc' AS update_datetime
        FROM billing_plan WHERE id = 1`,
   );
   const row = rows[0];

@@ -1,0 +1,49 @@
+/**
+ * Billing (issue 14), decorated as `app.billing`: registers the `billing` limit source with the
+ * load component (`app.loadPorts`), meters through `app.loadPorts.usage`, warns through
+ * `app.alertSink`, and runs the billing cycle every PU_BILLING_CYCLE_INTERVAL_SECONDS.
+ */
+import fp from 'fastify-plugin';
+import { BillingService } from './service.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    readonly billing: BillingService;
+  }
+}
+
+export default fp(
+  async (app) => {
+    const { billing: config } = app.config;
+    const service = new BillingService({
+      pg: app.pg,
+      clickhouse: app.clickhouse,
+      usage: () => app.loadPorts.usage,
+      alerts: app.alertSink,
+      log: app.log,
+      cryptoPay: config.cryptoPay.token ? config.cryptoPay : undefined,
+    });
+    app.decorate('billing', service);
+    app.loadPorts.addLimitSource(service.enforcer.limitSource);
+    let timer: NodeJS.Timeout | undefined;
+    let cycle: Promise<unknown> | null = null;
+    app.addHook('onReady', async () => {
+      await service.enforcer.refreshLimits();
+      if (config.cycleIntervalSeconds > 0) {
+        timer = setInterval(() => {
+          if (cycle) return; // the previous cycle is still running
+          cycle = service.enforcer
+            .runCycle()
+            .catch((err: unknown) => app.log.warn({ err }, 'billing cycle failed; retried at the next interval'))
+            .finally(() => (cycle = null));
+        }, config.cycleIntervalSeconds * 1000);
+        timer.unref();
+      }
+    });
+    app.addHook('onClose', async () => {
+      if (timer) clearInterval(timer);
+      await cycle;
+    });
+  },
+  { name: 'billing' },
+);

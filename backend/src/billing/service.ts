@@ -1,0 +1,168 @@
+/**
+ * Billing as the routes and the bot use it: orders through providers, provider callbacks into
+ * the ledger (then the payer's limits are re-checked, so paying lifts a limit at once), the
+ * itemised statements, and the cycle (enforcement.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Pool } from 'pg';
+import type { AlertSink } from '../domain/alert-sink.js';
+import type { LoadUsageReader } from '../domain/load-ports.js';
+import { audit, recordPayment } from './ledger.js';
+import { fromNano, toNano } from './money.js';
+import { periodAt, readPlan } from './plans.js';
+import { computeStatement, type Statement } from './metering.js';
+import { BillingEnforcer } from './enforcement.js';
+import { CryptoPayProvider, verifyCryptoPaySignature, type CryptoPayInvoice } from './providers/crypto-pay.js';
+import type { PaymentProvider } from './providers/types.js';
+
+export class BillingInputError extends Error {}
+export class WebhookSignatureError extends Error {}
+
+export interface BillingDeps {
+  pg: Pool;
+  clickhouse: ClickHouseClient;
+  usage: () => LoadUsageReader;
+  alerts: AlertSink;
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  cryptoPay?: { token: string; apiUrl: string; acceptedAssets: readonly string[] };
+}
+
+export interface OrderRow {
+  uuid: string;
+  user_uuid: string;
+  provider: string;
+  amount: string;
+  currency: string;
+  provider_amount: string;
+  provider_invoice_id: string | null;
+  pay_url: string | null;
+  status: string;
+  create_datetime: string;
+}
+
+/** Largest single order (in plan currency units): a typo must not create an absurd invoice. */
+const MAX_ORDER = toNano('1000000');
+
+export class BillingService {
+  readonly enforcer: BillingEnforcer;
+  readonly providers = new Map<string, PaymentProvider>();
+  private readonly cryptoPay: CryptoPayProvider | undefined;
+
+  constructor(private readonly deps: BillingDeps) {
+    this.enforcer = new BillingEnforcer(deps.pg, { pg: deps.pg, clickhouse: deps.clickhouse, usage: deps.usage }, deps.alerts, deps.log);
+    if (deps.cryptoPay?.token) {
+      this.cryptoPay = new CryptoPayProvider(deps.cryptoPay.token, deps.cryptoPay.apiUrl, deps.cryptoPay.acceptedAssets);
+      this.providers.set(this.cryptoPay.name, this.cryptoPay);
+    }
+  }
+
+  addProvider(provider: PaymentProvider): void {
+    this.providers.set(provider.name, provider);
+  }
+
+  /** The live statement of a period (the current one by default), not stored. */
+  async statement(userUuid: string, at: Date = new Date()): Promise<Statement> {
+    const plan = await readPlan(this.deps.pg);
+    return computeStatement({ pg: this.deps.pg, clickhouse: this.deps.clickhouse, usage: this.deps.usage }, plan, userUuid, periodAt(plan, at));
+  }
+
+  async createOrder(userUuid: string, providerName: string, amount: string): Promise<OrderRow> {
+    const provider = this.providers.get(providerName);
+    if (!provider) throw new BillingInputError(`Payment provider ${providerName} is not enabled on this instance (enabled: ${[...this.providers.keys()].join(', ') || 'none'})`);
+    let value: bigint;
+    try {
+      value = toNano(amount);
+    } catch {
+      throw new BillingInputError('amount must be a decimal number with at most 9 fraction digits');
+    }
+    if (value <= 0n || value > MAX_ORDER) throw new BillingInputError(`amount must be above 0 and at most ${fromNano(MAX_ORDER)}`);
+    const plan = await readPlan(this.deps.pg);
+    const uuid = randomUUID();
+    const normalized = fromNano(value);
+    const invoice = await provider.createInvoice({ uuid, userUuid, amount: normalized, currency: plan.currency, description: `Pepeunit balance top-up: ${normalized} ${plan.currency}` });
+    const { rows } = await this.deps.pg.query(
+      `INSERT INTO billing_orders (uuid, user_uuid, provider, amount, currency, provider_amount, provider_invoice_id, pay_url, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') RETURNING *`,
+      [uuid, userUuid, provider.name, normalized, plan.currency, `${invoice.providerAmount} ${invoice.providerAsset}`, invoice.invoiceId, invoice.payUrl],
+    );
+    await audit(this.deps.pg, `user:${userUuid}`, 'order.created', { order_uuid: uuid, provider: provider.name, amount: normalized, currency: plan.currency });
+    return toOrder(rows[0]);
+  }
+
+  async order(uuid: string): Promise<OrderRow | null> {
+    const { rows } = await this.deps.pg.query('SELECT * FROM billing_orders WHERE uuid = $1', [uuid]);
+    return rows[0] ? toOrder(rows[0]) : null;
+  }
+
+  async orders(userUuid: string, limit: number): Promise<OrderRow[]> {
+    const { rows } = await this.deps.pg.query('SELECT * FROM billing_orders WHERE user_uuid = $1 ORDER BY create_datetime DESC LIMIT $2', [userUuid, limit]);
+    return rows.map(toOrder);
+  }
+
+  /**
+   * A Crypto Pay webhook: refused (nothing changes) unless its signature over the raw body is
+   * valid; an `invoice_paid` update is re-read from the API and credited once per invoice.
+   */
+  async cryptoPayWebhook(rawBody: Buffer, signature: string | undefined): Promise<'credited' | 'duplicate' | 'review' | 'ignored'> {
+    const provider = this.cryptoPay;
+    if (!provider || !this.deps.cryptoPay) throw new WebhookSignatureError('Crypto Pay is not enabled');
+    if (!verifyCryptoPaySignature(this.deps.cryptoPay.token, rawBody, signature)) throw new WebhookSignatureError('invalid crypto-pay-api-signature');
+    let update: { update_type?: string; payload?: CryptoPayInvoice };
+    try {
+      update = JSON.parse(rawBody.toString('utf8'));
+    } catch {
+      throw new BillingInputError('the webhook body is not JSON');
+    }
+    if (update.update_type !== 'invoice_paid' || !update.payload) return 'ignored';
+    const invoiceId = String(update.payload.invoice_id);
+    const current = await provider.getInvoice(invoiceId); // never trust the webhook body alone
+    if (!current || current.status !== 'paid') return 'ignored';
+    const order = current.payload ? await this.order(current.payload) : null;
+    if (!order || order.provider !== provider.name || order.provider_invoice_id !== invoiceId) {
+      this.deps.log.warn({ invoiceId }, 'billing: a paid Crypto Pay invoice matches no order; recorded for review');
+    }
+    const asset = current.currency_type === 'fiat' ? (current.fiat ?? '') : (current.asset ?? '');
+    const matches = order !== null && order.provider_invoice_id === invoiceId && asset === order.currency && toNano(current.amount) === toNano(order.amount) && order.status === 'open';
+    if (!order) return 'review';
+    const outcome = await recordPayment(this.deps.pg, {
+      provider: provider.name,
+      externalId: invoiceId,
+      orderUuid: order.uuid,
+      userUuid: order.user_uuid,
+      amount: order.amount,
+      asset: current.paid_asset ?? asset,
+      providerAmount: current.paid_amount ?? current.amount,
+      raw: current,
+      status: matches ? 'credited' : 'review',
+    });
+    if (outcome.duplicate) return 'duplicate';
+    if (!outcome.credited) return 'review';
+    await this.afterPayment(order.user_uuid);
+    return 'credited';
+  }
+
+  /** A credited payment may lift a limit at once (and clears arrears). */
+  async afterPayment(userUuid: string): Promise<void> {
+    try {
+      await this.enforcer.enforceUser(await readPlan(this.deps.pg), userUuid, new Date());
+    } catch (err) {
+      this.deps.log.warn({ err }, 'billing: enforcement after a payment failed; the next cycle re-checks');
+    }
+  }
+}
+
+function toOrder(row: Record<string, unknown>): OrderRow {
+  return {
+    uuid: String(row.uuid),
+    user_uuid: String(row.user_uuid),
+    provider: String(row.provider),
+    amount: fromNano(toNano(String(row.amount))),
+    currency: String(row.currency),
+    provider_amount: String(row.provider_amount),
+    provider_invoice_id: (row.provider_invoice_id as string | null) ?? null,
+    pay_url: (row.pay_url as string | null) ?? null,
+    status: String(row.status),
+    create_datetime: (row.create_datetime as Date).toISOString(),
+  };
+}
