@@ -28,6 +28,8 @@ apt_install() {
 # git for the repository registry; PostgreSQL binaries for a private cluster when no server is reachable
 # (installed lazily by the launcher only if needed).
 apt_install git ca-certificates
+# A private Redis for the tests (scripts/run-tests.ts starts it on a free port; nothing on disk).
+apt_install redis-server
 # The operator install's tests (ansible/test): Debian's Ansible and ansible-lint, python3-apt for
 # the apt module in check mode.
 apt_install ansible ansible-lint python3-apt

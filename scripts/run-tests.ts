@@ -78,6 +78,19 @@ async function main(): Promise<number> {
     chUrl.password = chPassword;
     env.PU_TEST_CLICKHOUSE_URL = chUrl.toString().replace(/\/$/, '');
     process.stdout.write(`ClickHouse for tests: ${String(ch.ready.url)} (embedded chdb, password protected)\n`);
+    // A private Redis (nothing on disk) so the Redis paths are always tested, whatever runs on 6379.
+    const redisPort = await freePort();
+    const redis = await startService({
+      name: 'redis',
+      command: 'redis-server',
+      args: ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'notice'],
+      logFile: join(dataDir, 'redis.log'),
+      readyPattern: /Ready to accept connections/,
+      timeoutMs: 30_000,
+    });
+    services.push(redis);
+    env.PU_TEST_REDIS_URL = `redis://127.0.0.1:${redisPort}`;
+    process.stdout.write(`Redis for tests: ${env.PU_TEST_REDIS_URL} (private, in memory)\n`);
   }
   process.stdout.write(`Running ${files.length} test files\n`);
   // The spec report goes to the terminal; a TAP copy goes to a file so that, when something

@@ -36,7 +36,7 @@ try {
   try {
     const result = await migrateClickHouse(clickhouse, {
       database,
-      cluster: String(config.raw.PU_CLICKHOUSE_CLUSTER ?? ''),
+      cluster: config.clickhouseCluster,
       clusterDdlTimeoutSeconds: CLUSTER_DDL_TIMEOUT_SECONDS,
       logger,
     });

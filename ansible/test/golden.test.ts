@@ -112,7 +112,7 @@ for (const inventory of ['one-host', 'cluster']) {
         assert.equal(new URL(config.postgresUrl).password, 'test-pg%2Fpass%40word');
         assert.equal(decodeURIComponent(new URL(config.postgresUrl).password), 'test-pg/pass@word');
         assert.equal(config.emqx.apiKey, 'pepeunit-backend');
-        assert.equal(config.raw.PU_CLICKHOUSE_CLUSTER, inventory === 'cluster' ? 'pepeunit' : '');
+        assert.equal(config.clickhouseCluster, inventory === 'cluster' ? 'pepeunit' : '');
       }
     });
 

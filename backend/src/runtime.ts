@@ -119,7 +119,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   }
   const address = app.server.address();
   const actualPort = address && typeof address === 'object' ? address.port : config.port;
-  const callbackBase = opts.callbackBaseUrl ?? (config.raw.PU_BACKEND_PUBLIC_URL ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
+  const callbackBase = opts.callbackBaseUrl ?? (config.backendPublicUrl ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
   const emqx = createEmqxControl(config, logger, callbackBase);
   broker.control = emqx;
   // Broker rules forward only topics with an enabled DataPipe to the ingest (issue 6 pre-filter).
@@ -153,7 +153,7 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     config,
     registry: app.metrics,
     logger,
-    shareGroup: String(config.raw.PU_BACKEND_SHARE_GROUP ?? '') || null,
+    shareGroup: config.backendShareGroup || null,
     // Target version of a unit (§7.3) for the firmware-update status: read from the shared clone.
     resolveTargetVersion: async (unitUuid: string) => {
       const { rows } = await deps.pg.query('SELECT repo_uuid, is_auto_update_from_repo_unit, repo_branch, repo_commit FROM units WHERE uuid = $1', [unitUuid]);

@@ -11,7 +11,7 @@ import { startBackend } from './runtime.js';
 
 exitWithParent();
 const config = loadOrExit(() => loadBackendConfig());
-const logger = createLogger('backend', { level: config.logLevel });
+const logger = createLogger('backend', { level: config.logLevel, format: config.logFormat });
 
 try {
   const backend = await startBackend(config, logger);

@@ -147,6 +147,7 @@ export const INGEST_VARIABLES: readonly VariableSpec[] = [
   v('PU_DP_SHARE_GROUP', 'string', '', 'Optional $share group for the go-compatible subscription', { ours: true }),
   v('PU_DP_CLICKHOUSE_DATABASE', 'string', '', 'ClickHouse database override', { ours: true }),
   v('PU_DP_RETRY_BUFFER_MAX_ROWS', 'int', '1000000', 'Rows kept for retry while a database is down; beyond that rows are dropped and counted', { ours: true, min: 1 }),
+  v('PU_DP_LOG_LEVEL', 'enum', 'info', 'Ingest log level', { ours: true, values: ['debug', 'info', 'warn', 'error'] }),
   v('PU_DP_METRICS_PORT', 'int', '0', 'Port of the ingest Prometheus/health endpoint (0: a free port)', { ours: true, min: 0, max: 65535 }),
   v('PU_MQTT_MAX_PAYLOAD_SIZE', 'int', '256', 'KB: payloads above this are dropped and counted', { min: 1, max: 262144 }),
 ];
@@ -265,7 +266,6 @@ export function parseVariables(specs: readonly VariableSpec[], env: NodeJS.Proce
 }
 
 export interface BackendConfig {
-  readonly raw: Readonly<Record<string, Parsed>>;
   readonly domain: string;
   /** Host part of public links and of the PU_DOMAIN units get: `PU_DOMAIN[:PU_PUBLIC_PORT]`. */
   readonly publicHost: string;
@@ -297,6 +297,20 @@ export interface BackendConfig {
   readonly shutdownTimeoutSeconds: number;
   readonly gitAllowedProtocols: readonly string[];
   readonly registrySyncIntervalHours: number;
+  /** Character-class bodies of allowed characters (PU_AVAILABLE_*_SYMBOLS); `password` empty = letters, digits, ASCII punctuation. */
+  readonly symbols: { readonly nameEntity: string; readonly password: string; readonly topic: string };
+  /** PU_BACKEND_PUBLIC_URL as configured ('' = not set: the broker calls back on loopback). */
+  readonly backendPublicUrl: string;
+  /** PU_BACKEND_SHARE_GROUP ('' = none). */
+  readonly backendShareGroup: string;
+  /** Git platform API for the registry: base URL override ('' = the platform's own) and the GitHub token used for API calls. */
+  readonly gitPlatform: { readonly apiBaseUrl: string; readonly githubTokenName: string; readonly githubTokenPat: string };
+  /** PU_TELEGRAM_BOT_LINK (https://t.me/<bot>). */
+  readonly telegramBotLink: string;
+  /** PU_TELEGRAM_TOKEN ('' = no bot). Never logged. */
+  readonly telegramToken: string;
+  /** PU_CLICKHOUSE_CLUSTER ('' = a single server). */
+  readonly clickhouseCluster: string;
   /** Repository hosts that may resolve to private addresses (configured), plus the platform API override's host. */
   readonly registryTrustedHosts: readonly string[];
   /** HTTP server behaviour: access log lines and the slow-request threshold. */
@@ -448,7 +462,6 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
   const apiPort = Number(r.PU_MQTT_API_PORT);
   const publicUrl = trimSlash(String(r.PU_BACKEND_PUBLIC_URL) || `http://127.0.0.1:${port}`);
   return {
-    raw: r,
     domain,
     publicHost,
     secure,
@@ -478,6 +491,21 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
     shutdownTimeoutSeconds: Number(r.PU_SHUTDOWN_TIMEOUT),
     gitAllowedProtocols: String(r.PU_GIT_ALLOWED_PROTOCOLS).split(',').map((x) => x.trim().toLowerCase()).filter(Boolean),
     registrySyncIntervalHours: Number(r.PU_REGISTRY_SYNC_INTERVAL_HOURS),
+    symbols: {
+      nameEntity: String(r.PU_AVAILABLE_NAME_ENTITY_SYMBOLS) || 'A-Za-z0-9_.-',
+      password: String(r.PU_AVAILABLE_PASSWORD_SYMBOLS),
+      topic: String(r.PU_AVAILABLE_TOPIC_SYMBOLS) || 'A-Za-z0-9/_-',
+    },
+    backendPublicUrl: String(r.PU_BACKEND_PUBLIC_URL).trim(),
+    backendShareGroup: String(r.PU_BACKEND_SHARE_GROUP ?? '').trim(),
+    gitPlatform: {
+      apiBaseUrl: String(r.PU_GIT_PLATFORM_API_BASE_URL ?? '').trim(),
+      githubTokenName: String(r.PU_GITHUB_TOKEN_NAME ?? ''),
+      githubTokenPat: String(r.PU_GITHUB_TOKEN_PAT ?? ''),
+    },
+    telegramBotLink: String(r.PU_TELEGRAM_BOT_LINK ?? ''),
+    telegramToken: String(r.PU_TELEGRAM_TOKEN ?? ''),
+    clickhouseCluster: String(r.PU_CLICKHOUSE_CLUSTER ?? '').trim(),
     registryTrustedHosts: trustedRepositoryHosts(String(r.PU_REGISTRY_ALLOWED_PRIVATE_HOSTS), String(r.PU_GIT_PLATFORM_API_BASE_URL)),
     http: {
       accessLog: r.PU_ACCESS_LOG === 'all' ? 'all' : r.PU_ACCESS_LOG === 'off' ? 'off' : 'errors',
@@ -544,7 +572,7 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
 }
 
 export interface IngestConfig {
-  readonly raw: Readonly<Record<string, Parsed>>;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
   readonly domain: string;
   readonly secretKey: string;
   readonly postgresUrl: string;
@@ -570,7 +598,7 @@ export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestCo
   const problems = weakSecretProblems('PU_DP_SECRET_KEY', String(r.PU_DP_SECRET_KEY));
   if (problems.length > 0) throw new ConfigError(problems, 'ingest');
   return {
-    raw: r,
+    logLevel: String(r.PU_DP_LOG_LEVEL) as IngestConfig['logLevel'],
     domain: String(r.PU_DP_DOMAIN).trim(),
     secretKey: String(r.PU_DP_SECRET_KEY),
     postgresUrl: String(r.PU_DP_SQLALCHEMY_DATABASE_URL),

@@ -19,14 +19,48 @@ export const REDACT_PATHS = [
   'headers.authorization',
 ];
 
-export function createLogger(name: string, opts: { level?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARNING', 50: 'ERROR', 60: 'CRITICAL' };
+
+/**
+ * One pino JSON line as `PU_LOG_FORMAT=plain` text: `<time> <LEVEL> <service>: <msg> {fields}`,
+ * then an error's stack line by line (as the reference's plain format prints a traceback).
+ */
+export function plainLogLine(jsonLine: string): string {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(jsonLine) as Record<string, unknown>;
+  } catch {
+    return jsonLine.endsWith('\n') ? jsonLine : jsonLine + '\n';
+  }
+  const { time, level, msg, service, name: _name, pid: _pid, hostname: _hostname, err, ...rest } = record;
+  const when = typeof time === 'number' ? new Date(time).toISOString() : String(time ?? '');
+  const levelName = LEVEL_NAMES[Number(level)] ?? String(level);
+  const fields = Object.keys(rest).length > 0 ? ' ' + JSON.stringify(rest) : '';
+  let out = `${when} ${levelName} ${String(service ?? '')}: ${String(msg ?? '')}${fields}\n`;
+  if (err && typeof err === 'object') {
+    const e = err as { message?: unknown; stack?: unknown };
+    out += typeof e.stack === 'string' ? e.stack.replace(/^/gm, '    ') + '\n' : `    ${String(e.message ?? '')}\n`;
+  }
+  return out;
+}
+
+/** `format: 'plain'` turns each JSON line into `plainLogLine` text on the same destination. */
+function plainDestination(target: NodeJS.WritableStream): { write(chunk: string): boolean } {
+  return { write: (chunk: string) => target.write(plainLogLine(chunk)) };
+}
+
+export function createLogger(
+  name: string,
+  opts: { level?: string; format?: 'json' | 'plain'; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const options: LoggerOptions = {
     name,
-    level: opts.level ?? process.env.PU_LOG_LEVEL_OVERRIDE ?? 'info',
+    level: opts.level ?? 'info',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { service: name },
   };
-  return opts.destination ? pino(options, opts.destination as never) : pino(options);
+  const destination = opts.format === 'plain' ? plainDestination(opts.destination ?? process.stdout) : opts.destination;
+  return destination ? pino(options, destination as never) : pino(options);
 }
 
 /** A logger that writes nothing (library default). */

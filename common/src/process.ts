@@ -18,6 +18,8 @@ export interface ServiceOptions {
   readonly logFile: string;
   /** Ready when the child prints a JSON line with `"event":"ready"` on stdout ... */
   readonly readyLine?: boolean;
+  /** ... or when a stdout line matches this pattern (programs that are not ours, e.g. redis-server) ... */
+  readonly readyPattern?: RegExp;
   /** ... or when this URL answers 2xx. */
   readonly readyUrl?: string;
   readonly timeoutMs?: number;
@@ -63,6 +65,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     const rl = createInterface({ input: child.stdout! });
     rl.on('line', (line) => {
       log.write(line + '\n');
+      if (opts.readyPattern?.test(line)) resolve();
       if (!opts.readyLine) return;
       if (line.startsWith('{') && line.includes('"event":"ready"')) {
         try {
@@ -87,7 +90,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       await new Promise((r) => setTimeout(r, 250));
     }
   };
-  const readyWait = opts.readyLine ? readyFromLine : opts.readyUrl ? waitUrl() : Promise.resolve();
+  const readyWait = opts.readyLine || opts.readyPattern ? readyFromLine : opts.readyUrl ? waitUrl() : Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
     readyWait.then(() => 'ready' as const),

@@ -17,7 +17,7 @@ exitWithParent();
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
 const config = loadOrExit(() => loadIngestConfig());
-const logger = createLogger('ingest', { level: process.env.PU_DP_LOG_LEVEL ?? 'info' });
+const logger = createLogger('ingest', { level: config.logLevel });
 
 /** Write deadline of a graceful stop; persisting the rest takes a few seconds more. */
 const SHUTDOWN_TIMEOUT_MS = 20_000;

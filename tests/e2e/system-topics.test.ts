@@ -111,7 +111,7 @@ test('the controller is applied and the backend subscribed <domain>/+/+/+/pepeun
   const sources = await backend.emqx.client!.listAuthorizationSources();
   assert.ok(sources.some((s) => s.type === 'http'), 'real authz callbacks are in force');
   // A shared subscription (PU_BACKEND_SHARE_GROUP, default pepeunit-backend) so replicas split the load.
-  const group = String(backend.deps.config.raw.PU_BACKEND_SHARE_GROUP ?? '');
+  const group = backend.deps.config.backendShareGroup;
   assert.equal(backend.systemTopics.subscription, group ? sharedFilter(group, `${domain}/+/+/+/pepeunit`) : `${domain}/+/+/+/pepeunit`);
   // A token of a unit that does not exist is refused at CONNECT, so nothing reaches the consumer.
   await assert.rejects(UnitSimulator.start({ env: envOf(randomUUID(), broker.mqttPort), schema: systemSchema(domain, randomUUID()), stateIntervalMs: 0 }));

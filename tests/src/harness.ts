@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { loadBackendConfig, silentLogger, type BackendConfig, type Logger } from '@pepeunit/common';
+import { freePort, loadBackendConfig, silentLogger, startService, type BackendConfig, type Logger } from '@pepeunit/common';
 import { resolvePostgres, createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
 import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
 
@@ -53,6 +53,37 @@ export function testServices(): Promise<Services> {
     return { pgAdminUrl, clickhouseUrl };
   })();
   return servicesPromise;
+}
+
+let redisPromise: Promise<string> | undefined;
+
+/**
+ * A Redis for this test process: the runner's private one (PU_TEST_REDIS_URL), or a private
+ * `redis-server` started here on a free port (nothing on disk). Never a Redis that happens to
+ * run on 6379, and never skipped: a missing redis-server is an error naming the package.
+ */
+export function testRedisUrl(): Promise<string> {
+  redisPromise ??= (async (): Promise<string> => {
+    if (process.env.PU_TEST_REDIS_URL) return process.env.PU_TEST_REDIS_URL;
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'pepeunit-test-redis-'));
+    const redis = await startService({
+      name: 'redis',
+      command: 'redis-server',
+      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      logFile: join(dir, 'redis.log'),
+      readyPattern: /Ready to accept connections/,
+      timeoutMs: 30_000,
+    }).catch((err: Error) => {
+      throw new Error(`cannot start redis-server (Debian package redis-server; scripts/bootstrap.sh installs it): ${err.message}`);
+    });
+    cleanups.push(async () => {
+      await redis.stop(5000);
+      rmSync(dir, { recursive: true, force: true });
+    });
+    return `redis://127.0.0.1:${port}`;
+  })();
+  return redisPromise;
 }
 
 export interface TestDatabases {

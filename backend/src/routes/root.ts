@@ -36,9 +36,9 @@ export function servedFeatures(app: FastifyInstance): {
   datapipeDefaultLastValue: boolean;
   prometheus: boolean;
 } {
-  const { featureFlags, raw } = app.config;
+  const { featureFlags, telegramToken } = app.config;
   return {
-    telegramBot: featureFlags.telegramBot && Boolean(raw.PU_TELEGRAM_TOKEN) && app.hasDecorator('telegramBot'),
+    telegramBot: featureFlags.telegramBot && telegramToken !== '' && app.hasDecorator('telegramBot'),
     grafana: featureFlags.grafana && app.hasDecorator('grafana'),
     datapipe: featureFlags.datapipe,
     datapipeDefaultLastValue: featureFlags.datapipe && featureFlags.datapipeDefaultLastValue,
@@ -70,7 +70,7 @@ const root: FastifyPluginAsync = async (app) => {
       // GraphQL is out of scope (REST + OpenAPI is the API); the key is kept for client compatibility.
       graphql: `${config.links.linkPrefix}/graphql`,
       grafana: served.grafana ? `${config.links.link}/grafana/` : '',
-      telegram_bot: served.telegramBot ? String(config.raw.PU_TELEGRAM_BOT_LINK ?? '') : '',
+      telegram_bot: served.telegramBot ? config.telegramBotLink : '',
       feature_flags: {
         pu_ff_telegram_bot_enable: served.telegramBot,
         pu_ff_grafana_integration_enable: served.grafana,

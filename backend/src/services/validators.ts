@@ -7,7 +7,7 @@ const nameCache = new WeakMap<BackendConfig, RegExp>();
 export function nameRule(config: BackendConfig): RegExp {
   let re = nameCache.get(config);
   if (!re) {
-    const symbols = String(config.raw.PU_AVAILABLE_NAME_ENTITY_SYMBOLS || 'A-Za-z0-9_.-');
+    const symbols = config.symbols.nameEntity;
     re = new RegExp(`^[${symbols.replace(/[\]\\^]/g, '\\$&')}]{4,20}$`);
     nameCache.set(config, re);
   }
@@ -18,7 +18,7 @@ const PUNCTUATION = `!"#$%&'()*+,-./:;<=>?@[\\]^_\`{|}~`;
 
 /** Passwords: 8-100 characters from letters, digits and ASCII punctuation (or PU_AVAILABLE_PASSWORD_SYMBOLS). */
 export function passwordRule(config: BackendConfig): (password: string) => boolean {
-  const custom = String(config.raw.PU_AVAILABLE_PASSWORD_SYMBOLS || '');
+  const custom = config.symbols.password;
   return (password) => {
     if (password.length < 8 || password.length > 100) return false;
     for (const ch of password) {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import accessLog from '../../src/plugins/access-log.ts';
 
 type Line = { level: number; msg: string; route?: string; path?: string; status?: number; ms?: number };
@@ -15,7 +15,7 @@ async function appWith(mode: 'errors' | 'all' | 'off', slowRequestMs: number) {
       done();
     },
   });
-  const app = Fastify({ logger: { level: 'debug', stream }, disableRequestLogging: true });
+  const app = Fastify({ logger: { level: 'debug', stream }, logController: new LogController({ disableRequestLogging: true }) });
   app.decorate('config', { http: { accessLog: mode, slowRequestMs } } as never);
   await app.register(accessLog);
   let release: () => void = () => {};

@@ -16,11 +16,11 @@ import { unitToken } from '@pepeunit/common';
 import { dataPipeConfigToYaml, parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { buildApp, startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, testRedisUrl, type TestDatabases } from '../../../tests/src/harness.ts';
 import type { DataPipeChangeEvent } from '../../src/services/datapipe-events.ts';
 import { csvField, parseCsv } from '../../src/routes/api/v1/unit_nodes/datapipe/csv.ts';
 
-const REDIS_URL = 'redis://127.0.0.1:6379/9';
+let REDIS_URL = '';
 const STREAM = 'backend_data_pipe_nodes';
 const api = '/pepeunit/api/v1';
 const dp = `${api}/unit_nodes`;
@@ -28,7 +28,7 @@ const dp = `${api}/unit_nodes`;
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
-let redis: Redis | null = null;
+let redis: Redis;
 const events: DataPipeChangeEvent[] = [];
 
 const users: Record<'admin' | 'a' | 'b', { uuid: string; token: string }> = {} as never;
@@ -156,6 +156,7 @@ const pyDt = (ms: number): string => {
 
 before(async () => {
   db = await createTestDatabases('datapipe');
+  REDIS_URL = `${await testRedisUrl()}/9`;
   broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
   backend = await startBackend(
     testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_REDIS_URL: REDIS_URL, PU_MAX_PAGINATION_SIZE: '50' }),
@@ -187,15 +188,9 @@ before(async () => {
   await insertNode(nodes.plain, units.a, users.a.uuid, { topic: 'value' });
   await insertNode(nodes.other, units.b, users.b.uuid, { yaml: Y.nrecords });
   await pool.query(`UPDATE units_nodes SET state = 'on', last_update_datetime = '2026-01-02 03:04:05' WHERE uuid = $1`, [nodes.lv]);
-  try {
-    redis = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    redis.on('error', () => {});
-    await redis.connect();
-    await redis.del(STREAM);
-  } catch {
-    redis?.disconnect();
-    redis = null;
-  }
+  redis = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  await redis.del(STREAM);
 });
 
 after(async () => {
@@ -321,11 +316,7 @@ test('set_data_pipe_config stores the reference JSON, notifies (NOTIFY, listener
   }
 });
 
-test('Redis stream: set_data_pipe_config XADDs the reference entry (skipped only when no Redis at 127.0.0.1:6379)', async (t) => {
-  if (!redis) {
-    t.skip('Redis is not reachable at 127.0.0.1:6379; the stream entry cannot be observed');
-    return;
-  }
+test('Redis stream: set_data_pipe_config XADDs the reference entry (a private Redis from the harness)', async () => {
   await redis.del(STREAM);
   const res = await call('POST', `${dp}/set_data_pipe_config?uuid=${nodes.cfg}`, { token: users.a.token, multipart: { content: Y.lastvalue } });
   assert.equal(res.status, 204);

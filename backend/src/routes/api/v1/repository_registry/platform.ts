@@ -39,10 +39,10 @@ export class PlatformApi {
   /** `guard`: every connection of the platform clients resolves through it (SSRF). */
   constructor(config: BackendConfig, guard?: DestinationGuard) {
     this.dispatcher = guard ? new Agent({ connect: { lookup: guard.connectLookup() as never } }) : undefined;
-    const configured = config.raw.PU_GIT_PLATFORM_API_BASE_URL;
-    this.baseUrl = typeof configured === 'string' && configured.trim() !== '' ? configured.trim().replace(/\/+$/, '') : null;
-    const name = String(config.raw.PU_GITHUB_TOKEN_NAME ?? '');
-    const pat = String(config.raw.PU_GITHUB_TOKEN_PAT ?? '');
+    const configured = config.gitPlatform.apiBaseUrl;
+    this.baseUrl = configured !== '' ? configured.replace(/\/+$/, '') : null;
+    const name = config.gitPlatform.githubTokenName;
+    const pat = config.gitPlatform.githubTokenPat;
     this.instanceToken = name && pat ? { username: name, patToken: pat } : null;
   }
 

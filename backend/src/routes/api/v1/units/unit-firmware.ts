@@ -27,7 +27,7 @@ const PUBLISH_TIMEOUT_MS = 5000;
 
 /** The allowed topic characters (character-class body), PU_AVAILABLE_TOPIC_SYMBOLS. */
 export function topicSymbols(app: FastifyInstance): string {
-  return String(app.config.raw.PU_AVAILABLE_TOPIC_SYMBOLS || 'A-Za-z0-9/_-');
+  return app.config.symbols.topic;
 }
 
 /** Validated `schema_example.json` at a commit. */
