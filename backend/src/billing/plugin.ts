@@ -22,6 +22,7 @@ export default fp(
       alerts: app.alertSink,
       log: app.log,
       cryptoPay: config.cryptoPay.token ? config.cryptoPay : undefined,
+      starsEnabled: config.starsEnabled,
     });
     app.decorate('billing', service);
     app.loadPorts.addLimitSource(service.enforcer.limitSource);

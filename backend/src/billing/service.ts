@@ -15,6 +15,8 @@ import { computeStatement, type Statement } from './metering.js';
 import { BillingEnforcer } from './enforcement.js';
 import { CryptoPayProvider, verifyCryptoPaySignature, type CryptoPayInvoice } from './providers/crypto-pay.js';
 import type { PaymentProvider } from './providers/types.js';
+import { STARS_PROVIDER, TelegramStarsProvider, starsPaymentsComposer, type StarsHandlers } from './providers/telegram-stars.js';
+import { Composer, type Api, type Context } from 'grammy';
 
 export class BillingInputError extends Error {}
 export class WebhookSignatureError extends Error {}
@@ -26,6 +28,8 @@ export interface BillingDeps {
   alerts: AlertSink;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
   cryptoPay?: { token: string; apiUrl: string; acceptedAssets: readonly string[] };
+  /** PU_BILLING_STARS_ENABLE: Stars are offered once the bot attaches its Bot API client. */
+  starsEnabled?: boolean;
 }
 
 export interface OrderRow {
@@ -141,6 +145,51 @@ export class BillingService {
     await this.afterPayment(order.user_uuid);
     return 'credited';
   }
+
+  /**
+   * Offers Telegram Stars through the bot's Bot API client and returns the handlers the bot
+   * mounts (`bot.use(...)`). Called by the Telegram bot module when PU_BILLING_STARS_ENABLE is on.
+   */
+  attachTelegram<C extends Context>(api: Api): Composer<C> {
+    if (!this.deps.starsEnabled) return new Composer<C>();
+    this.addProvider(new TelegramStarsProvider(api, async () => (await readPlan(this.deps.pg)).stars_per_unit));
+    return starsPaymentsComposer<C>(this.stars);
+  }
+
+  /** Pre-checkout and successful-payment handling of Stars (the bot calls these through the composer). */
+  readonly stars: StarsHandlers = {
+    preCheckout: async (query) => {
+      const order = /^[0-9a-f-]{36}$/.test(query.invoice_payload) ? await this.order(query.invoice_payload) : null;
+      if (!order || order.provider !== STARS_PROVIDER) return { ok: false, error: 'This invoice is unknown to the instance.' };
+      if (order.status !== 'open') return { ok: false, error: 'This invoice was already paid or has expired.' };
+      if (query.currency !== 'XTR' || `${query.total_amount} XTR` !== order.provider_amount) return { ok: false, error: 'The amount does not match the invoice.' };
+      return { ok: true };
+    },
+    successfulPayment: async (payment, telegramUserId) => {
+      const order = /^[0-9a-f-]{36}$/.test(payment.invoice_payload) ? await this.order(payment.invoice_payload) : null;
+      if (!order || order.provider !== STARS_PROVIDER) {
+        this.deps.log.warn({ charge: payment.telegram_payment_charge_id }, 'billing: a Stars payment matches no order; see the audit trail');
+        await audit(this.deps.pg, `provider:${STARS_PROVIDER}`, 'payment.unmatched', { ...payment, telegram_user_id: telegramUserId ?? null });
+        return 'unmatched';
+      }
+      const matches = payment.currency === 'XTR' && `${payment.total_amount} XTR` === order.provider_amount && order.status === 'open';
+      const outcome = await recordPayment(this.deps.pg, {
+        provider: STARS_PROVIDER,
+        externalId: payment.telegram_payment_charge_id,
+        orderUuid: order.uuid,
+        userUuid: order.user_uuid,
+        amount: order.amount,
+        asset: 'XTR',
+        providerAmount: String(payment.total_amount),
+        raw: { ...payment, telegram_user_id: telegramUserId ?? null },
+        status: matches ? 'credited' : 'review',
+      });
+      if (outcome.duplicate) return 'duplicate';
+      if (!outcome.credited) return 'review';
+      await this.afterPayment(order.user_uuid);
+      return 'credited';
+    },
+  };
 
   /** A credited payment may lift a limit at once (and clears arrears). */
   async afterPayment(userUuid: string): Promise<void> {
