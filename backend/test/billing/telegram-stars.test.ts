@@ -15,6 +15,7 @@ import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
 import { starsFor } from '../../src/billing/providers/telegram-stars.ts';
+import { billingBotCommands } from '../../src/billing/bot-commands.ts';
 
 const BOT_TOKEN = '123456:TEST-stars-token';
 let db: TestDatabases;
@@ -70,6 +71,13 @@ before(async () => {
   userToken = await auth('stars_user');
   bot = new Bot(BOT_TOKEN, { client: { apiRoot: await startBotApi() }, botInfo: { id: 123456, is_bot: true, first_name: 'Pepeunit', username: 'PepeunitTestBot', can_join_groups: false, can_read_all_group_messages: false, supports_inline_queries: false, can_connect_to_business: false, has_main_web_app: false, has_topics_enabled: false, allows_users_to_create_topics: false, can_manage_bots: false } as never });
   bot.use(backend.app.billing.attachTelegram(bot.api));
+  // The bot module resolves the bound Pepeunit user of a chat; here two chats are bound.
+  const bound = new Map<number, { uuid: string; role: string }>();
+  for (const [chat, login] of [[777, 'stars_user'], [888, 'stars_admin']] as const) {
+    const row = (await backend.deps.pg.query('SELECT uuid, role FROM users WHERE login = $1', [login])).rows[0];
+    bound.set(chat, { uuid: row.uuid, role: row.role });
+  }
+  bot.use(billingBotCommands(backend.app.billing, backend.deps.pg, (ctx) => bound.get(ctx.from?.id ?? 0) ?? null));
 });
 after(async () => {
   await backend?.close();
@@ -136,4 +144,33 @@ test('Stars: invoice link, pre-checkout answers, one credit per charge id althou
   const audit = (await backend.app.inject({ method: 'GET', url: `${api}/billing/audit`, headers: as(adminToken) })).json().map((a: { action: string }) => a.action);
   assert.ok(audit.includes('payment.unmatched'));
   assert.ok(calls.some((c) => c.method === 'sendMessage' && String(c.params.text).includes('topped up')), 'the payer is told');
+});
+
+const command = (chat: number, text: string): Update => {
+  const length = text.split(' ')[0]!.length;
+  return { update_id: updateId++, message: { message_id: updateId, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: 'private', first_name: 'U' }, from: { id: chat, is_bot: false, first_name: 'U' }, text, entities: [{ type: 'bot_command', offset: 0, length }] } };
+};
+const lastReply = (chat: number) => String(calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === chat).at(-1)?.params.text ?? '');
+
+test('billing in the bot: /balance, /plan, /topup for bound users; /setplan only for the admin, bad values change nothing', async () => {
+  await bot.handleUpdate(command(999, '/balance'));
+  assert.match(lastReply(999), /Bind your Pepeunit account/);
+  await bot.handleUpdate(command(777, '/balance'));
+  assert.equal(lastReply(777), 'Balance: 2.5 EUR\nStatus: ok');
+  await bot.handleUpdate(command(777, '/topup 1'));
+  assert.match(lastReply(777), /^Pay 50 XTR for 1 EUR: https:\/\/t\.me\/\$stars_/);
+  await bot.handleUpdate(command(777, '/setplan mps_price=9'));
+  assert.equal(lastReply(777), 'Only the instance admin can change the plan.');
+  const before = (await backend.app.inject({ method: 'GET', url: `${api}/billing/plan` })).json();
+  for (const bad of ['/setplan', '/setplan mps_price=-1', '/setplan nope=1', '/setplan billing_period_days=0', '/setplan currency=eur']) {
+    await bot.handleUpdate(command(888, bad));
+    assert.doesNotMatch(lastReply(888), /^Saved/, bad);
+  }
+  assert.deepEqual((await backend.app.inject({ method: 'GET', url: `${api}/billing/plan` })).json(), before);
+  await bot.handleUpdate(command(888, '/setplan mps_price=2.5 free_mps=3 grace_period_days=4'));
+  assert.match(lastReply(888), /^Saved\.\nPlan \(EUR, periods of 30 days, grace 4 days\)\nFree: 3 MPS/);
+  const plan = (await backend.app.inject({ method: 'GET', url: `${api}/billing/plan` })).json();
+  assert.deepEqual([plan.mps_price, plan.free_mps, plan.grace_period_days], ['2.5', '3', 4]);
+  await bot.handleUpdate(command(777, '/plan'));
+  assert.match(lastReply(777), /Price: 2\.5 per MPS/);
 });
