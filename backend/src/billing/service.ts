@@ -119,16 +119,23 @@ export class BillingService {
       throw new BillingInputError('the webhook body is not JSON');
     }
     if (update.update_type !== 'invoice_paid' || !update.payload) return 'ignored';
-    const invoiceId = String(update.payload.invoice_id);
+    return this.creditCryptoPayInvoice(String(update.payload.invoice_id));
+  }
+
+  /** Re-reads a Crypto Pay invoice and credits it once if it is paid (webhook and reconciler). */
+  private async creditCryptoPayInvoice(invoiceId: string): Promise<'credited' | 'duplicate' | 'review' | 'ignored'> {
+    const provider = this.cryptoPay;
+    if (!provider) return 'ignored';
     const current = await provider.getInvoice(invoiceId); // never trust the webhook body alone
     if (!current || current.status !== 'paid') return 'ignored';
-    const order = current.payload ? await this.order(current.payload) : null;
-    if (!order || order.provider !== provider.name || order.provider_invoice_id !== invoiceId) {
-      this.deps.log.warn({ invoiceId }, 'billing: a paid Crypto Pay invoice matches no order; recorded for review');
+    const order = current.payload && /^[0-9a-f-]{36}$/.test(current.payload) ? await this.order(current.payload) : null;
+    if (!order) {
+      this.deps.log.warn({ invoiceId }, 'billing: a paid Crypto Pay invoice matches no order; see the audit trail');
+      await audit(this.deps.pg, `provider:${provider.name}`, 'payment.unmatched', current);
+      return 'review';
     }
     const asset = current.currency_type === 'fiat' ? (current.fiat ?? '') : (current.asset ?? '');
-    const matches = order !== null && order.provider_invoice_id === invoiceId && asset === order.currency && toNano(current.amount) === toNano(order.amount) && order.status === 'open';
-    if (!order) return 'review';
+    const matches = order.provider === provider.name && order.provider_invoice_id === invoiceId && asset === order.currency && toNano(current.amount) === toNano(order.amount) && order.status === 'open';
     const outcome = await recordPayment(this.deps.pg, {
       provider: provider.name,
       externalId: invoiceId,
@@ -144,6 +151,34 @@ export class BillingService {
     if (!outcome.credited) return 'review';
     await this.afterPayment(order.user_uuid);
     return 'credited';
+  }
+
+  /**
+   * Webhooks can be missed: open Crypto Pay orders of the last 3 days are re-read in batches
+   * (`getInvoices`), paid ones credited (once, as by the webhook), expired ones closed.
+   */
+  async reconcileCryptoPay(): Promise<{ credited: number; expired: number }> {
+    const provider = this.cryptoPay;
+    const result = { credited: 0, expired: 0 };
+    if (!provider) return result;
+    const { rows } = await this.deps.pg.query(
+      `SELECT uuid, provider_invoice_id FROM billing_orders
+        WHERE provider = $1 AND status = 'open' AND provider_invoice_id IS NOT NULL AND create_datetime > (now() AT TIME ZONE 'utc') - interval '3 days'
+        ORDER BY create_datetime LIMIT 1000`,
+      [provider.name],
+    );
+    for (let i = 0; i < rows.length; i += 100) {
+      const batch = rows.slice(i, i + 100);
+      const invoices = await provider.getInvoices(batch.map((r) => String(r.provider_invoice_id)));
+      for (const invoice of invoices) {
+        if (invoice.status === 'paid' && (await this.creditCryptoPayInvoice(String(invoice.invoice_id))) === 'credited') result.credited++;
+        if (invoice.status === 'expired') {
+          const updated = await this.deps.pg.query(`UPDATE billing_orders SET status = 'expired' WHERE provider = $1 AND provider_invoice_id = $2 AND status = 'open'`, [provider.name, String(invoice.invoice_id)]);
+          result.expired += updated.rowCount ?? 0;
+        }
+      }
+    }
+    return result;
   }
 
   /**

@@ -180,3 +180,22 @@ test('ledger: append-only and balanced in the database; adjustments and refunds 
   const adminUuid = (await pg.query(`SELECT uuid FROM users WHERE login = 'billing_admin'`)).rows[0].uuid;
   assert.equal((await backend.app.inject({ method: 'GET', url: `${api}/billing/ledger?user_uuid=${adminUuid}`, headers: as(userToken) })).statusCode, 403);
 });
+
+test('Crypto Pay reconciliation: a payment whose webhook never came is credited by the cycle, once; expired invoices close their order', async () => {
+  const start = await balance();
+  const order = (await backend.app.inject({ method: 'POST', url: `${api}/billing/orders`, headers: as(userToken), payload: { provider: 'crypto_pay', amount: '4' } })).json();
+  const late = cryptoPay.pay(Number(order.provider_invoice_id)); // paid; the webhook is "lost" for now
+  const stale = (await backend.app.inject({ method: 'POST', url: `${api}/billing/orders`, headers: as(userToken), payload: { provider: 'crypto_pay', amount: '6' } })).json();
+  cryptoPay.invoices.get(Number(stale.provider_invoice_id))!.status = 'expired';
+  assert.equal((await backend.app.inject({ method: 'POST', url: `${api}/billing/cycle`, headers: as(userToken) })).statusCode, 403);
+  const run = await backend.app.inject({ method: 'POST', url: `${api}/billing/cycle`, headers: as(adminToken) });
+  assert.equal(run.statusCode, 200, run.body);
+  assert.deepEqual(run.json().crypto_pay, { credited: 1, expired: 1 });
+  assert.equal(await balance(), String(Number(start) + 4));
+  const delivered = await backend.app.inject({ method: 'POST', url: `${api}/billing/webhooks/crypto_pay`, headers: late.headers, payload: late.body });
+  assert.equal(delivered.json().result, 'duplicate');
+  assert.deepEqual((await backend.app.inject({ method: 'POST', url: `${api}/billing/cycle`, headers: as(adminToken) })).json().crypto_pay, { credited: 0, expired: 0 });
+  assert.equal(await balance(), String(Number(start) + 4));
+  const statuses = (await backend.app.inject({ method: 'GET', url: `${api}/billing/orders`, headers: as(userToken) })).json().map((o: { uuid: string; status: string }) => [o.uuid, o.status]);
+  assert.deepEqual(statuses.filter(([uuid]: [string]) => uuid === order.uuid || uuid === stale.uuid).sort(), [[order.uuid, 'paid'], [stale.uuid, 'expired']].sort());
+});

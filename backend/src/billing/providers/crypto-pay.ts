@@ -75,7 +75,12 @@ export class CryptoPayProvider implements PaymentProvider {
 
   /** The invoice as the provider has it now (webhooks are re-checked with this before crediting). */
   async getInvoice(invoiceId: string): Promise<CryptoPayInvoice | null> {
-    const result = await this.call<{ items: CryptoPayInvoice[] }>('getInvoices', { invoice_ids: invoiceId });
-    return result.items.find((i) => String(i.invoice_id) === invoiceId) ?? null;
+    return (await this.getInvoices([invoiceId])).find((i) => String(i.invoice_id) === invoiceId) ?? null;
+  }
+
+  async getInvoices(invoiceIds: readonly string[]): Promise<CryptoPayInvoice[]> {
+    if (invoiceIds.length === 0) return [];
+    const result = await this.call<{ items: CryptoPayInvoice[] }>('getInvoices', { invoice_ids: invoiceIds.join(','), count: invoiceIds.length });
+    return result.items;
   }
 }

@@ -151,7 +151,8 @@ const billing: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/cycle', { schema: { tags, summary: 'Run a billing cycle now (admin)' } }, async (request) => {
     requireAgent(await request.agent(), ['User'], ['Admin']);
-    return (await app.billing.enforcer.runCycle()) ?? { skipped: 'another replica is running the cycle' };
+    const reconciled = await app.billing.reconcileCryptoPay();
+    return { crypto_pay: reconciled, cycle: (await app.billing.enforcer.runCycle()) ?? { skipped: 'another replica is running the cycle' } };
   });
 };
 export default billing;
