@@ -19,7 +19,7 @@ import { computeStatement, type MeteringSources, type Statement } from './meteri
 
 const DAY_MS = 86_400_000;
 /** Advisory lock key of the cycle: one replica runs it at a time. */
-const CYCLE_LOCK = 0x70755f62696c6c; // "pu_bill"
+const CYCLE_LOCK = 0x70756269; // "pubi"
 
 export interface CycleResult {
   period: { start: string; end: string } | null;

@@ -12,7 +12,10 @@ import { projectInfo } from '../version.js';
 import { readPlan } from '../billing/plans.js';
 import { loadOrCreateInstanceKey, type InstanceKey } from './instance-key.js';
 import { ScraperTokens } from './scraper-tokens.js';
-import { GradeRuns } from './runs.js';
+import { GradeRunConflictError, GradeRuns } from './runs.js';
+
+/** Advisory lock held by the replica running a load check ("pugr"). */
+const GRADE_LOCK = 0x70756772;
 import { REPORT_FORMAT, signReport, type SignedReport } from './report.js';
 import { runLoadCheck, type LoadCheckParameters } from './load-check.js';
 
@@ -77,7 +80,22 @@ export default fp(
         );
       },
       async startLoadCheck(parameters, creatorUuid) {
-        const run = await runs.start(parameters as unknown as Record<string, unknown>, creatorUuid);
+        // The running check holds an advisory lock for its whole duration, so a replica starting
+        // up can tell an abandoned run (lock free) from one another replica is running.
+        const lock = await app.pg.connect();
+        let run: Awaited<ReturnType<GradeRuns['start']>>;
+        try {
+          if (!(await lock.query('SELECT pg_try_advisory_lock($1) AS ok', [GRADE_LOCK])).rows[0].ok) throw new GradeRunConflictError('a load check is already running');
+          try {
+            run = await runs.start(parameters as unknown as Record<string, unknown>, creatorUuid);
+          } catch (err) {
+            await lock.query('SELECT pg_advisory_unlock($1)', [GRADE_LOCK]);
+            throw err;
+          }
+        } catch (err) {
+          lock.release();
+          throw err;
+        }
         const target = {
           mqttUrl: `mqtt://${app.config.mqtt.host}:${app.config.mqtt.port}`,
           username: backendToken(app.config.domain, app.config.secretKey),
@@ -99,6 +117,8 @@ export default fp(
             await runs.finish(run.uuid, 'failed', null, err instanceof Error ? err.message : String(err)).catch(() => {});
           } finally {
             running = null;
+            await lock.query('SELECT pg_advisory_unlock($1)', [GRADE_LOCK]).catch(() => {});
+            lock.release();
           }
         })();
         return run.uuid;
@@ -106,8 +126,18 @@ export default fp(
     };
     app.decorate('grades', grades);
     app.addHook('onReady', async () => {
-      const abandoned = await runs.failAbandoned();
-      if (abandoned > 0) app.log.warn({ abandoned }, 'load checks left running by a stopped backend were marked failed');
+      const lock = await app.pg.connect();
+      try {
+        if (!(await lock.query('SELECT pg_try_advisory_lock($1) AS ok', [GRADE_LOCK])).rows[0].ok) return; // another replica is running a check
+        try {
+          const abandoned = await runs.failAbandoned();
+          if (abandoned > 0) app.log.warn({ abandoned }, 'load checks left running by a stopped backend were marked failed');
+        } finally {
+          await lock.query('SELECT pg_advisory_unlock($1)', [GRADE_LOCK]);
+        }
+      } finally {
+        lock.release();
+      }
     });
     app.addHook('onClose', async () => {
       abort.abort();

@@ -62,7 +62,11 @@ const root: FastifyPluginAsync = async (app) => {
     schema: { tags: ['instance'], summary: 'Instance information', response: { 200: RootSchema } },
   }, async () => {
     const served = servedFeatures(app);
-    const key = await app.grades.key();
+    // The key that signs load_limit reports; the instance info is still served if it cannot be read.
+    const key = await app.grades.key().catch((err: unknown) => {
+      app.log.warn({ err }, 'instance key unavailable');
+      return { algorithm: 'Ed25519', keyId: '', publicKey: '' };
+    });
     return {
       ...projectInfo,
       instance_key: { algorithm: key.algorithm, key_id: key.keyId, public_key: key.publicKey },
