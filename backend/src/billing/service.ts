@@ -8,7 +8,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Pool } from 'pg';
 import type { AlertSink } from '../domain/alert-sink.js';
 import type { LoadUsageReader } from '../domain/load-ports.js';
-import { audit, recordPayment } from './ledger.js';
+import { audit, recordPayment, refundPayment } from './ledger.js';
 import { fromNano, toNano } from './money.js';
 import { periodAt, readPlan } from './plans.js';
 import { computeStatement, type Statement } from './metering.js';
@@ -52,6 +52,7 @@ export class BillingService {
   readonly enforcer: BillingEnforcer;
   readonly providers = new Map<string, PaymentProvider>();
   private readonly cryptoPay: CryptoPayProvider | undefined;
+  private starsApi: Api | undefined;
 
   constructor(private readonly deps: BillingDeps) {
     this.enforcer = new BillingEnforcer(deps.pg, { pg: deps.pg, clickhouse: deps.clickhouse, usage: deps.usage }, deps.alerts, deps.log);
@@ -187,6 +188,7 @@ export class BillingService {
    */
   attachTelegram<C extends Context>(api: Api): Composer<C> {
     if (!this.deps.starsEnabled) return new Composer<C>();
+    this.starsApi = api;
     this.addProvider(new TelegramStarsProvider(api, async () => (await readPlan(this.deps.pg)).stars_per_unit));
     return starsPaymentsComposer<C>(this.stars);
   }
@@ -225,6 +227,26 @@ export class BillingService {
       return 'credited';
     },
   };
+
+  /**
+   * The admin's refund: Stars are returned to the payer through the Bot API first
+   * (`refundStarPayment`; Telegram refuses a second refund), then the ledger posts the refund
+   * once. Other providers' money goes back by the admin's own transfer; the ledger records it.
+   */
+  async refund(provider: string, externalId: string, adminUuid: string, reason: string): Promise<{ transactionUuid: string; amount: string; userUuid: string } | null> {
+    const payment = (await this.deps.pg.query(`SELECT status, raw FROM billing_payments WHERE provider = $1 AND external_id = $2`, [provider, externalId])).rows[0];
+    if (!payment || payment.status !== 'credited') return null;
+    if (provider === STARS_PROVIDER) {
+      const telegramUser = Number((payment.raw as { telegram_user_id?: number }).telegram_user_id);
+      if (!this.starsApi || !Number.isInteger(telegramUser)) throw new BillingInputError('Stars can be refunded only while the Telegram bot runs');
+      try {
+        await this.starsApi.refundStarPayment(telegramUser, externalId);
+      } catch (err) {
+        throw new BillingInputError(`Telegram refused the refund: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return refundPayment(this.deps.pg, provider, externalId, adminUuid, reason);
+  }
 
   /** A credited payment may lift a limit at once (and clears arrears). */
   async afterPayment(userUuid: string): Promise<void> {

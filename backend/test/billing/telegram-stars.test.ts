@@ -23,6 +23,7 @@ let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
 let botApi: http.Server;
 const calls: Array<{ method: string; params: Record<string, unknown> }> = [];
+const refunded = new Set<string>();
 let bot: Bot;
 const api = '/pepeunit/api/v1';
 let adminToken = '';
@@ -49,6 +50,12 @@ async function startBotApi(): Promise<string> {
       }
       if (method === 'answerPreCheckoutQuery') {
         if (params.ok === false && !params.error_message) return reply({ ok: false, error_code: 400, description: 'Bad Request: error_message required' });
+        return reply({ ok: true, result: true });
+      }
+      if (method === 'refundStarPayment') {
+        const key = String(params.telegram_payment_charge_id);
+        if (refunded.has(key)) return reply({ ok: false, error_code: 400, description: 'Bad Request: CHARGE_ALREADY_REFUNDED' });
+        refunded.add(key);
         return reply({ ok: true, result: true });
       }
       if (method === 'sendMessage') return reply({ ok: true, result: { message_id: 1, date: 0, chat: { id: params.chat_id, type: 'private' }, text: params.text } });
@@ -173,4 +180,23 @@ test('billing in the bot: /balance, /plan, /topup for bound users; /setplan only
   assert.deepEqual([plan.mps_price, plan.free_mps, plan.grace_period_days], ['2.5', '3', 4]);
   await bot.handleUpdate(command(777, '/plan'));
   assert.match(lastReply(777), /Price: 2\.5 per MPS/);
+});
+
+test('the admin refunds a Stars payment: Telegram returns the Stars (refundStarPayment), the ledger posts it once', async () => {
+  const url = `${api}/billing/refunds`;
+  const payload = { provider: 'telegram_stars', external_id: 'stxCHARGE-0001', reason: 'asked by the payer' };
+  assert.equal((await backend.app.inject({ method: 'POST', url, headers: as(userToken), payload })).statusCode, 403);
+  refunded.add('stxCHARGE-0001'); // Telegram already refunded it (e.g. from another tool): nothing is posted
+  const refused = await backend.app.inject({ method: 'POST', url, headers: as(adminToken), payload });
+  assert.equal(refused.statusCode, 422);
+  assert.match(refused.json().detail, /CHARGE_ALREADY_REFUNDED/);
+  assert.equal(await balance(), '2.5');
+  refunded.clear();
+  const res = await backend.app.inject({ method: 'POST', url, headers: as(adminToken), payload });
+  assert.equal(res.statusCode, 201, res.body);
+  assert.equal(res.json().balance, '0');
+  const call = calls.filter((c) => c.method === 'refundStarPayment').at(-1)!;
+  assert.deepEqual([call.params.user_id, call.params.telegram_payment_charge_id], [777, 'stxCHARGE-0001']);
+  assert.equal((await backend.app.inject({ method: 'POST', url, headers: as(adminToken), payload })).statusCode, 422, 'once');
+  assert.equal(await balance(), '0');
 });

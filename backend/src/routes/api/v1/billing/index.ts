@@ -19,7 +19,7 @@ import type { PoolClient } from 'pg';
 import { requireAgent } from '../../../../services/access.js';
 import { NotFoundError, ValidationError } from '../../../../errors.js';
 import { readPlan, writePlan } from '../../../../billing/plans.js';
-import { adjust, balanceOf, history, inTransaction, refundPayment } from '../../../../billing/ledger.js';
+import { adjust, balanceOf, history, inTransaction } from '../../../../billing/ledger.js';
 import { isDecimal } from '../../../../billing/money.js';
 import { BillingInputError } from '../../../../billing/service.js';
 import webhooks from './webhooks.js';
@@ -138,7 +138,13 @@ const billing: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const agent = await request.agent();
     requireAgent(agent, ['User'], ['Admin']);
-    const result = await refundPayment(app.pg, request.body.provider, request.body.external_id, agent.uuid, request.body.reason);
+    let result: Awaited<ReturnType<typeof app.billing.refund>>;
+    try {
+      result = await app.billing.refund(request.body.provider, request.body.external_id, agent.uuid, request.body.reason);
+    } catch (err) {
+      if (err instanceof BillingInputError) throw new ValidationError(err.message);
+      throw err;
+    }
     if (!result) throw new ValidationError('No credited payment with this provider and id (already refunded, under review, or unknown)');
     return reply.status(201).send({ transaction_uuid: result.transactionUuid, amount: result.amount, balance: await balanceOf(app.pg, result.userUuid) });
   });
