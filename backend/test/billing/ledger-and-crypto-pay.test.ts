@@ -181,6 +181,24 @@ test('ledger: append-only and balanced in the database; adjustments and refunds 
   assert.equal((await backend.app.inject({ method: 'GET', url: `${api}/billing/ledger?user_uuid=${adminUuid}`, headers: as(userToken) })).statusCode, 403);
 });
 
+test('the live statement answers 503 while no usage reader is attached to app.loadPorts', async () => {
+  const ports = backend.app.loadPorts;
+  let reader: typeof ports.usage | undefined;
+  try {
+    reader = ports.usage;
+  } catch {
+    reader = undefined;
+  }
+  ports.attachUsageReader(undefined);
+  try {
+    const res = await backend.app.inject({ method: 'GET', url: `${api}/billing/statement`, headers: as(userToken) });
+    assert.equal(res.statusCode, 503);
+    assert.match(res.json().detail, /load component is not running/);
+  } finally {
+    ports.attachUsageReader(reader);
+  }
+});
+
 test('Crypto Pay reconciliation: a payment whose webhook never came is credited by the cycle, once; expired invoices close their order', async () => {
   const start = await balance();
   const order = (await backend.app.inject({ method: 'POST', url: `${api}/billing/orders`, headers: as(userToken), payload: { provider: 'crypto_pay', amount: '4' } })).json();

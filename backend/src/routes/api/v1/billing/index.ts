@@ -17,7 +17,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { PoolClient } from 'pg';
 import { requireAgent } from '../../../../services/access.js';
-import { NotFoundError, ValidationError } from '../../../../errors.js';
+import { NotFoundError, PepeunitError, ValidationError } from '../../../../errors.js';
 import { readPlan, writePlan } from '../../../../billing/plans.js';
 import { adjust, balanceOf, history, inTransaction } from '../../../../billing/ledger.js';
 import { isDecimal } from '../../../../billing/money.js';
@@ -94,6 +94,11 @@ const billing: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/statement', { schema: { tags, summary: 'Live itemised statement of the period containing `at` (default now)', querystring: Type.Object({ at: Type.Optional(Type.String({ format: 'date-time' })), user_uuid: Type.Optional(Type.String({ format: 'uuid' })) }) } }, async (request) => {
     const user = await userOf(request, request.query.user_uuid);
+    try {
+      void app.loadPorts.usage; // throws while no usage reader is attached
+    } catch {
+      throw new PepeunitError(503, 18, 'Metering Unavailable', 'Usage cannot be metered: the load component is not running');
+    }
     return app.billing.statement(user, request.query.at ? new Date(request.query.at) : new Date());
   });
 
