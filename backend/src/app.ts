@@ -34,6 +34,12 @@ import telegramPlugin from './telegram/plugin.js';
 // -- load, node state, errors (issue 13) --
 import loadPlugin from './load/plugin.js';
 import loadRoutes from './routes/api/v1/load/index.js';
+// -- billing and grades (issue 14) --
+import gradesPlugin from './grades/plugin.js';
+import wellKnownRoutes from './routes/well-known.js';
+import gradesRoutes from './routes/api/v1/grades/index.js';
+import billingPlugin from './billing/plugin.js';
+import billingRoutes from './routes/api/v1/billing/index.js';
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
@@ -62,7 +68,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(accessLogPlugin);
   await app.register(swaggerPlugin);
   await app.register(metricsPlugin);
+  await app.register(gradesPlugin); // app.grades: instance key, scraper tokens, load checks, load_limit (issue 14)
   await app.register(rootRoutes);
+  await app.register(wellKnownRoutes);
   await app.register(healthRoutes);
   await app.register(authPlugin);
   await app.register(aclPlugin);
@@ -86,5 +94,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(alertsRoutes, { prefix: `${api}/alerts` });
   await app.register(telegramPlugin); // app.telegramBot: grammY bot, webhook route or long polling (issue 12)
   await app.register(loadRoutes, { prefix: `${api}/load` }); // load, node state, errors (issue 13)
+  await app.register(gradesRoutes, { prefix: `${api}/grades` }); // issue 14
+  await app.register(billingPlugin); // app.billing: plan, ledger, providers, metering, enforcement (issue 14)
+  await app.register(billingRoutes, { prefix: `${api}/billing` });
   return app as unknown as FastifyInstance;
 }

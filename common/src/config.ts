@@ -140,6 +140,12 @@ export const BACKEND_VARIABLES: readonly VariableSpec[] = [
   v('PU_LOAD_CUTOFF_RESET', 'int', '86400', 'Seconds after a release without a new cut-off after which the ladder starts again at its first step', { ours: true, min: 0 }),
   v('PU_NODE_STATE_INTERVAL', 'int', '30', 'Seconds between node-state samples of this process (ClickHouse node_state, Prometheus gauges); 0 = off', { ours: true, min: 0, max: 3600 }),
   v('PU_ERROR_ALERT_INTERVAL', 'int', '600', 'Minimum seconds between two admin alerts of the same crash fingerprint (the next one says how many happened since)', { ours: true, min: 0 }),
+  // -- billing (issue 14) --
+  v('PU_BILLING_CYCLE_INTERVAL_SECONDS', 'int', '300', 'Seconds between billing cycles (statements of the last closed period, warnings, free-tier limits and their lifting); one replica runs each cycle (advisory lock). 0 disables the cycle', { ours: true, min: 0, max: 86400 }),
+  v('PU_BILLING_CRYPTO_PAY_TOKEN', 'secret', '', 'Crypto Pay API app token (@CryptoBot -> Crypto Pay -> My Apps); set it to offer crypto payments. Also the webhook key: SHA-256(token) verifies crypto-pay-api-signature', { ours: true }),
+  v('PU_BILLING_CRYPTO_PAY_API_URL', 'string', 'https://pay.crypt.bot/api', 'Crypto Pay API base (testnet: https://testnet-pay.crypt.bot/api; tests: a local stand-in); no trailing slash', { ours: true }),
+  v('PU_BILLING_CRYPTO_PAY_ACCEPTED_ASSETS', 'string', 'USDT,TON,BTC', 'Comma-separated assets a fiat-priced Crypto Pay invoice accepts (crypto-priced plans are invoiced in their own asset)', { ours: true }),
+  v('PU_BILLING_STARS_ENABLE', 'bool', 'False', 'Offer payments in Telegram Stars (XTR) through the bot (needs the Telegram bot: PU_TELEGRAM_TOKEN)', { ours: true }),
   v('PU_SHUTDOWN_TIMEOUT', 'int', '15', 'Seconds a graceful shutdown may take before the process exits anyway', { ours: true, min: 1, max: 600 }),
 ];
 
@@ -374,6 +380,12 @@ export interface BackendConfig {
     readonly cutoffResetSeconds: number;
     readonly nodeStateIntervalSeconds: number;
     readonly errorAlertIntervalSeconds: number;
+  };
+  /** Billing (issue 14): cycle interval and payment providers. */
+  readonly billing: {
+    readonly cycleIntervalSeconds: number;
+    readonly cryptoPay: { readonly token: string; readonly apiUrl: string; readonly acceptedAssets: readonly string[] };
+    readonly starsEnabled: boolean;
   };
   readonly featureFlags: {
     readonly telegramBot: boolean;
@@ -627,6 +639,15 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       cutoffResetSeconds: Number(r.PU_LOAD_CUTOFF_RESET),
       nodeStateIntervalSeconds: Number(r.PU_NODE_STATE_INTERVAL),
       errorAlertIntervalSeconds: Number(r.PU_ERROR_ALERT_INTERVAL),
+    },
+    billing: {
+      cycleIntervalSeconds: Number(r.PU_BILLING_CYCLE_INTERVAL_SECONDS),
+      cryptoPay: {
+        token: String(r.PU_BILLING_CRYPTO_PAY_TOKEN),
+        apiUrl: trimSlash(String(r.PU_BILLING_CRYPTO_PAY_API_URL)),
+        acceptedAssets: String(r.PU_BILLING_CRYPTO_PAY_ACCEPTED_ASSETS).split(',').map((x) => x.trim().toUpperCase()).filter(Boolean),
+      },
+      starsEnabled: Boolean(r.PU_BILLING_STARS_ENABLE),
     },
     featureFlags: {
       telegramBot: Boolean(r.PU_FF_TELEGRAM_BOT_ENABLE),

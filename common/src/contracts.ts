@@ -33,6 +33,10 @@ export const ADVISORY_LOCKS = {
   countingRulesReconcile: [ADVISORY_LOCK_NAMESPACE, 13],
   /** The one replica that samples the broker's rule counters (issue 13). */
   loadSampler: [ADVISORY_LOCK_NAMESPACE, 14],
+  /** The billing cycle (statements, warnings, free-tier limits) runs on one replica (issue 14). */
+  billingCycle: [ADVISORY_LOCK_NAMESPACE, 20],
+  /** One instance load check (grade) at a time across replicas (issue 14). */
+  gradeLoadCheck: [ADVISORY_LOCK_NAMESPACE, 21],
   registrySyncAll: [ADVISORY_LOCK_NAMESPACE, 0x52454701],
 } as const satisfies Record<string, readonly [number, number]>;
 

@@ -12,6 +12,8 @@ const RootSchema = Type.Object({
   graphql: Type.String(),
   grafana: Type.String(),
   telegram_bot: Type.String(),
+  // Ours (issue 14): the key that signs the load_limit report (also at /.well-known/pepeunit-instance-key).
+  instance_key: Type.Object({ algorithm: Type.String(), key_id: Type.String(), public_key: Type.String() }),
   feature_flags: Type.Object({
     pu_ff_telegram_bot_enable: Type.Boolean(),
     pu_ff_grafana_integration_enable: Type.Boolean(),
@@ -60,8 +62,14 @@ const root: FastifyPluginAsync = async (app) => {
     schema: { tags: ['instance'], summary: 'Instance information', response: { 200: RootSchema } },
   }, async () => {
     const served = servedFeatures(app);
+    // The key that signs load_limit reports; the instance info is still served if it cannot be read.
+    const key = await app.grades.key().catch((err: unknown) => {
+      app.log.warn({ err }, 'instance key unavailable');
+      return { algorithm: 'Ed25519', keyId: '', publicKey: '' };
+    });
     return {
       ...projectInfo,
+      instance_key: { algorithm: key.algorithm, key_id: key.keyId, public_key: key.publicKey },
       swagger: `${config.links.linkPrefix}/docs`,
       // GraphQL is out of scope (REST + OpenAPI is the API); the key is kept for client compatibility.
       graphql: `${config.links.linkPrefix}/graphql`,

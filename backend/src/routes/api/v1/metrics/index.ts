@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import { requireAgent } from '../../../../services/access.js';
+import { loadLimitRoute } from '../../../../grades/load-limit-route.js';
 
 export const BaseMetrics = Type.Object({
   user_count: Type.Integer(),
@@ -44,5 +45,8 @@ const metrics: FastifyPluginAsyncTypebox = async (app) => {
     requireAgent(agent, ['Bot', 'User', 'Unit']);
     return counts();
   });
+
+  // The signed load_limit report, for scraper-token holders only (issue 14; grades/).
+  loadLimitRoute(app);
 };
 export default metrics;

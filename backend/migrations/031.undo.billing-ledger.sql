@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS billing_audit;
+DROP TABLE IF EXISTS billing_user_state;
+DROP TABLE IF EXISTS billing_statements;
+DROP TABLE IF EXISTS billing_payments;
+DROP TABLE IF EXISTS billing_orders;
+DROP TABLE IF EXISTS billing_entries;
+DROP TABLE IF EXISTS billing_transactions;
+DROP TABLE IF EXISTS billing_plan;
+DROP FUNCTION IF EXISTS billing_entries_balanced();
+DROP FUNCTION IF EXISTS billing_append_only();
