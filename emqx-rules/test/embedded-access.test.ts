@@ -5,7 +5,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
-import { collect, connectClient, eventually, expectRefused, sleep, startBackendStub, startTestBroker } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
+import { collect, connectClient, expectRefused, sleep, startBackendStub, startTestBroker } from './helpers.js';
 import type { BackendStub, TestBroker } from './helpers.js';
 
 describe('embedded broker access control (configured by the controller)', () => {
@@ -72,7 +73,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     await publisher.publishAsync('dom/in/allowed', 'yes', { qos: 1 });
     await publisher.publishAsync('dom/in/denied', 'no', { qos: 1 });
     await publisher.publishAsync('dom/in/allowed', 'after-denied', { qos: 1 });
-    await eventually(() => received.length >= 2, 3000, 'allowed messages');
+    await waitFor(() => received.length >= 2, { what: 'allowed messages' });
     await sleep(100);
     assert.deepEqual(received, [
       { topic: 'dom/in/allowed', payload: 'yes' },
@@ -129,7 +130,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     const granted = await superuser.subscribeAsync('dom/+/+/+/pepeunit', { qos: 1 });
     assert.equal(granted[0]?.qos, 1);
     await superuser.publishAsync('dom/input_base_topic/u1/state/pepeunit', 'hello', { qos: 1 });
-    await eventually(() => received.length === 1, 3000, 'superuser message');
+    await waitFor(() => received.length === 1, { what: 'superuser message' });
     assert.equal(authzFor('backend-1').length, 0);
   });
 
@@ -143,7 +144,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     await publisher.publishAsync('dom/cache/t', '1', { qos: 1 });
     backend.permissions.set('unit-a|publish|dom/cache/t', 'deny'); // the backend changes its mind
     await publisher.publishAsync('dom/cache/t', '2', { qos: 1 });
-    await eventually(() => received.length === 2, 3000, 'cached allow');
+    await waitFor(() => received.length === 2, { what: 'cached allow' });
     assert.equal(authzFor('client-a-cache').length, 1, 'second publish answered from the cache');
 
     const cache = (await broker.client.request<unknown[]>('GET', '/clients/client-a-cache/authorization/cache')).body;
@@ -164,14 +165,14 @@ describe('embedded broker access control (configured by the controller)', () => 
     assert.ok(!received.some((message) => message.payload === '4'), 'the deny is cached now');
     assert.equal(await broker.client.clearClientAuthorizationCache('client-a-cache'), true);
     await publisher.publishAsync('dom/cache/t', '5', { qos: 1 });
-    await eventually(() => received.some((message) => message.payload === '5'), 3000, 'allowed after per-client flush');
+    await waitFor(() => received.some((message) => message.payload === '5'), { what: 'allowed after per-client flush' });
   });
 
   it('refuses a client whose clientid was banned while its authentication callout ran', async () => {
     backend.authnDelays.set('unit-b', 300);
     try {
       const connecting = expectRefused(broker.broker.mqttUrl, { username: 'unit-b', password: 'secret-b', clientId: 'banned-mid-authn' });
-      await eventually(() => backend.authnRequests.some((request) => request.body.clientid === 'banned-mid-authn'), 3000, 'the authn callout');
+      await waitFor(() => backend.authnRequests.some((request) => request.body.clientid === 'banned-mid-authn'), { what: 'the authn callout' });
       await broker.client.createBan({ as: 'clientid', who: 'banned-mid-authn' });
       assert.equal((await connecting).code, 5);
       assert.equal(await broker.client.getClient('banned-mid-authn'), undefined);

@@ -10,7 +10,8 @@ import { request } from 'undici';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError } from '../src/management-client.js';
 import type { RuleCreate } from '../src/emqx-types.js';
-import { collect, connectClient, eventually, sleep, startTestBroker } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
+import { collect, connectClient, sleep, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 const republish = (topic: string, payload = '', extra: Record<string, unknown> = {}) => ({
@@ -173,7 +174,7 @@ describe('embedded rule engine runtime', () => {
     const before = Date.now();
     await device.publishAsync('dom/n1/pepeunit', '21.5');
     await device.publishAsync('tpl/x', '{"v":7}');
-    await eventually(() => received.length >= 2, 3000, 'republished messages');
+    await waitFor(() => received.length >= 2, { what: 'republished messages' });
     const envelope = received.find((message) => message.topic === 'ingest/dom/n1/pepeunit');
     assert.ok(envelope, 'republished to ingest/<topic>');
     const body = JSON.parse(envelope.payload) as Record<string, unknown>;
@@ -201,7 +202,7 @@ describe('embedded rule engine runtime', () => {
     await device.publishAsync('m/c/data', 'not json'); // plus: exception
     await device.publishAsync('m/a/other', '{"n": 50}'); // only hash
     await device.publishAsync('m', 'x'); // `m/#` also matches `m`
-    await eventually(async () => (await client.getRuleMetrics('hash'))?.metrics.matched === 5, 3000, 'hash metrics');
+    await waitFor(async () => (await client.getRuleMetrics('hash'))?.metrics.matched === 5, { what: 'hash metrics' });
     const plus = await client.getRuleMetrics('plus');
     assert.ok(plus);
     assert.equal(plus.metrics.matched, 3);
@@ -215,7 +216,7 @@ describe('embedded rule engine runtime', () => {
     // A message matching two filters of one rule triggers it once.
     assert.equal((await client.getRuleMetrics('exact'))?.metrics.matched, 3);
     assert.equal((await client.getRuleMetrics('unrelated'))?.metrics.matched, 0);
-    await eventually(() => received.length === 1, 2000, 'one republished message');
+    await waitFor(() => received.length === 1, { what: 'one republished message' });
     assert.equal(received[0]?.payload, '{"n":11}');
 
     // Disabled rules are skipped and not counted; an update resets the metrics.
@@ -243,7 +244,7 @@ describe('embedded rule engine runtime', () => {
     await plain.subscribeAsync('sq/#');
     const device = await connect('dev-s');
     for (let index = 0; index < 10; index += 1) await device.publishAsync(`s/n${index}/pepeunit`, String(index));
-    await eventually(() => gotA.length + gotB.length === 10 && gotPlain.length === 10, 3000, 'shared deliveries');
+    await waitFor(() => gotA.length + gotB.length === 10 && gotPlain.length === 10, { what: 'shared deliveries' });
     assert.ok(gotA.length > 0 && gotB.length > 0, 'the group spreads messages over its members');
     await client.deleteRule('share');
   });
@@ -291,7 +292,7 @@ describe('embedded rule engine runtime', () => {
         await subscriber.subscribeAsync('p-out/#');
         const device = await connectClient(second.broker.mqttUrl, { clientId: 'p-dev' });
         await device.publishAsync('p/1', 'hello');
-        await eventually(() => received.length === 1, 2000, 'rule applied after restart');
+        await waitFor(() => received.length === 1, { what: 'rule applied after restart' });
         assert.deepEqual(received[0], { topic: 'p-out/p/1', payload: 'hello' });
         await subscriber.endAsync(true);
         await device.endAsync(true);

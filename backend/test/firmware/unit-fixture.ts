@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import mqtt from 'mqtt';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '@pepeunit/tests/harness';
 import { repoStorageKey } from '../../src/services/repo-storage.ts';
 import { git } from '../git/helpers.ts';
 

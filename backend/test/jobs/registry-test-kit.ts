@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { repositoryPath } from '../../src/git/platform-clients.js';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '@pepeunit/tests/harness';
 
 export const API = '/pepeunit/api/v1';
 
@@ -202,15 +202,4 @@ export async function startPlatformStub(): Promise<PlatformStub> {
     },
     close: () => server.close(),
   };
-}
-
-/** Polls `check` until it returns a truthy value (or fails after `timeoutMs`). */
-export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 20_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

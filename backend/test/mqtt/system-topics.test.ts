@@ -16,7 +16,7 @@ import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopics
 import { UnitLogWriter } from '../../src/mqtt/unit-log-writer.js';
 import { firmwareUpdateTimeoutMessage } from '../../src/mqtt/unit-state-writer.js';
 import { buildLogRows } from '../../src/mqtt/log-payload.js';
-import { createTestDatabases, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testServices, type TestDatabases } from '@pepeunit/tests/harness';
 
 const domain = 'test.pepeunit.local';
 let db: TestDatabases;

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '@pepeunit/tests/harness';
 import { parseReadFilters, readPipeData } from '../../src/routes/api/v1/unit_nodes/datapipe/reads.ts';
 
 const api = '/pepeunit/api/v1';

@@ -16,7 +16,7 @@ import { unitToken } from '@pepeunit/common';
 import { dataPipeConfigToYaml, parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { buildApp, startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testRedisUrl, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, testRedisUrl, type TestDatabases } from '@pepeunit/tests/harness';
 import type { DataPipeChangeEvent } from '../../src/services/datapipe-events.ts';
 import { csvField, parseCsv } from '../../src/routes/api/v1/unit_nodes/datapipe/csv.ts';
 

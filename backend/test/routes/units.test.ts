@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { unitToken } from '@pepeunit/common';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { defaultWorkRoot } from '../../src/services/firmware/index.ts';
-import { waitFor } from '../../../tests/src/wait.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 import { DOMAIN, ENV_V2, SCHEMA_V2, startUnitsEnv, type UnitsTestEnv } from '../firmware/unit-fixture.ts';
 
 const exec = promisify(execFile);

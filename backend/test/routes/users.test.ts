@@ -6,7 +6,7 @@ import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { Cipher } from '../../src/security/cipher.ts';
 import { referencePasswordHash } from '../../src/security/passwords.ts';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '@pepeunit/tests/harness';
 
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
