@@ -6,7 +6,7 @@ import { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
 import { waitFor } from '@pepeunit/tests/wait';
-import { collect, connectClient, expectRefused, sleep, startBackendStub, startTestBroker } from './helpers.js';
+import { collect, connectClient, expectRefused, startBackendStub, startTestBroker } from './helpers.js';
 import type { BackendStub, TestBroker } from './helpers.js';
 
 describe('embedded broker access control (configured by the controller)', () => {
@@ -73,8 +73,8 @@ describe('embedded broker access control (configured by the controller)', () => 
     await publisher.publishAsync('dom/in/allowed', 'yes', { qos: 1 });
     await publisher.publishAsync('dom/in/denied', 'no', { qos: 1 });
     await publisher.publishAsync('dom/in/allowed', 'after-denied', { qos: 1 });
+    // 'after-denied' follows the denied publish: once it arrived, the denied one was decided.
     await waitFor(() => received.length >= 2, { what: 'allowed messages' });
-    await sleep(100);
     assert.deepEqual(received, [
       { topic: 'dom/in/allowed', payload: 'yes' },
       { topic: 'dom/in/allowed', payload: 'after-denied' },
@@ -140,29 +140,34 @@ describe('embedded broker access control (configured by the controller)', () => 
     await subscriber.subscribeAsync('dom/cache/#');
     const publisher = await connect('unit-a', 'secret-a', 'client-a-cache');
     backend.permissions.set('unit-a|publish|dom/cache/t', 'allow');
+    backend.permissions.set('unit-a|publish|dom/cache/barrier', 'allow');
+    const ofT = () => received.filter((message) => message.topic === 'dom/cache/t').map((message) => message.payload);
+    const authzOfT = () => authzFor('client-a-cache').filter((request) => request.body.topic === 'dom/cache/t');
+    // Barrier: a later allowed publish of the same client arrived, so the earlier ones were decided.
+    const barrier = async (label: string) => {
+      await publisher.publishAsync('dom/cache/barrier', label, { qos: 1 });
+      await waitFor(() => received.some((message) => message.payload === label), { what: `barrier ${label}` });
+    };
 
     await publisher.publishAsync('dom/cache/t', '1', { qos: 1 });
     backend.permissions.set('unit-a|publish|dom/cache/t', 'deny'); // the backend changes its mind
     await publisher.publishAsync('dom/cache/t', '2', { qos: 1 });
-    await waitFor(() => received.length === 2, { what: 'cached allow' });
-    assert.equal(authzFor('client-a-cache').length, 1, 'second publish answered from the cache');
+    await waitFor(() => ofT().length === 2, { what: 'cached allow' });
+    assert.equal(authzOfT().length, 1, 'second publish answered from the cache');
 
     const cache = (await broker.client.request<unknown[]>('GET', '/clients/client-a-cache/authorization/cache')).body;
     assert.equal(cache.length, 1);
 
     await broker.client.clearAuthorizationCache();
     await publisher.publishAsync('dom/cache/t', '3', { qos: 1 });
-    await sleep(150);
-    assert.deepEqual(
-      received.map((message) => message.payload),
-      ['1', '2'],
-    );
-    assert.equal(authzFor('client-a-cache').length, 2, 'asked the backend again after the flush');
+    await barrier('b1');
+    assert.deepEqual(ofT(), ['1', '2']);
+    assert.equal(authzOfT().length, 2, 'asked the backend again after the flush');
 
     backend.permissions.set('unit-a|publish|dom/cache/t', 'allow');
     await publisher.publishAsync('dom/cache/t', '4', { qos: 1 });
-    await sleep(100);
-    assert.ok(!received.some((message) => message.payload === '4'), 'the deny is cached now');
+    await barrier('b2');
+    assert.ok(!ofT().includes('4'), 'the deny is cached now');
     assert.equal(await broker.client.clearClientAuthorizationCache('client-a-cache'), true);
     await publisher.publishAsync('dom/cache/t', '5', { qos: 1 });
     await waitFor(() => received.some((message) => message.payload === '5'), { what: 'allowed after per-client flush' });

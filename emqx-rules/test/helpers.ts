@@ -117,5 +117,3 @@ export function collect(client: MqttClient): Array<{ topic: string; payload: str
   return received;
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-

@@ -11,7 +11,7 @@ import type { MqttClient } from 'mqtt';
 import { EmqxApiError } from '../src/management-client.js';
 import type { RuleCreate } from '../src/emqx-types.js';
 import { waitFor } from '@pepeunit/tests/wait';
-import { collect, connectClient, sleep, startTestBroker } from './helpers.js';
+import { collect, connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 const republish = (topic: string, payload = '', extra: Record<string, unknown> = {}) => ({
@@ -223,7 +223,9 @@ describe('embedded rule engine runtime', () => {
     await client.upsertRule('hash', { enable: false } as RuleCreate);
     assert.equal((await client.getRuleMetrics('hash'))?.metrics.matched, 0);
     await device.publishAsync('m/a/other', '{}');
-    await sleep(100);
+    // Barrier: a later message of the same client matched by an enabled rule has been evaluated.
+    await device.publishAsync('zzz/barrier', '{}');
+    await waitFor(async () => (await client.getRuleMetrics('unrelated'))?.metrics.matched === 1, { what: 'the barrier message evaluated' });
     assert.equal((await client.getRuleMetrics('hash'))?.metrics.matched, 0);
     await client.resetRuleMetrics('plus');
     assert.equal((await client.getRuleMetrics('plus'))?.metrics.matched, 0);
@@ -262,7 +264,11 @@ describe('embedded rule engine runtime', () => {
     const device = await connect('dev-loop');
     await device.publishAsync('loop/x', 'p');
     await device.publishAsync('chain/a', 'q');
-    await sleep(300);
+    await waitFor(() => received.length >= 7, { what: 'the loop and chain messages' });
+    // Barrier: a later message of the same client through the same subscriber, after any repeat of the loop.
+    await device.publishAsync('chain-out/barrier', 'end');
+    await waitFor(() => received.some((message) => message.topic === 'chain-out/barrier'), { what: 'the barrier message' });
+    received.splice(received.findIndex((message) => message.topic === 'chain-out/barrier'), 1);
     const loopTopics = received.filter((message) => message.topic.startsWith('loop/')).map((message) => message.topic).sort();
     assert.deepEqual(loopTopics, ['loop/again/loop/x', 'loop/x'], 'the republished message did not trigger the same rule again');
     const loopMetrics = await client.getRuleMetrics('loop');

@@ -16,6 +16,7 @@ import mqtt from 'mqtt';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '@pepeunit/tests/harness';
+import { waitFor } from '@pepeunit/tests/wait';
 import { repoStorageKey } from '../../src/services/repo-storage.ts';
 import { git } from '../git/helpers.ts';
 
@@ -194,9 +195,8 @@ export async function startUnitsEnv(label: string, overrides: NodeJS.ProcessEnv 
     client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString('utf8') }));
     return {
       messages,
-      async waitFor(count: number, ms = 3000) {
-        const deadline = Date.now() + ms;
-        while (messages.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      async waitFor(count: number, ms?: number) {
+        await waitFor(() => messages.length >= count, { what: `${count} message(s) on ${filter} (got ${messages.length})`, ...(ms ? { timeoutMs: ms } : {}) });
       },
       close: () => client.endAsync(),
     };

@@ -19,6 +19,7 @@ import { buildApp, startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, testRedisUrl, type TestDatabases } from '@pepeunit/tests/harness';
 import type { DataPipeChangeEvent } from '../../src/services/datapipe-events.ts';
 import { csvField, parseCsv } from '../../src/routes/api/v1/unit_nodes/datapipe/csv.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 
 let REDIS_URL = '';
 const STREAM = 'backend_data_pipe_nodes';
@@ -304,7 +305,7 @@ test('set_data_pipe_config stores the reference JSON, notifies (NOTIFY, listener
     assert.ok(get.text.startsWith("active_period:\n  type: FromDate\n  start: '2020-01-01T00:00:00+00:00'\n"), get.text);
     assert.match(String(get.headers['content-disposition']), /attachment/);
 
-    for (let i = 0; i < 50 && !notes.includes(nodes.cfg); i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => notes.includes(nodes.cfg), { what: 'the NOTIFY of the node' });
     assert.deepEqual(notes, [nodes.cfg], 'NOTIFY carries the node uuid');
     const event = events.findLast((e) => e.nodeUuid === nodes.cfg);
     assert.ok(event);

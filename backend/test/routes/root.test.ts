@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startBackend, type RunningBackend } from '@pepeunit/backend';
 import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '@pepeunit/tests/harness';
+import { waitFor } from '@pepeunit/tests/wait';
 
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
@@ -64,12 +65,13 @@ test('readiness turns 503 naming the broker when the broker goes away', async ()
   try {
     assert.equal((await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' })).statusCode, 200);
     await separate.close();
-    let res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
-    for (let i = 0; i < 20 && res.statusCode === 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
-    }
-    assert.equal(res.statusCode, 503);
+    const res = await waitFor(
+      async () => {
+        const r = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
+        return r.statusCode === 503 && r;
+      },
+      { what: 'readiness 503 after the broker went away' },
+    );
     assert.equal(res.json().checks.broker.up, false);
     assert.equal(res.json().checks.postgres.up, true);
   } finally {

@@ -16,6 +16,7 @@ import { EmqxManagementClient, PIPE_RULE_PREFIX, startEmbeddedBroker, type Embed
 import { migratePostgres } from '../../src/db/migrate.ts';
 import { createDataPipeEvents } from '../../src/services/datapipe-events.ts';
 import { PIPE_RULES_LOCK_KEY, createPipeRules, registerPipeRules } from '../../src/services/pipe-rules.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 
 const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DOMAIN = 'pipe-rules.test';
@@ -158,9 +159,7 @@ describe('pipe rules service', () => {
       const all = await service.reconcileAll();
       assert.equal(all.status, 'failed');
       current = client; // EMQX is back: the scheduled retries succeed.
-      const deadline = Date.now() + 3000;
-      while (!(await client.getRule(`pipe-${node}`)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-      assert.ok(await client.getRule(`pipe-${node}`), 'the retried change reached EMQX');
+      await waitFor(() => client.getRule(`pipe-${node}`), { what: 'the retried change to reach EMQX' });
     } finally {
       await service.close();
       await unreachable.close();
