@@ -17,6 +17,7 @@ import { decodeCursor, encodeCursor, parseReadFilters, relativeCutoff } from '..
 import { zipSingleFile } from '../../src/routes/api/v1/unit_nodes/datapipe/zip.ts';
 import { createDataPipeEvents, unitNodeStreamJson, type UnitNodeStreamRow } from '../../src/services/datapipe-events.ts';
 import { waitFor } from '@pepeunit/tests/wait';
+import { testServices } from '@pepeunit/tests/harness';
 
 const fields = (text: string) => parseCsv(text).map((r) => r.fields);
 
@@ -194,7 +195,7 @@ test('unit_node_data is Python json.dumps text in the reference key order', () =
 });
 
 test('notifyChanged survives an unreachable Redis: NOTIFY and listeners still happen, nothing throws', async () => {
-  const pool = new pg.Pool({ connectionString: process.env.PU_TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', max: 2 });
+  const pool = new pg.Pool({ connectionString: (await testServices()).pgAdminUrl, max: 2 });
   const listener = await pool.connect();
   const warnings: string[] = [];
   const events = createDataPipeEvents({

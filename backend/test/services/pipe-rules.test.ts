@@ -17,8 +17,10 @@ import { migratePostgres } from '../../src/db/migrate.ts';
 import { createDataPipeEvents } from '../../src/services/datapipe-events.ts';
 import { PIPE_RULES_LOCK_KEY, createPipeRules, registerPipeRules } from '../../src/services/pipe-rules.ts';
 import { waitFor } from '@pepeunit/tests/wait';
+import { testServices } from '@pepeunit/tests/harness';
 
-const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+// The harness' PostgreSQL (the runner's, or one it starts): never a server that happens to run on 5432.
+const ADMIN_URL = (await testServices()).pgAdminUrl;
 const DOMAIN = 'pipe-rules.test';
 const CONFIG = serialiseDataPipeConfig(defaultLastValueConfig());
 
