@@ -17,16 +17,17 @@ import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { loadIngestConfig, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
-import { createTestDatabases, testBackendEnv, testLogger, type TestDatabases } from '../src/harness.ts';
+import { testLogger, type TestDatabases } from '../src/harness.ts';
 import { waitFor } from '../src/wait.ts';
-import { loadBackendConfig } from '@pepeunit/common';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 const api = '/pepeunit/api/v1';
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 let ingest: IngestService;
 let device: MqttClient;
 let token = '';
@@ -51,20 +52,12 @@ async function call(method: 'GET' | 'POST' | 'PATCH', url: string, body?: unknow
 }
 
 before(async () => {
-  db = await createTestDatabases('dp_stack');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const env = testBackendEnv(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE: 'False',
-  });
-  backend = await startBackend(loadBackendConfig(env), testLogger);
+  t = await startTestBackend({ label: 'dp_stack', emqx: true, env: { PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE: 'False' } });
+  ({ db, broker, backend } = t);
   ingest = await startIngest(
     loadIngestConfig({
-      PU_DP_DOMAIN: String(env.PU_DOMAIN),
-      PU_DP_SECRET_KEY: String(env.PU_SECRET_KEY),
+      PU_DP_DOMAIN: t.config.domain,
+      PU_DP_SECRET_KEY: t.config.secretKey,
       PU_DP_SQLALCHEMY_DATABASE_URL: db.pgUrl,
       PU_DP_CLICKHOUSE_DATABASE_URL: db.clickhouseUrl,
       PU_DP_MQTT_HOST: '127.0.0.1',
@@ -95,9 +88,7 @@ before(async () => {
 after(async () => {
   await device?.endAsync(true).catch(() => {});
   await ingest?.close();
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('only nodes with an enabled policy reach the ingest; enabling and disabling through the API take effect', async () => {

@@ -10,12 +10,12 @@ import { runInNewContext } from 'node:vm';
 import mqtt, { type MqttClient } from 'mqtt';
 import { BROKER_CALLBACK_SECRET_HEADER, backendToken, signToken, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
-let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const clients: MqttClient[] = [];
 const domain = 'test.pepeunit.local';
 const api = '/pepeunit/api/v1';
@@ -71,15 +71,8 @@ function receives(client: MqttClient, topic: string, within = 700): Promise<stri
 }
 
 before(async () => {
-  db = await createTestDatabases('mqtt_access');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-  });
-  backend = await startBackend(config, testLogger);
+  t = await startTestBackend({ label: 'mqtt_access', emqx: true });
+  ({ broker, backend } = t);
   // The first user of an instance becomes Admin; the owners below are plain users.
   await call('POST', '/users', undefined, { login: 'instance_admin', password: 'Passw0rd!' });
   for (const [login, key] of [['owner_a', 'A'], ['owner_b', 'B']] as const) {
@@ -112,9 +105,7 @@ before(async () => {
 
 after(async () => {
   for (const c of clients) c.end(true);
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('the controller configured the broker; a second run reports no change', async () => {

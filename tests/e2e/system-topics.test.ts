@@ -10,32 +10,24 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sharedFilter, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { testServices, type TestDatabases } from '../src/harness.ts';
 import { UnitSimulator, systemSchema, type UnitEnv } from '../src/simulator.ts';
 import { elapse, waitFor } from '../src/wait.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 const domain = 'test.pepeunit.local';
 const interval = 3; // PU_STATE_SEND_INTERVAL: states saved at most once per 2 s, firmware timeout 6 s
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const sims: UnitSimulator[] = [];
 
 // At the top level so the harness registers its cleanup on the file rather than on a hook.
 await testServices();
 
-function backendConfig(mqttPort: number, apiUrl: string) {
-  return testBackendConfig(db, {
-    PU_MQTT_PORT: String(mqttPort),
-    PU_EMQX_API_URL: apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_STATE_SEND_INTERVAL: String(interval),
-    PU_MQTT_MAX_PAYLOAD_SIZE: '1',
-    PU_UNIT_LOG_EXPIRATION: '3600',
-  });
-}
+const backendEnv = { PU_STATE_SEND_INTERVAL: String(interval), PU_MQTT_MAX_PAYLOAD_SIZE: '1', PU_UNIT_LOG_EXPIRATION: '3600' };
 
 async function createUnit(fields: Record<string, unknown> = {}): Promise<string> {
   const uuid = randomUUID();
@@ -85,17 +77,14 @@ async function logRows(unit: string): Promise<Array<{ level: string; text: strin
 }
 
 before(async () => {
-  db = await createTestDatabases('systopics_e2e');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  backend = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
+  t = await startTestBackend({ label: 'systopics_e2e', emqx: true, env: backendEnv });
+  ({ db, broker, backend } = t);
   await backend.systemTopics.ready();
 });
 
 after(async () => {
   for (const sim of sims) await sim.close();
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('the controller is applied and the backend subscribed <domain>/+/+/+/pepeunit (shared)', async () => {
@@ -263,7 +252,7 @@ test('the simulator downloads env and schema with its token on EnvUpdate/SchemaU
 });
 
 test('two backend replicas split the shared subscription; every log line is stored once', async () => {
-  const replica = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
+  const replica = (await t.another()).backend;
   try {
     await replica.systemTopics.ready();
     // hash_topic (set by the controller) sends one unit's topic to one replica: the load splits
@@ -292,9 +281,7 @@ test('two backend replicas split the shared subscription; every log line is stor
 test('shutdown flushes buffered logs: every accepted row is in ClickHouse after close()', async () => {
   // Its own broker and backend, with a flush interval far beyond the test, so only close() can write.
   const ownBroker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const own = await startBackend(backendConfig(ownBroker.mqttPort, ownBroker.apiUrl), testLogger, {
-    systemTopics: { logWriter: { flushIntervalMs: 600_000, flushRows: 1_000_000 } },
-  });
+  const own = (await t.another({}, { broker: ownBroker, start: { systemTopics: { logWriter: { flushIntervalMs: 600_000, flushRows: 1_000_000 } } } })).backend;
   let closed = false;
   try {
     await own.systemTopics.ready();

@@ -13,17 +13,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { createSampleRepository, type SampleRepository } from '../../backend/test/firmware/unit-fixture.ts';
 import { UnitSimulator, type UnitEnv, type UnitSchema } from '../src/simulator.ts';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
+import type { TestDatabases } from '../src/harness.ts';
 import { elapse, waitFor } from '../src/wait.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 const api = '/pepeunit/api/v1';
 const interval = 3; // PU_STATE_SEND_INTERVAL in seconds
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 let root = '';
 let sample: SampleRepository;
 let ownerToken = '';
@@ -39,18 +41,12 @@ const unitRow = async (uuid: string) => (await backend.deps.pg.query('SELECT * F
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'pu-lifecycle-'));
   sample = await createSampleRepository(root);
-  db = await createTestDatabases('lifecycle');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
-    PU_SAVE_REPO_PATH: join(root, 'repos'),
-    PU_STATE_SEND_INTERVAL: String(interval),
+  t = await startTestBackend({
+    label: 'lifecycle',
+    emqx: true,
+    env: { PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file', PU_SAVE_REPO_PATH: join(root, 'repos'), PU_STATE_SEND_INTERVAL: String(interval) },
   });
-  backend = await startBackend(config, testLogger);
+  ({ db, broker, backend } = t);
   await call('POST', '/users', '', { login: 'instance_admin', password: 'Passw0rd!' });
   await call('POST', '/users', '', { login: 'device_owner', password: 'Passw0rd!' });
   ownerToken = (await call('POST', '/users/auth', '', { credentials: 'device_owner', password: 'Passw0rd!' })).body.token;
@@ -58,9 +54,7 @@ before(async () => {
 
 after(async () => {
   for (const sim of simulators) await sim.close().catch(() => {});
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
   if (root) await rm(root, { recursive: true, force: true });
 });
 

@@ -47,6 +47,12 @@ export interface TestBackendOptions {
   readonly db?: TestDatabases;
   /** Share this broker (not closed by `close`) instead of starting one. */
   readonly broker?: EmbeddedBroker;
+  /**
+   * Let the backend manage the broker through its management API (PU_EMQX_API_URL/KEY/SECRET,
+   * with the fixture's key): the EMQX controller applies authn/authz callbacks, so the backend
+   * listens (default true here) for the broker to call it.
+   */
+  readonly emqx?: boolean;
 }
 
 export interface TestBackend {
@@ -59,21 +65,22 @@ export interface TestBackend {
   /** Creates a user (the first one is the instance admin) and signs it in. */
   user(login: string, password?: string): Promise<TestUser>;
   /** Another backend on the same databases and broker with more overrides (closed by the caller). */
-  another(env?: NodeJS.ProcessEnv, options?: Pick<TestBackendOptions, 'listen' | 'logger' | 'start'>): Promise<TestBackend>;
+  another(env?: NodeJS.ProcessEnv, options?: Pick<TestBackendOptions, 'listen' | 'logger' | 'start' | 'broker'>): Promise<TestBackend>;
   /** Stops the backend, then what this fixture started (broker, databases). */
   close(): Promise<void>;
 }
 
 /** Management API credentials of the fixture's embedded broker. */
-export const TEST_BROKER_API_KEY = { key: 'k', secret: 's' } as const;
+export const TEST_BROKER_API_KEY = { key: 'backend', secret: 'backend-secret' } as const;
 
 export async function startTestBackend(options: TestBackendOptions): Promise<TestBackend> {
   const db = options.db ?? (await createTestDatabases(options.label));
   let broker: EmbeddedBroker | undefined = options.broker;
   try {
     broker ??= await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ ...TEST_BROKER_API_KEY }] });
-    const config = testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), ...options.env });
-    const backend = await startBackend(config, options.logger ?? testLogger, { ...options.start, listen: options.listen ?? false });
+    const emqx = options.emqx ? { PU_EMQX_API_URL: broker.apiUrl, PU_EMQX_API_KEY: TEST_BROKER_API_KEY.key, PU_EMQX_API_SECRET: TEST_BROKER_API_KEY.secret } : {};
+    const config = testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), ...emqx, ...options.env });
+    const backend = await startBackend(config, options.logger ?? testLogger, { ...options.start, listen: options.listen ?? options.emqx ?? false });
     return fixture(options, backend, config, db, broker);
   } catch (err) {
     if (!options.broker) await broker?.close().catch(() => {});
@@ -107,7 +114,16 @@ function fixture(options: TestBackendOptions, backend: RunningBackend, config: B
       return { uuid: created.json().uuid as string, token: auth.json().token as string, login };
     },
     another(env = {}, more = {}) {
-      return startTestBackend({ label: options.label, env: { ...options.env, ...env }, logger: more.logger ?? options.logger, listen: more.listen, start: more.start ?? options.start, db, broker });
+      return startTestBackend({
+        label: options.label,
+        env: { ...options.env, ...env },
+        logger: more.logger ?? options.logger,
+        listen: more.listen ?? options.listen,
+        start: more.start ?? options.start,
+        emqx: options.emqx,
+        db,
+        broker: more.broker ?? broker,
+      });
     },
     async close() {
       await backend.close().catch(() => {});
