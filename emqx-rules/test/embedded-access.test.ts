@@ -5,7 +5,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
-import { waitFor } from '@pepeunit/tests/wait';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
 import { collect, connectClient, expectRefused, startBackendStub, startTestBroker } from './helpers.js';
 import type { BackendStub, TestBroker } from './helpers.js';
 
@@ -192,7 +192,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     await broker.client.updateAuthorizationSettings({ ...settings, deny_action: 'disconnect' });
     try {
       const client = await connect('unit-a', 'secret-a', 'client-a-strict');
-      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      const closed = waitForEvent(client, 'close', { what: 'client closed' });
       client.publish('dom/strict/denied', 'x', { qos: 0 });
       await closed;
       assert.equal(client.connected, false);

@@ -10,7 +10,7 @@ import { request } from 'undici';
 import mqtt, { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError, EmqxManagementClient } from '../src/management-client.js';
-import { waitFor } from '@pepeunit/tests/wait';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
 import { collect, connectClient, expectRefused, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
@@ -133,7 +133,7 @@ describe('embedded broker management API', () => {
 
   it('kicks a client and answers 404 for an unknown one', async () => {
     const client = await connect('kick-me');
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const closed = waitForEvent(client, 'close', { what: 'client closed' });
     assert.equal(await broker.client.kickClient('kick-me'), true);
     await closed;
     await waitFor(async () => (await broker.client.getClient('kick-me')) === undefined, { what: 'client gone' });
@@ -144,7 +144,7 @@ describe('embedded broker management API', () => {
   it('refuses banned clients at CONNECT, kicks a connected clientid, and lifts bans', async () => {
     const until = new Date(Date.now() + 60_000).toISOString();
     const connected = await connect('ban-me');
-    const closed = new Promise<void>((resolve) => connected.once('close', () => resolve()));
+    const closed = waitForEvent(connected, 'close', { what: 'connected closed' });
     const ban = await broker.client.createBan({ as: 'clientid', who: 'ban-me', reason: 'mps limit', by: 'backend', until });
     assert.equal(ban.as, 'clientid');
     assert.equal(ban.reason, 'mps limit');
@@ -182,7 +182,7 @@ describe('embedded broker management API', () => {
     const reasons = new Map<string, string | undefined>();
     broker.broker.hooks.on('client.disconnected', (event) => reasons.set(event.clientid, event.reason));
     const [first, second, stays] = [await connect('bulk-1'), await connect('bulk-2'), await connect('bulk-3')];
-    const closed = [first, second].map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
+    const closed = [first, second].map((client) => waitForEvent(client, 'close', { what: 'client closed' }));
     const response = await broker.client.request('POST', '/clients/kickout/bulk', { body: ['bulk-1', 'bulk-2', 'nobody'] });
     assert.equal(response.status, 204);
     await Promise.all(closed);

@@ -17,7 +17,7 @@ import {
   buildAlertConnector,
   reconcileAlertRules,
 } from '../src/rules/index.js';
-import { waitFor } from '@pepeunit/tests/wait';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
 import { connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
@@ -328,7 +328,7 @@ describe('alert rules end to end on the embedded broker', () => {
     const normal = await connectClient(broker.broker.mqttUrl, { clientId: 'leaves-normally' });
     await normal.endAsync();
     const kicked = await connectClient(broker.broker.mqttUrl, { clientId: 'gets-kicked', username: 'owner-2' });
-    const closed = new Promise<void>((resolve) => kicked.once('close', () => resolve()));
+    const closed = waitForEvent(kicked, 'close', { what: 'kicked closed' });
     assert.equal(await broker.client.kickClient('gets-kicked'), true);
     await closed;
     await waitFor(() => alertsOf('disconnect').length === 1, { what: 'one disconnect alert' });

@@ -12,6 +12,7 @@ import { BROKER_CALLBACK_SECRET_HEADER, backendToken, signToken, unitToken } fro
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
 import type { RunningBackend } from '@pepeunit/backend';
 import { startTestBackend, type TestBackend } from '../src/backend.ts';
+import { waitForEvent } from '../src/wait.ts';
 
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
@@ -143,7 +144,7 @@ test('a Private node can be subscribed only while its owner grants a permission'
   assert.equal(await message, '42');
 
   // Revoking cuts the session that holds the subscription (issue 10.3): it stops delivering at once.
-  const cut = new Promise<void>((resolve) => unitA.once('close', () => resolve()));
+  const cut = waitForEvent(unitA, 'close', { what: 'unitA closed' });
   const revoke = await call('DELETE', `/permission/${grant.body.uuid}?agent_uuid=${ids.unitA}&resource_uuid=${ids.privOutB}`, ids.tokenB);
   assert.equal(revoke.status, 204, JSON.stringify(revoke.body));
   await cut;
@@ -160,7 +161,7 @@ test('making a node Private cuts the subscribers without a permission; the owner
   const reader = await connect(unitToken(ids.unitA, key), `${ids.unitA}-reader`);
   assert.equal(await trySubscribe(reader, topic), true);
   const owner = await connect(unitToken(ids.unitB, key), `${ids.unitB}-owner`);
-  const readerCut = new Promise<void>((resolve) => reader.once('close', () => resolve()));
+  const readerCut = waitForEvent(reader, 'close', { what: 'reader closed' });
   const privately = await call('PATCH', `/unit_nodes/${ids.outB}`, ids.tokenB, { visibility_level: 'Private' });
   assert.equal(privately.status, 200, JSON.stringify(privately.body));
   await readerCut;
@@ -210,7 +211,7 @@ test('forged, expired, wrong-secret, user and deleted-unit tokens are refused at
 test('a unit connects only with its own client ids: no takeover of another device\'s session (issue 10.2)', async () => {
   const key = backend.deps.config.secretKey;
   const victim = await connect(unitToken(ids.unitB, key), ids.unitB);
-  const victimClosed = new Promise<void>((resolve) => victim.once('close', () => resolve()));
+  const victimClosed = waitForEvent(victim, 'close', { what: 'victim closed' });
   for (const clientId of [ids.unitB, `${ids.unitB}-x`, 'anything-else', `${ids.unitB.slice(0, 35)}`, `x${ids.unitA}`]) {
     await assert.rejects(connect(unitToken(ids.unitA, key), clientId), /Not authorized|Bad username|refused/i, `unit A must not connect as ${clientId}`);
   }
@@ -299,7 +300,7 @@ test('the authorization callback answers the reference body (no action) and deni
 test('blocking an owner cuts and refuses its units on MQTT and REST; unblocking restores them (issue 10.9)', async () => {
   const key = backend.deps.config.secretKey;
   const device = await connect(unitToken(ids.unitA, key), ids.unitA);
-  const cut = new Promise<void>((resolve) => device.once('close', () => resolve()));
+  const cut = waitForEvent(device, 'close', { what: 'device closed' });
   const admin = await call('POST', '/users/auth', undefined, { credentials: 'instance_admin', password: 'Passw0rd!' });
   assert.equal(admin.status, 200, JSON.stringify(admin.body));
   assert.equal((await call('PATCH', `/users/block/${ids.userA}`, admin.body.token)).status, 204);
