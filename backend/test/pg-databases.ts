@@ -1,10 +1,12 @@
-// Throw-away PostgreSQL databases for backend tests: the admin URL the test runner provides,
-// a fresh database per call (dropped by `dropFreshDatabases`), and a one-client helper.
+// Throw-away PostgreSQL databases for backend tests: the harness' PostgreSQL (the runner's, or
+// one the harness starts; never a server that happens to run on 5432), a fresh database per call
+// (dropped by `dropFreshDatabases`), and a one-client helper.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
+import { testServices } from '@pepeunit/tests/harness';
 
-export const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const ADMIN_URL = (await testServices()).pgAdminUrl;
 
 const created: string[] = [];
 

@@ -12,6 +12,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createClient, ClickHouseError, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
 import { startEmbeddedClickHouse, type EmbeddedClickHouse } from '../src/embedded-server.js';
 import { createClickHouse } from '../src/client.js';
+import { elapse } from '@pepeunit/tests/wait';
 
 const MAX_BODY = 2 * 1024 * 1024;
 const AUTH = { username: 'default', password: randomBytes(18).toString('base64url') };
@@ -348,7 +349,8 @@ describe('embedded ClickHouse over HTTP', () => {
   test('close() lets a running query finish, then releases the port', async () => {
     const c = client('default');
     const slow = c.query({ query: 'SELECT sleep(0.5) AS s, 1 AS one', format: 'JSONEachRow' }).then((rs) => rs.json<{ one: number }>());
-    await new Promise((r) => setTimeout(r, 100));
+    // No observable marks the query as received (and the production server has no hook for it).
+    await elapse(100, 'the slow query reaches the server before close()');
     await server.close();
     assert.deepEqual((await slow).map((r) => r.one), [1]);
     await assert.rejects(fetch(`${server.url}/ping`));

@@ -14,6 +14,7 @@ import { ClickHouseError } from '@clickhouse/client';
 import { freePort, isPortFree } from '@pepeunit/common/ports';
 import { createClickHouse } from '../src/client.js';
 import { parseServerCliArgs } from '../src/server-cli.js';
+import { waitFor } from '@pepeunit/tests/wait';
 
 const cliPath = fileURLToPath(new URL('../src/server-cli.ts', import.meta.url));
 let workDir: string;
@@ -40,15 +41,17 @@ function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-async function waitForReadyLine(run: Running, timeoutMs = 60_000): Promise<{ event: string; url: string }> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const newline = run.stdout().indexOf('\n');
-    if (newline !== -1) return JSON.parse(run.stdout().slice(0, newline)) as { event: string; url: string };
-    if (run.child.exitCode !== null) assert.fail(`server exited early (${run.child.exitCode}): ${run.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`no ready line within ${timeoutMs} ms; stderr: ${run.stderr()}`);
+async function waitForReadyLine(run: Running): Promise<{ event: string; url: string }> {
+  // The position after the first newline, or -1 once the server exited without one.
+  const lineEnd = () => {
+    const at = run.stdout().indexOf('\n');
+    return at !== -1 ? at + 1 : run.child.exitCode !== null ? -1 : 0;
+  };
+  const newline = await waitFor(lineEnd, { what: 'the ready line', timeoutMs: 60_000, intervalMs: 50 }).catch(
+    (err: Error) => assert.fail(`${err.message}; stderr: ${run.stderr()}`),
+  );
+  if (newline === -1) assert.fail(`server exited early (${run.child.exitCode}): ${run.stderr()}`);
+  return JSON.parse(run.stdout().slice(0, newline - 1)) as { event: string; url: string };
 }
 
 before(async () => {

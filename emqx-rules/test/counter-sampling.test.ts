@@ -23,7 +23,8 @@ import {
   unitLoads,
 } from '../src/rules/index.js';
 import type { CounterReading, CountedUnit, DataIntegrationSnapshot } from '../src/rules/index.js';
-import { connectClient, eventually, startTestBroker } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
+import { connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 const UNIT = '0f1e6c1a-5a8e-4a43-9a4c-6f1b8d2a3c4d';
@@ -190,12 +191,12 @@ describe('counting on the embedded broker', () => {
     // One QoS 0 message per topic first: the authorization callouts fill the client's cache.
     const warmTopics = [pepeunitTopic, `${DOMAIN}/output_base_topic/${first.unitUuid}/state/pepeunit`, `${DOMAIN}/${second.nodeUuids[0]}/pepeunit`, `${DOMAIN}/not-a-unit-topic`];
     for (const topic of warmTopics) await device.publishAsync(topic, '0');
-    await eventually(() => (broker.broker.sessions.find(first.unitUuid)?.authzCache.size ?? 0) >= warmTopics.length, 3000, 'cached decisions');
-    await eventually(() => broker.broker.sessions.find(first.unitUuid)?.pendingPublishes === 0, 3000, 'no publish in flight');
+    await waitFor(() => (broker.broker.sessions.find(first.unitUuid)?.authzCache.size ?? 0) >= warmTopics.length, { what: 'cached decisions' });
+    await waitFor(() => broker.broker.sessions.find(first.unitUuid)?.pendingPublishes === 0, { what: 'no publish in flight' });
     const fastBefore = broker.broker.fastPublishStats.fast;
     // Then the QoS 0 fast path, and QoS 1 publishes on aedes' path, in both node topic forms and the system topics.
     for (let index = 1; index < 5; index += 1) await device.publishAsync(pepeunitTopic, String(index));
-    await eventually(() => broker.broker.fastPublishStats.fast - fastBefore === 4, 3000, 'four publishes on the fast path');
+    await waitFor(() => broker.broker.fastPublishStats.fast - fastBefore === 4, { what: 'four publishes on the fast path' });
     for (let index = 0; index < 3; index += 1) await device.publishAsync(`${DOMAIN}/${first.nodeUuids[0]}`, String(index), { qos: 1 });
     await device.publishAsync(`${DOMAIN}/input_base_topic/${first.unitUuid}/update/pepeunit`, '{}', { qos: 1 });
     await device.endAsync();

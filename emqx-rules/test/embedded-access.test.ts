@@ -5,7 +5,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
-import { collect, connectClient, eventually, expectRefused, sleep, startBackendStub, startTestBroker } from './helpers.js';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
+import { collect, connectClient, expectRefused, startBackendStub, startTestBroker } from './helpers.js';
 import type { BackendStub, TestBroker } from './helpers.js';
 
 describe('embedded broker access control (configured by the controller)', () => {
@@ -72,8 +73,8 @@ describe('embedded broker access control (configured by the controller)', () => 
     await publisher.publishAsync('dom/in/allowed', 'yes', { qos: 1 });
     await publisher.publishAsync('dom/in/denied', 'no', { qos: 1 });
     await publisher.publishAsync('dom/in/allowed', 'after-denied', { qos: 1 });
-    await eventually(() => received.length >= 2, 3000, 'allowed messages');
-    await sleep(100);
+    // 'after-denied' follows the denied publish: once it arrived, the denied one was decided.
+    await waitFor(() => received.length >= 2, { what: 'allowed messages' });
     assert.deepEqual(received, [
       { topic: 'dom/in/allowed', payload: 'yes' },
       { topic: 'dom/in/allowed', payload: 'after-denied' },
@@ -129,7 +130,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     const granted = await superuser.subscribeAsync('dom/+/+/+/pepeunit', { qos: 1 });
     assert.equal(granted[0]?.qos, 1);
     await superuser.publishAsync('dom/input_base_topic/u1/state/pepeunit', 'hello', { qos: 1 });
-    await eventually(() => received.length === 1, 3000, 'superuser message');
+    await waitFor(() => received.length === 1, { what: 'superuser message' });
     assert.equal(authzFor('backend-1').length, 0);
   });
 
@@ -139,39 +140,44 @@ describe('embedded broker access control (configured by the controller)', () => 
     await subscriber.subscribeAsync('dom/cache/#');
     const publisher = await connect('unit-a', 'secret-a', 'client-a-cache');
     backend.permissions.set('unit-a|publish|dom/cache/t', 'allow');
+    backend.permissions.set('unit-a|publish|dom/cache/barrier', 'allow');
+    const ofT = () => received.filter((message) => message.topic === 'dom/cache/t').map((message) => message.payload);
+    const authzOfT = () => authzFor('client-a-cache').filter((request) => request.body.topic === 'dom/cache/t');
+    // Barrier: a later allowed publish of the same client arrived, so the earlier ones were decided.
+    const barrier = async (label: string) => {
+      await publisher.publishAsync('dom/cache/barrier', label, { qos: 1 });
+      await waitFor(() => received.some((message) => message.payload === label), { what: `barrier ${label}` });
+    };
 
     await publisher.publishAsync('dom/cache/t', '1', { qos: 1 });
     backend.permissions.set('unit-a|publish|dom/cache/t', 'deny'); // the backend changes its mind
     await publisher.publishAsync('dom/cache/t', '2', { qos: 1 });
-    await eventually(() => received.length === 2, 3000, 'cached allow');
-    assert.equal(authzFor('client-a-cache').length, 1, 'second publish answered from the cache');
+    await waitFor(() => ofT().length === 2, { what: 'cached allow' });
+    assert.equal(authzOfT().length, 1, 'second publish answered from the cache');
 
     const cache = (await broker.client.request<unknown[]>('GET', '/clients/client-a-cache/authorization/cache')).body;
     assert.equal(cache.length, 1);
 
     await broker.client.clearAuthorizationCache();
     await publisher.publishAsync('dom/cache/t', '3', { qos: 1 });
-    await sleep(150);
-    assert.deepEqual(
-      received.map((message) => message.payload),
-      ['1', '2'],
-    );
-    assert.equal(authzFor('client-a-cache').length, 2, 'asked the backend again after the flush');
+    await barrier('b1');
+    assert.deepEqual(ofT(), ['1', '2']);
+    assert.equal(authzOfT().length, 2, 'asked the backend again after the flush');
 
     backend.permissions.set('unit-a|publish|dom/cache/t', 'allow');
     await publisher.publishAsync('dom/cache/t', '4', { qos: 1 });
-    await sleep(100);
-    assert.ok(!received.some((message) => message.payload === '4'), 'the deny is cached now');
+    await barrier('b2');
+    assert.ok(!ofT().includes('4'), 'the deny is cached now');
     assert.equal(await broker.client.clearClientAuthorizationCache('client-a-cache'), true);
     await publisher.publishAsync('dom/cache/t', '5', { qos: 1 });
-    await eventually(() => received.some((message) => message.payload === '5'), 3000, 'allowed after per-client flush');
+    await waitFor(() => received.some((message) => message.payload === '5'), { what: 'allowed after per-client flush' });
   });
 
   it('refuses a client whose clientid was banned while its authentication callout ran', async () => {
     backend.authnDelays.set('unit-b', 300);
     try {
       const connecting = expectRefused(broker.broker.mqttUrl, { username: 'unit-b', password: 'secret-b', clientId: 'banned-mid-authn' });
-      await eventually(() => backend.authnRequests.some((request) => request.body.clientid === 'banned-mid-authn'), 3000, 'the authn callout');
+      await waitFor(() => backend.authnRequests.some((request) => request.body.clientid === 'banned-mid-authn'), { what: 'the authn callout' });
       await broker.client.createBan({ as: 'clientid', who: 'banned-mid-authn' });
       assert.equal((await connecting).code, 5);
       assert.equal(await broker.client.getClient('banned-mid-authn'), undefined);
@@ -186,7 +192,7 @@ describe('embedded broker access control (configured by the controller)', () => 
     await broker.client.updateAuthorizationSettings({ ...settings, deny_action: 'disconnect' });
     try {
       const client = await connect('unit-a', 'secret-a', 'client-a-strict');
-      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      const closed = waitForEvent(client, 'close', { what: 'client closed' });
       client.publish('dom/strict/denied', 'x', { qos: 0 });
       await closed;
       assert.equal(client.connected, false);

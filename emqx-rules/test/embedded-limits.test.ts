@@ -12,7 +12,8 @@ import { runInNewContext } from 'node:vm';
 import type { MqttClient } from 'mqtt';
 import { encodeRemainingLength } from '../src/embedded/mqtt-frames.js';
 import { PRE_CONNACK_MAX_BYTES } from '../src/embedded/inbound-limits.js';
-import { collect, connectClient, eventually, startTestBroker } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
+import { collect, connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 setFlagsFromString('--expose-gc');
@@ -67,7 +68,7 @@ async function rawSocket(port: number): Promise<RawSocket> {
 async function connectedRaw(port: number, clientId: string): Promise<RawSocket> {
   const raw = await rawSocket(port);
   raw.socket.write(connectPacket(clientId));
-  await eventually(() => raw.received().length >= 4, 3000, `CONNACK for ${clientId}`);
+  await waitFor(() => raw.received().length >= 4, { what: `CONNACK for ${clientId}` });
   assert.deepEqual([...raw.received().subarray(0, 4)], [0x20, 2, 0, 0]);
   return raw;
 }
@@ -161,7 +162,7 @@ describe('embedded broker packet size limits', () => {
       const oversizedStart = Buffer.concat([Buffer.from([0x30]), encodeRemainingLength(2048), str('size/big')]);
       client.socket.write(Buffer.concat([publishPacket('size/ok', 'x'.repeat(900)), oversizedStart]));
       await closedWithin(client, 5000, 'a publish over max_packet_size');
-      await eventually(() => received.length === 1, 3000, 'the publish before the oversized one');
+      await waitFor(() => received.length === 1, { what: 'the publish before the oversized one' });
       assert.equal(received[0]?.topic, 'size/ok');
       await subscriber.endAsync();
     } finally {
@@ -217,7 +218,7 @@ describe('embedded broker listener rates', () => {
 
     const started = Date.now();
     publisher.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => publishPacket('rate/m', String(i)))));
-    await eventually(() => received.length >= 30, 10_000, '30 messages');
+    await waitFor(() => received.length >= 30, { what: '30 messages' });
     const elapsedS = (Date.now() - started) / 1000;
     const count = received.length;
     // A bucket of one second (20) plus 20/s since; one extra for the packet the timer lets through at the edge.
@@ -225,7 +226,7 @@ describe('embedded broker listener rates', () => {
     assert.ok(broker.broker.limitStats.throttledReads > 0);
 
     await broker.client.updateListener('tcp:default', { messages_rate: 'infinity' });
-    await eventually(() => received.length === 100, 5000, 'every message once the limit is lifted');
+    await waitFor(() => received.length === 100, { what: 'every message once the limit is lifted' });
     assert.deepEqual(
       received.map((message) => message.payload),
       Array.from({ length: 100 }, (_, i) => String(i)),
@@ -249,20 +250,20 @@ describe('embedded broker listener rates', () => {
     const packetBytes = packets[0]?.length ?? 0;
     const started = Date.now();
     publisher.socket.write(Buffer.concat(packets));
-    await eventually(() => received.length >= 35, 10_000, '35 messages');
+    await waitFor(() => received.length >= 35, { what: '35 messages' });
     const elapsedS = (Date.now() - started) / 1000;
     const count = received.length;
     const allowed = (4096 + 4096 * elapsedS) / packetBytes + 1;
     assert.ok(count <= allowed, `${count} messages of ${packetBytes} bytes in ${elapsedS.toFixed(2)} s at bytes_rate 4KB/s (at most ${allowed.toFixed(1)})`);
 
     await broker.client.updateListener('tcp:default', { bytes_rate: 'infinity' });
-    await eventually(() => received.length === 60, 5000, 'every message once the limit is lifted');
+    await waitFor(() => received.length === 60, { what: 'every message once the limit is lifted' });
     assert.deepEqual(
       received.map((message) => message.payload.slice(0, 3)),
       Array.from({ length: 60 }, (_, i) => String(i).padStart(3, '0')),
     );
     // Every PUBACK came back: the QoS 1 publishes were handled by aedes, none refused.
-    await eventually(() => publisher.received().length >= 4 + 60 * 4, 3000, 'PUBACKs');
+    await waitFor(() => publisher.received().length >= 4 + 60 * 4, { what: 'PUBACKs' });
     assert.equal(publisher.isClosed(), false);
     publisher.socket.destroy();
   });
@@ -278,7 +279,7 @@ describe('embedded broker listener rates', () => {
         return client;
       }),
     );
-    await eventually(() => connected >= 8, 10_000, '8 connections');
+    await waitFor(() => connected >= 8, { what: '8 connections' });
     const elapsedS = (Date.now() - started) / 1000;
     const count = connected;
     assert.ok(count <= 5 + 5 * elapsedS + 1, `${count} connections in ${elapsedS.toFixed(2)} s at max_conn_rate 5/s`);

@@ -10,7 +10,8 @@ import { request } from 'undici';
 import mqtt, { ErrorWithSubackPacket } from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError, EmqxManagementClient } from '../src/management-client.js';
-import { collect, connectClient, eventually, expectRefused, startTestBroker } from './helpers.js';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
+import { collect, connectClient, expectRefused, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 describe('embedded broker management API', () => {
@@ -132,10 +133,10 @@ describe('embedded broker management API', () => {
 
   it('kicks a client and answers 404 for an unknown one', async () => {
     const client = await connect('kick-me');
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const closed = waitForEvent(client, 'close', { what: 'client closed' });
     assert.equal(await broker.client.kickClient('kick-me'), true);
     await closed;
-    await eventually(async () => (await broker.client.getClient('kick-me')) === undefined, 3000, 'client gone');
+    await waitFor(async () => (await broker.client.getClient('kick-me')) === undefined, { what: 'client gone' });
     assert.equal(await broker.client.kickClient('kick-me'), false);
     await assert.rejects(broker.client.request('GET', '/clients/kick-me'), (error: unknown) => error instanceof EmqxApiError && error.code === 'CLIENTID_NOT_FOUND');
   });
@@ -143,7 +144,7 @@ describe('embedded broker management API', () => {
   it('refuses banned clients at CONNECT, kicks a connected clientid, and lifts bans', async () => {
     const until = new Date(Date.now() + 60_000).toISOString();
     const connected = await connect('ban-me');
-    const closed = new Promise<void>((resolve) => connected.once('close', () => resolve()));
+    const closed = waitForEvent(connected, 'close', { what: 'connected closed' });
     const ban = await broker.client.createBan({ as: 'clientid', who: 'ban-me', reason: 'mps limit', by: 'backend', until });
     assert.equal(ban.as, 'clientid');
     assert.equal(ban.reason, 'mps limit');
@@ -181,11 +182,11 @@ describe('embedded broker management API', () => {
     const reasons = new Map<string, string | undefined>();
     broker.broker.hooks.on('client.disconnected', (event) => reasons.set(event.clientid, event.reason));
     const [first, second, stays] = [await connect('bulk-1'), await connect('bulk-2'), await connect('bulk-3')];
-    const closed = [first, second].map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
+    const closed = [first, second].map((client) => waitForEvent(client, 'close', { what: 'client closed' }));
     const response = await broker.client.request('POST', '/clients/kickout/bulk', { body: ['bulk-1', 'bulk-2', 'nobody'] });
     assert.equal(response.status, 204);
     await Promise.all(closed);
-    await eventually(() => reasons.get('bulk-1') === 'kicked' && reasons.get('bulk-2') === 'kicked', 3000, 'disconnect events');
+    await waitFor(() => reasons.get('bulk-1') === 'kicked' && reasons.get('bulk-2') === 'kicked', { what: 'disconnect events' });
     assert.equal(stays.connected, true);
     assert.deepEqual((await broker.client.listClients({ like_clientid: 'bulk-' })).data.map((client) => client.clientid), ['bulk-3']);
     await assert.rejects(
@@ -218,7 +219,7 @@ describe('embedded broker management API', () => {
     const ban = await broker.client.createBan({ as: 'clientid', who: 'short-ban', until });
     assert.equal(Date.parse(ban.until), until * 1000);
     assert.equal((await expectRefused(broker.broker.mqttUrl, { clientId: 'short-ban' })).code, 5);
-    await eventually(
+    await waitFor(
       async () => {
         try {
           await connect('short-ban');
@@ -227,8 +228,7 @@ describe('embedded broker management API', () => {
           return false;
         }
       },
-      6000,
-      'the ban to expire',
+      { what: 'the ban to expire' },
     );
 
     await broker.client.createBan({ as: 'clientid', who: 'clear-1' });
@@ -294,7 +294,7 @@ describe('embedded broker management API', () => {
     await assert.rejects(plain.subscribeAsync('$share/no-filter'), ErrorWithSubackPacket);
 
     for (let index = 0; index < 6; index += 1) await publisher.publishAsync('dom/unit-1/pepeunit', `m${index}`, { qos: 1 });
-    await eventually(() => got.a.length + got.b.length === 6 && got.other.length === 6 && got.plain.length === 6, 3000, 'shared deliveries');
+    await waitFor(() => got.a.length + got.b.length === 6 && got.other.length === 6 && got.plain.length === 6, { what: 'shared deliveries' });
     assert.equal(got.a.length, 3);
     assert.equal(got.b.length, 3);
     assert.deepEqual(
@@ -304,7 +304,7 @@ describe('embedded broker management API', () => {
 
     await memberB.endAsync();
     await publisher.publishAsync('dom/unit-1/pepeunit', 'after-leave', { qos: 1 });
-    await eventually(() => got.a.some((message) => message.payload === 'after-leave'), 3000, 'remaining member gets everything');
+    await waitFor(() => got.a.some((message) => message.payload === 'after-leave'), { what: 'remaining member gets everything' });
   });
 
   it('refuses to move the running listener with a clear message', async () => {

@@ -9,6 +9,7 @@ import net from 'node:net';
 import { buildEmqxBaseConfig, reconcileEmqxBase } from '../src/controller.js';
 import type { ListenerConfig } from '../src/emqx-types.js';
 import { encodeRemainingLength, readFixedHeader } from '../src/embedded/mqtt-frames.js';
+import { elapse, waitFor } from '@pepeunit/tests/wait';
 import { startTestBroker, startBackendStub } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
@@ -114,12 +115,8 @@ async function rawClient(port: number, clientId: string, opts: { keepalive?: num
     others,
     closed,
     send: (bytes) => socket.write(bytes),
-    async waitFor(count, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (publishes.length < count) {
-        if (Date.now() > deadline) throw new Error(`${clientId}: ${publishes.length}/${count} publishes after ${timeoutMs} ms`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+    async waitFor(count, timeoutMs) {
+      await waitFor(() => publishes.length >= count, { what: `${clientId}: ${count} publishes (got ${publishes.length})`, intervalMs: 10, ...(timeoutMs ? { timeoutMs } : {}) });
     },
     async end() {
       if (!socket.destroyed) socket.end(Buffer.from([0xe0, 0]));
@@ -128,15 +125,13 @@ async function rawClient(port: number, clientId: string, opts: { keepalive?: num
   };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Writes `bytes` in pieces cut at the given byte positions, with a pause between pieces. */
 async function sendInPieces(client: RawClient, bytes: Buffer, cuts: number[]): Promise<void> {
   let start = 0;
   for (const cut of [...cuts.filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b), bytes.length]) {
     client.send(bytes.subarray(start, cut));
     start = cut;
-    await sleep(3);
+    await elapse(3, 'a pause between pieces, so the broker reads them separately');
   }
 }
 
@@ -188,7 +183,7 @@ describe('QoS 0 fast path', () => {
       device.send(Buffer.concat(messages.slice(3)));
       await wildcard.waitFor(300);
       await exact.waitFor(100);
-      await sleep(100);
+      await waitFor(() => shared1.publishes.length + shared2.publishes.length >= 300, { what: 'the shared group deliveries' });
       const sharedTotal = shared1.publishes.length + shared2.publishes.length;
       const counters = (id: string) => {
         const session = b.sessions.find(id);
@@ -252,14 +247,17 @@ describe('QoS 0 fast path', () => {
     // With a throttle: once the reader was paused, the limit is lifted (so the run's length does not depend on the rate).
     const lift = async (): Promise<void> => {
       if (!throttle) return;
-      const deadline = Date.now() + 10_000;
-      while (b.limitStats.throttledReads === 0 && Date.now() < deadline) await sleep(10);
+      await waitFor(() => b.limitStats.throttledReads > 0, { what: 'the reader to be throttled', intervalMs: 10 });
       await client.updateListener('tcp:default', throttle.lift);
     };
     await Promise.all([sendInPieces(device, stream, cuts), lift()]);
     const published = Array.from({ length: 600 }, (_, i) => i).filter((i) => kindOf(i) !== 'ping');
     await sub.waitFor(published.length);
-    await sleep(50);
+    // Every PINGREQ and QoS 1 publish answered on the device's connection.
+    const expected = (kind: string) => Array.from({ length: 600 }, (_, i) => kindOf(i)).filter((k) => k === kind).length;
+    await waitFor(() => device.others.filter((first) => first === 0xd0).length === expected('ping') && device.others.filter((first) => first === 0x40).length === expected('qos1'), {
+      what: 'PINGRESPs and PUBACKs',
+    });
     const received = sub.publishes.map((p) => Number(p.payload));
     const pings = device.others.filter((first) => first === 0xd0).length;
     const pubacks = device.others.filter((first) => first === 0x40).length;
@@ -308,16 +306,18 @@ describe('QoS 0 fast path', () => {
       const dev = await rawClient(tb.broker.mqttPort, 'authz-dev', { username: 'dev', password: 'pw' });
       const before = tb.broker.fastPublishStats.fast;
       const burst = (round: number) => Buffer.concat(Array.from({ length: 50 }, (_, i) => publish(i % 2 ? 'a/no' : 'a/ok', `${round}-${i}`)));
+      const session = tb.broker.sessions.find('authz-dev');
+      assert.ok(session);
       dev.send(burst(0));
-      await sleep(300); // the callouts of the first round fill the cache
+      // The callouts of the first round fill the cache (one decision per topic).
+      await waitFor(() => session.counters.recv_msg === 50 && session.authzCache.size >= 2 && session.pendingPublishes === 0, { what: 'the first round decided' });
       dev.send(burst(1));
       await sub.waitFor(50);
-      await sleep(200);
+      await waitFor(() => session.counters.recv_msg === 100 && session.counters['recv_msg.dropped'] === 50, { what: 'both rounds counted' });
       assert.deepEqual(new Set(sub.publishes.map((p) => p.topic)), new Set(['a/ok']), 'nothing denied was delivered');
       assert.equal(sub.publishes.length, 50);
-      const session = tb.broker.sessions.find('authz-dev');
-      assert.equal(session?.counters['recv_msg.dropped'], 50);
-      assert.equal(session?.counters.recv_msg, 100);
+      assert.equal(session.counters['recv_msg.dropped'], 50);
+      assert.equal(session.counters.recv_msg, 100);
       assert.equal(tb.broker.fastPublishStats.fast - before, 50, 'the second round, allowed and denied, was decided from the cache on the fast path');
       await sub.end();
       await dev.end();
@@ -336,7 +336,7 @@ describe('QoS 0 fast path', () => {
       await sub.waitFor(1); // f/fast is now in the authorization cache
       const before = tb.broker.fastPublishStats.fast;
       dev.send(publish('f/slow', 'slow')); // in flight in aedes for 300 ms
-      await sleep(50);
+      await waitFor(() => stub.authzRequests.some((request) => request.body.topic === 'f/slow'), { what: 'the f/slow callout in flight' });
       // The rest arrives while aedes still handles f/slow; then the device disconnects and closes.
       dev.socket.end(Buffer.concat([...Array.from({ length: 300 }, (_, i) => publish('f/fast', String(i))), Buffer.from([0xe0, 0])]));
       await dev.closed;
@@ -387,7 +387,7 @@ describe('QoS 0 fast path', () => {
     // The device writes everything at once; what the broker cannot pass on stays in the device's
     // socket buffers, because the broker stops reading it.
     for (let i = 0; i < total; i += 500) dev.send(Buffer.concat(Array.from({ length: 500 }, (_, k) => publish('s/t', `${i + k}:${payload}`))));
-    await sleep(1000);
+    await waitFor(() => dev.socket.writableLength > 10 * 1024 * 1024, { what: 'the publisher to be paused' });
     assert.ok(dev.socket.writableLength > 10 * 1024 * 1024, `the publisher was paused: ${dev.socket.writableLength} B still unsent on the device`);
     const brokerSide = tb.broker.sessions.find('slow-sub');
     const conn = (brokerSide?.client as unknown as { conn: net.Socket }).conn;
@@ -408,13 +408,13 @@ describe('QoS 0 fast path', () => {
     void dev.closed.then(() => (closed = true));
     for (let i = 0; i < 30; i++) {
       dev.send(publish('k/t', String(i)));
-      await sleep(100); // 3 s, twice the 1.5 s keep-alive timeout
+      await elapse(100, 'publishing for 3 s, twice the 1.5 s keep-alive timeout');
     }
     await sub.waitFor(30);
     assert.equal(closed, false, 'not disconnected for inactivity');
     assert.ok(tb.broker.fastPublishStats.fast >= 25);
-    await sleep(2500); // silent now: the broker closes it after 1.5 x keep-alive
-    assert.equal(closed, true, 'a silent client is still disconnected');
+    // Silent now: the broker closes it after 1.5 x keep-alive.
+    await waitFor(() => closed, { what: 'a silent client to be disconnected' });
     await sub.end();
   });
 });

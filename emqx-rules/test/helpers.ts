@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
 import mqtt from 'mqtt';
+import { elapse } from '@pepeunit/tests/wait';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { EmqxManagementClient } from '../src/management-client.js';
 import { startEmbeddedBroker } from '../src/embedded/broker.js';
@@ -77,7 +78,7 @@ export async function startBackendStub(): Promise<BackendStub> {
     const body = request.body as Record<string, string>;
     stub.authnRequests.push({ headers: request.headers, body });
     const delay = stub.authnDelays.get(body.username ?? '');
-    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (delay) await elapse(delay, 'a slow authn callback (authnDelays)');
     const user = stub.users.get(body.username ?? '');
     if (!user || user.password !== body.password) return { result: 'deny' };
     return { result: 'allow', is_superuser: user.isSuperuser ?? false, client_attrs: user.clientAttrs ?? {} };
@@ -86,7 +87,7 @@ export async function startBackendStub(): Promise<BackendStub> {
     const body = request.body as Record<string, string>;
     stub.authzRequests.push({ headers: request.headers, body });
     const delay = stub.authzDelays.get(body.topic ?? '');
-    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (delay) await elapse(delay, 'a slow authz callback (authzDelays)');
     return { result: stub.permissions.get(`${body.token}|${body.action}|${body.topic}`) ?? 'deny' };
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -117,14 +118,3 @@ export function collect(client: MqttClient): Array<{ topic: string; payload: str
   return received;
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns true (or fails after `timeoutMs`). */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}

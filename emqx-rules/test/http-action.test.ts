@@ -17,7 +17,8 @@ import {
   buildAlertConnector,
   reconcileAlertRules,
 } from '../src/rules/index.js';
-import { connectClient, eventually, startTestBroker } from './helpers.js';
+import { waitFor, waitForEvent } from '@pepeunit/tests/wait';
+import { connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 interface Received {
@@ -124,7 +125,7 @@ describe('embedded connectors and actions API', () => {
     const device = await connectClient(broker.broker.mqttUrl, { clientId: 'roundtrip-device' });
     await device.publishAsync('roundtrip/1', 'x');
     await device.endAsync();
-    await eventually(() => webhook.received.some((item) => item.path === '/emqx/alerts/rt'), 5000, 'the round-trip request');
+    await waitFor(() => webhook.received.some((item) => item.path === '/emqx/alerts/rt'), { what: 'the round-trip request' });
     const request = webhook.received.find((item) => item.path === '/emqx/alerts/rt');
     assert.equal(request?.headers.authorization, `Bearer ${SECRET}`);
     await client.deleteRule('roundtrip');
@@ -156,7 +157,7 @@ describe('embedded connectors and actions across a restart', () => {
         const device = await connectClient(broker.broker.mqttUrl, { clientId: 'after-restart' });
         await device.publishAsync('persisted/1', 'x');
         await device.endAsync();
-        await eventually(() => webhook.received.some((item) => item.path === '/emqx/alerts/persisted'), 5000, 'a request after the restart');
+        await waitFor(() => webhook.received.some((item) => item.path === '/emqx/alerts/persisted'), { what: 'a request after the restart' });
         assert.equal(webhook.received.find((item) => item.path === '/emqx/alerts/persisted')?.headers.authorization, `Bearer ${SECRET}`);
       } finally {
         await broker.close();
@@ -195,7 +196,7 @@ describe('embedded HTTP action at run time', () => {
 
   it('renders path, headers and body templates; 2xx is a success', async () => {
     await actionWithRule('render', { path: 'a/${kind}/${payload.n}', body: '{"k":"${kind}"}' }, 'render/1', `SELECT 'x y/z' AS kind, payload FROM "render/#"`);
-    await eventually(async () => (await metricsOf('render')).action.success === 1, 5000, 'the request');
+    await waitFor(async () => (await metricsOf('render')).action.success === 1, { what: 'the request' });
     const request = webhook.received.find((item) => item.path.startsWith('/base/a/'));
     assert.equal(request?.path, '/base/a/x%20y%2Fz/1', 'placeholder values are URL-encoded in the path');
     assert.equal(request?.headers['x-from'], 'connector');
@@ -210,14 +211,14 @@ describe('embedded HTTP action at run time', () => {
   it('retries 503 and 429 up to max_retries, then succeeds or fails; other statuses fail at once', async () => {
     webhook.script.set('/base/retry-ok', [503, 429]);
     await actionWithRule('retryok', { path: 'retry-ok', max_retries: 2 }, 'retryok/1', 'SELECT clientid FROM "retryok/#"');
-    await eventually(async () => (await metricsOf('retryok')).action.success === 1, 5000, 'success after two retries');
+    await waitFor(async () => (await metricsOf('retryok')).action.success === 1, { what: 'success after two retries' });
     let metrics = await metricsOf('retryok');
     assert.deepEqual([metrics.action.retried, metrics.action['retried.success'], metrics.action.failed], [2, 1, 0]);
     assert.equal(webhook.received.filter((item) => item.path === '/base/retry-ok').length, 3);
 
     webhook.script.set('/base/retry-fail', [429, 429, 429]);
     await actionWithRule('retryfail', { path: 'retry-fail', max_retries: 1 }, 'retryfail/1', 'SELECT clientid FROM "retryfail/#"');
-    await eventually(async () => (await metricsOf('retryfail')).action.failed === 1, 5000, 'failure after the retries');
+    await waitFor(async () => (await metricsOf('retryfail')).action.failed === 1, { what: 'failure after the retries' });
     metrics = await metricsOf('retryfail');
     assert.deepEqual([metrics.action.retried, metrics.action['retried.failed'], metrics.action.success], [1, 1, 0]);
     assert.deepEqual([metrics.rule?.['actions.failed'], metrics.rule?.['actions.failed.unknown']], [1, 1]);
@@ -225,7 +226,7 @@ describe('embedded HTTP action at run time', () => {
 
     webhook.script.set('/base/final', [500]);
     await actionWithRule('final', { path: 'final', max_retries: 5 }, 'final/1', 'SELECT clientid FROM "final/#"');
-    await eventually(async () => (await metricsOf('final')).action.failed === 1, 5000, 'a final failure');
+    await waitFor(async () => (await metricsOf('final')).action.failed === 1, { what: 'a final failure' });
     metrics = await metricsOf('final');
     assert.equal(metrics.action.retried, 0, '500 is not retried');
     assert.equal(webhook.received.filter((item) => item.path === '/base/final').length, 1);
@@ -237,7 +238,7 @@ describe('embedded HTTP action at run time', () => {
     const device = await connectClient(broker.broker.mqttUrl, { clientId: 'device-off' });
     await device.publishAsync('off/1', 'x');
     await device.endAsync();
-    await eventually(async () => (await metricsOf('off')).rule?.['actions.total'] === 2, 3000, 'two action sends');
+    await waitFor(async () => (await metricsOf('off')).rule?.['actions.total'] === 2, { what: 'two action sends' });
     const { action, rule } = await metricsOf('off');
     assert.deepEqual([rule?.['actions.failed.out_of_service'], rule?.['actions.discarded']], [1, 1]);
     assert.deepEqual([action.dropped, action['dropped.resource_stopped']], [1, 1]);
@@ -271,7 +272,7 @@ describe('alert rules end to end on the embedded broker', () => {
     await device.publishAsync(topic, JSON.stringify({ level: 'Critical', text: 'fire' }));
     await device.publishAsync(topic, JSON.stringify({ level: 'Debug', text: 'noise' }));
     await device.publishAsync(topic, 'not json');
-    await eventually(() => alertsOf('unit_log').length === 3, 5000, 'three log alerts');
+    await waitFor(() => alertsOf('unit_log').length === 3, { what: 'three log alerts' });
     const bodies = alertsOf('unit_log').map((item) => item.body as Record<string, unknown>);
     assert.deepEqual(bodies.map((body) => body.text).sort(), ['fire', 'hot', 'sensor']);
     for (const body of bodies) {
@@ -291,8 +292,8 @@ describe('alert rules end to end on the embedded broker', () => {
     const device = await connectClient(broker.broker.mqttUrl, { clientId: 'denied-device', username: 'owner-1' });
     await device.publishAsync('forbidden/a', 'x');
     await device.publishAsync('forbidden/a', 'y'); // the second decision comes from the cache
-    await eventually(async () => ((await broker.client.getRuleMetrics('alert-authz-deny'))?.metrics.matched ?? 0) >= 2, 5000, 'two authorization checks');
-    await eventually(() => alertsOf('authz_deny').length === 1, 5000, 'one authz alert');
+    await waitFor(async () => ((await broker.client.getRuleMetrics('alert-authz-deny'))?.metrics.matched ?? 0) >= 2, { what: 'two authorization checks' });
+    await waitFor(() => alertsOf('authz_deny').length === 1, { what: 'one authz alert' });
     const body = alertsOf('authz_deny')[0]?.body as Record<string, unknown>;
     assert.deepEqual({ ...body, timestamp: 0 }, { kind: 'authz_deny', clientid: 'denied-device', username: 'owner-1', peerhost: '127.0.0.1', topic: 'forbidden/a', action: 'publish', authz_source: 'file', timestamp: 0 });
     const metrics = (await broker.client.getRuleMetrics('alert-authz-deny'))?.metrics;
@@ -316,7 +317,7 @@ describe('alert rules end to end on the embedded broker', () => {
     dropped.stream.destroy();
     await connectClient(broker.broker.mqttUrl, { clientId: 'r-twice' });
     const second = await connectClient(broker.broker.mqttUrl, { clientId: 'r-twice' });
-    await eventually(() => seen.length >= 3, 5000, 'three disconnect events');
+    await waitFor(() => seen.length >= 3, { what: 'three disconnect events' });
     assert.deepEqual(Object.fromEntries(seen), { 'r-normal': 'normal', 'r-dropped': 'tcp_closed', 'r-twice': 'takenover' });
     await second.endAsync();
     await watcher.endAsync();
@@ -327,16 +328,16 @@ describe('alert rules end to end on the embedded broker', () => {
     const normal = await connectClient(broker.broker.mqttUrl, { clientId: 'leaves-normally' });
     await normal.endAsync();
     const kicked = await connectClient(broker.broker.mqttUrl, { clientId: 'gets-kicked', username: 'owner-2' });
-    const closed = new Promise<void>((resolve) => kicked.once('close', () => resolve()));
+    const closed = waitForEvent(kicked, 'close', { what: 'kicked closed' });
     assert.equal(await broker.client.kickClient('gets-kicked'), true);
     await closed;
-    await eventually(() => alertsOf('disconnect').length === 1, 5000, 'one disconnect alert');
+    await waitFor(() => alertsOf('disconnect').length === 1, { what: 'one disconnect alert' });
     const body = alertsOf('disconnect')[0]?.body as Record<string, unknown>;
     assert.equal(body.clientid, 'gets-kicked');
     assert.equal(body.username, 'owner-2');
     assert.equal(body.reason, 'kicked');
     assert.equal(typeof body.disconnected_at, 'number');
-    await eventually(async () => ((await broker.client.getRuleMetrics('alert-disconnect'))?.metrics['failed.no_result'] ?? 0) >= 1, 3000, 'the normal disconnect evaluated');
+    await waitFor(async () => ((await broker.client.getRuleMetrics('alert-disconnect'))?.metrics['failed.no_result'] ?? 0) >= 1, { what: 'the normal disconnect evaluated' });
     kicked.end(true);
   });
 });

@@ -10,7 +10,8 @@ import { request } from 'undici';
 import type { MqttClient } from 'mqtt';
 import { EmqxApiError } from '../src/management-client.js';
 import type { RuleCreate } from '../src/emqx-types.js';
-import { collect, connectClient, eventually, sleep, startTestBroker } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
+import { collect, connectClient, startTestBroker } from './helpers.js';
 import type { TestBroker } from './helpers.js';
 
 const republish = (topic: string, payload = '', extra: Record<string, unknown> = {}) => ({
@@ -173,7 +174,7 @@ describe('embedded rule engine runtime', () => {
     const before = Date.now();
     await device.publishAsync('dom/n1/pepeunit', '21.5');
     await device.publishAsync('tpl/x', '{"v":7}');
-    await eventually(() => received.length >= 2, 3000, 'republished messages');
+    await waitFor(() => received.length >= 2, { what: 'republished messages' });
     const envelope = received.find((message) => message.topic === 'ingest/dom/n1/pepeunit');
     assert.ok(envelope, 'republished to ingest/<topic>');
     const body = JSON.parse(envelope.payload) as Record<string, unknown>;
@@ -201,7 +202,7 @@ describe('embedded rule engine runtime', () => {
     await device.publishAsync('m/c/data', 'not json'); // plus: exception
     await device.publishAsync('m/a/other', '{"n": 50}'); // only hash
     await device.publishAsync('m', 'x'); // `m/#` also matches `m`
-    await eventually(async () => (await client.getRuleMetrics('hash'))?.metrics.matched === 5, 3000, 'hash metrics');
+    await waitFor(async () => (await client.getRuleMetrics('hash'))?.metrics.matched === 5, { what: 'hash metrics' });
     const plus = await client.getRuleMetrics('plus');
     assert.ok(plus);
     assert.equal(plus.metrics.matched, 3);
@@ -215,14 +216,16 @@ describe('embedded rule engine runtime', () => {
     // A message matching two filters of one rule triggers it once.
     assert.equal((await client.getRuleMetrics('exact'))?.metrics.matched, 3);
     assert.equal((await client.getRuleMetrics('unrelated'))?.metrics.matched, 0);
-    await eventually(() => received.length === 1, 2000, 'one republished message');
+    await waitFor(() => received.length === 1, { what: 'one republished message' });
     assert.equal(received[0]?.payload, '{"n":11}');
 
     // Disabled rules are skipped and not counted; an update resets the metrics.
     await client.upsertRule('hash', { enable: false } as RuleCreate);
     assert.equal((await client.getRuleMetrics('hash'))?.metrics.matched, 0);
     await device.publishAsync('m/a/other', '{}');
-    await sleep(100);
+    // Barrier: a later message of the same client matched by an enabled rule has been evaluated.
+    await device.publishAsync('zzz/barrier', '{}');
+    await waitFor(async () => (await client.getRuleMetrics('unrelated'))?.metrics.matched === 1, { what: 'the barrier message evaluated' });
     assert.equal((await client.getRuleMetrics('hash'))?.metrics.matched, 0);
     await client.resetRuleMetrics('plus');
     assert.equal((await client.getRuleMetrics('plus'))?.metrics.matched, 0);
@@ -243,7 +246,7 @@ describe('embedded rule engine runtime', () => {
     await plain.subscribeAsync('sq/#');
     const device = await connect('dev-s');
     for (let index = 0; index < 10; index += 1) await device.publishAsync(`s/n${index}/pepeunit`, String(index));
-    await eventually(() => gotA.length + gotB.length === 10 && gotPlain.length === 10, 3000, 'shared deliveries');
+    await waitFor(() => gotA.length + gotB.length === 10 && gotPlain.length === 10, { what: 'shared deliveries' });
     assert.ok(gotA.length > 0 && gotB.length > 0, 'the group spreads messages over its members');
     await client.deleteRule('share');
   });
@@ -261,7 +264,11 @@ describe('embedded rule engine runtime', () => {
     const device = await connect('dev-loop');
     await device.publishAsync('loop/x', 'p');
     await device.publishAsync('chain/a', 'q');
-    await sleep(300);
+    await waitFor(() => received.length >= 7, { what: 'the loop and chain messages' });
+    // Barrier: a later message of the same client through the same subscriber, after any repeat of the loop.
+    await device.publishAsync('chain-out/barrier', 'end');
+    await waitFor(() => received.some((message) => message.topic === 'chain-out/barrier'), { what: 'the barrier message' });
+    received.splice(received.findIndex((message) => message.topic === 'chain-out/barrier'), 1);
     const loopTopics = received.filter((message) => message.topic.startsWith('loop/')).map((message) => message.topic).sort();
     assert.deepEqual(loopTopics, ['loop/again/loop/x', 'loop/x'], 'the republished message did not trigger the same rule again');
     const loopMetrics = await client.getRuleMetrics('loop');
@@ -291,7 +298,7 @@ describe('embedded rule engine runtime', () => {
         await subscriber.subscribeAsync('p-out/#');
         const device = await connectClient(second.broker.mqttUrl, { clientId: 'p-dev' });
         await device.publishAsync('p/1', 'hello');
-        await eventually(() => received.length === 1, 2000, 'rule applied after restart');
+        await waitFor(() => received.length === 1, { what: 'rule applied after restart' });
         assert.deepEqual(received[0], { topic: 'p-out/p/1', payload: 'hello' });
         await subscriber.endAsync(true);
         await device.endAsync(true);

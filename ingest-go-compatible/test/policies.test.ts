@@ -10,7 +10,8 @@ import { createLogger, silentLogger } from '@pepeunit/common';
 const log = process.env.TEST_LOG ? createLogger('ingest-test', { level: 'debug' }) : silentLogger;
 import type { EmbeddedBroker } from '@pepeunit/emqx-rules';
 import { startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
-import { chCount, chRows, connectDevice, createEnv, ingestConfig, insertNode, nodeTopic, stages, startBroker, waitFor, type Env } from './helpers.js';
+import { chCount, chRows, connectDevice, createEnv, ingestConfig, insertNode, nodeTopic, stages, startBroker, type Env } from './helpers.js';
+import { waitFor } from '@pepeunit/tests/wait';
 
 let env: Env;
 let broker: EmbeddedBroker;
@@ -36,7 +37,7 @@ async function publishAll(uuid: string, payloads: readonly string[]): Promise<vo
   for (const p of payloads) {
     const before = ingest.nodeMessageCount(uuid);
     device.publish(nodeTopic(uuid), p, { qos: 0 });
-    await waitFor('the ingest to receive the message', () => ingest.nodeMessageCount(uuid) > before, 5000, 2);
+    await waitFor(() => ingest.nodeMessageCount(uuid) > before, { what: 'the ingest to receive the message', intervalMs: 2 });
     clock += 1;
   }
 }
@@ -145,7 +146,7 @@ test('rules intake: envelopes, broker timestamps, Aggregation window boundaries 
     const before = ingest.stats().received;
     const envelope = JSON.stringify({ payload, topic: nodeTopic(node), clientid: 'device-1', ...(ts === undefined ? {} : { ts }) });
     device.publish(`pepeunit_ingest/${nodeTopic(node)}`, envelope, { qos: 0 });
-    await waitFor('the envelope to be received', () => ingest.stats().received > before, 5000, 2);
+    await waitFor(() => ingest.stats().received > before, { what: 'the envelope to be received', intervalMs: 2 });
   };
   for (const node of [avg, min, max, sum]) {
     await forward(node, '10', T0 + 1_000);
@@ -200,10 +201,13 @@ test('rules intake: envelopes, broker timestamps, Aggregation window boundaries 
   device.publish('pepeunit_ingest/whatever', 'not json', { qos: 0 });
   device.publish(`pepeunit_ingest/${nodeTopic(avg)}`, JSON.stringify({ payload: 'x'.repeat(1500), topic: nodeTopic(avg), ts: T0 + 130_000 }), { qos: 0 });
   device.publish('pepeunit_ingest/a/b', JSON.stringify({ payload: '1', topic: 'a/b', ts: T0 }), { qos: 0 });
-  const stats = await waitFor('the three bad messages to be counted', () => {
-    const s = ingest.stats();
-    return s.dropped.bad_envelope === 1 && s.dropped.payload_too_large === 1 && s.dropped.bad_topic === 1 ? s : false;
-  });
+  const stats = await waitFor(
+    () => {
+      const s = ingest.stats();
+      return s.dropped.bad_envelope === 1 && s.dropped.payload_too_large === 1 && s.dropped.bad_topic === 1 ? s : false;
+    },
+    { what: 'the three bad messages to be counted' },
+  );
   assert.equal(stats.accepted.Aggregation, 16);
 
   // Per-node intake counter on the HTTP endpoint: a node the rules do not forward costs nothing.

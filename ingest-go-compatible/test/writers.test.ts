@@ -11,7 +11,8 @@ const log = process.env.TEST_LOG ? createLogger('ingest-test', { level: 'debug' 
 import type { EmbeddedBroker } from '@pepeunit/emqx-rules';
 import { IngestMetrics, QueuedWriter, nLastEntryLine, ClickHouseTableTarget, startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
 import type { NLastEntryRow } from '@pepeunit/ingest-go-compatible/pipeline';
-import { chCount, chRows, createEnv, ingestConfig, insertNode, nodeTopic, stages, startBroker, startProxy, waitFor, type CuttableProxy, type Env } from './helpers.js';
+import { chCount, chRows, createEnv, ingestConfig, insertNode, nodeTopic, stages, startBroker, startProxy, type CuttableProxy, type Env } from './helpers.js';
+import { elapse, waitFor } from '@pepeunit/tests/wait';
 
 let env: Env;
 let broker: EmbeddedBroker;
@@ -107,14 +108,16 @@ test('a ClickHouse outage under load loses nothing: rows == accepted after recov
     for (let k = 0; k < 10; k++) for (const node of nodes) send(ingest, node, String(sent++), t++);
   }, 10);
   try {
-    await new Promise((r) => setTimeout(r, 700));
+    const written = () => ingest.stats().rowsWritten.n_last_entry + ingest.stats().rowsWritten.window_entry;
+    await waitFor(() => written() > 0, { what: 'rows written before the outage' });
     await proxy.cut();
-    await new Promise((r) => setTimeout(r, outageMs));
+    await elapse(outageMs, 'a ClickHouse outage of PU_TEST_OUTAGE_SECONDS under load');
     const during = ingest.stats();
     assert.ok(during.writeErrors.n_last_entry + during.writeErrors.window_entry > 0, 'writes failed during the outage');
     assert.ok(during.retryBufferRows > 0, 'rows wait in the retry buffer');
+    const writtenAtRestore = written();
     proxy.restore();
-    await new Promise((r) => setTimeout(r, 700));
+    await waitFor(() => written() > writtenAtRestore, { what: 'writes to resume after the outage, under load' });
   } finally {
     clearInterval(load);
     proxy.restore();
@@ -233,5 +236,4 @@ test('without ClickHouse and Postgres at shutdown, what is lost is counted', asy
     proxy.restore();
     await env.pool.query('ALTER TABLE pepeunit_ingest_spill_away RENAME TO pepeunit_ingest_spill');
   }
-  await waitFor('nothing else', () => true);
 });

@@ -23,9 +23,9 @@ import {
   nodeTopic,
   stages,
   startBroker,
-  waitFor,
   type Env,
 } from '../../ingest-go-compatible/test/helpers.js';
+import { waitFor } from '../src/wait.ts';
 
 const root = join(import.meta.dirname, '../..');
 let env: Env;
@@ -66,7 +66,7 @@ async function startChild(vars: Record<string, string>): Promise<Running> {
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const ready = await waitFor('the ingest ready line', () => eventLine(out, 'ready') ?? (proc.exitCode !== null ? { failed: true } : undefined), 60_000, 50);
+  const ready = await waitFor(() => eventLine(out, 'ready') ?? (proc.exitCode !== null ? { failed: true } : undefined), { what: 'the ingest ready line', timeoutMs: 60_000, intervalMs: 50 });
   if ((ready as { failed?: boolean }).failed) throw new Error(`ingest exited before ready:\n${err.slice(-3000)}`);
   return { child: proc, metricsUrl: String(ready.metricsUrl), stdout: () => out, exited };
 }
@@ -95,14 +95,17 @@ test('with only PU_DP_* set, main.ts consumes <domain>/+/pepeunit and survives S
   // Phase 1: one message per node, every table written.
   const device = devices[0] as MqttClient;
   for (const n of nodes) device.publish(nodeTopic(n.uuid), n.policy === 'Aggregation' ? '1' : `hello-${n.uuid.slice(0, 4)}`, { qos: 0 });
-  await waitFor('one row per node in every table', async () => {
-    const [nr, tw, lv] = await Promise.all([
-      chCount(env, 'n_last_entry'),
-      chCount(env, 'window_entry'),
-      env.pool.query(`SELECT count(*)::int AS n FROM units_nodes WHERE state LIKE 'hello-%'`).then((r) => r.rows[0].n as number),
-    ]);
-    return nr === 10 && tw === 10 && lv === 10;
-  }, 15_000, 100);
+  await waitFor(
+    async () => {
+      const [nr, tw, lv] = await Promise.all([
+        chCount(env, 'n_last_entry'),
+        chCount(env, 'window_entry'),
+        env.pool.query(`SELECT count(*)::int AS n FROM units_nodes WHERE state LIKE 'hello-%'`).then((r) => r.rows[0].n as number),
+      ]);
+      return nr === 10 && tw === 10 && lv === 10;
+    },
+    { what: 'one row per node in every table', intervalMs: 100 },
+  );
   const health = (await (await fetch(`${ingest.metricsUrl}/health/ready`)).json()) as { status: string };
   assert.equal(health.status, 'ready');
 
@@ -123,10 +126,13 @@ test('with only PU_DP_* set, main.ts consumes <domain>/+/pepeunit and survives S
     return timer;
   });
   try {
-    await waitFor('the ingest to accept load', async () => {
-      const s = (await (await fetch(`${ingest.metricsUrl}/debug/stats`)).json()) as { acceptedTotal: number };
-      return s.acceptedTotal > 3000;
-    }, 20_000, 100);
+    await waitFor(
+      async () => {
+        const s = (await (await fetch(`${ingest.metricsUrl}/debug/stats`)).json()) as { acceptedTotal: number };
+        return s.acceptedTotal > 3000;
+      },
+      { what: 'the ingest to accept load', timeoutMs: 20_000, intervalMs: 100 },
+    );
     ingest.child.kill('SIGTERM');
     const code = await ingest.exited;
     assert.equal(code, 0);

@@ -22,10 +22,10 @@ import {
   stages,
   startBroker,
   startProxy,
-  waitFor,
   type CuttableProxy,
   type Env,
 } from '../../ingest-go-compatible/test/helpers.js';
+import { elapse, waitFor } from '../src/wait.ts';
 
 const root = join(import.meta.dirname, '../..');
 const outageSeconds = Number(process.env.PU_TEST_OUTAGE_SECONDS ?? '5');
@@ -74,7 +74,7 @@ test(`a ${outageSeconds} s ClickHouse outage under load: rows == accepted afterw
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.resume();
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const ready = await waitFor('the ingest to be ready', () => eventLine(out, 'ready'), 60_000, 50);
+  const ready = await waitFor(() => eventLine(out, 'ready'), { what: 'the ingest to be ready', timeoutMs: 60_000, intervalMs: 50 });
   const stats = async () => (await (await fetch(`${String(ready.metricsUrl)}/debug/stats`)).json()) as Stats;
 
   // ~2 000 msg/s over 20 nodes for the whole test.
@@ -83,26 +83,31 @@ test(`a ${outageSeconds} s ClickHouse outage under load: rows == accepted afterw
     for (let k = 0; k < 2; k++) for (const n of nodes) device.publish(nodeTopic(n.uuid), String(seq++), { qos: 0 });
   }, 20);
   try {
-    await waitFor('rows landing before the outage', async () => (await stats()).rowsWritten.n_last_entry > 500, 20_000, 100);
+    await waitFor(async () => (await stats()).rowsWritten.n_last_entry > 500, { what: 'rows landing before the outage', timeoutMs: 20_000, intervalMs: 100 });
     await proxy.cut();
-    await new Promise((r) => setTimeout(r, outageSeconds * 1000));
+    await elapse(outageSeconds * 1000, 'a ClickHouse outage of PU_TEST_OUTAGE_SECONDS under load');
     const during = await stats();
     assert.ok(during.writeErrors.n_last_entry > 0 && during.writeErrors.window_entry > 0, 'writes failed during the outage');
     assert.ok(during.retryBufferRows > 0, 'rows held for retry');
+    const writtenAtRestore = during.rowsWritten.n_last_entry + during.rowsWritten.window_entry;
     proxy.restore();
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitFor(
+      async () => {
+        const s = await stats();
+        return s.rowsWritten.n_last_entry + s.rowsWritten.window_entry > writtenAtRestore;
+      },
+      { what: 'writes to resume after the outage, under load', timeoutMs: 20_000, intervalMs: 100 },
+    );
   } finally {
     clearInterval(load);
     proxy.restore();
   }
   const final = await waitFor(
-    'every accepted row written',
     async () => {
       const s = await stats();
       return s.rowsWritten.n_last_entry + s.rowsWritten.window_entry === s.acceptedTotal && s.retryBufferRows === 0 ? s : false;
     },
-    30_000,
-    200,
+    { what: 'every accepted row written', timeoutMs: 30_000, intervalMs: 200 },
   );
   assert.ok(final.acceptedTotal > 5000, `load accepted: ${final.acceptedTotal}`);
   assert.equal(final.dropped.retry_buffer_full, 0);

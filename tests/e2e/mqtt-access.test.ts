@@ -10,12 +10,13 @@ import { runInNewContext } from 'node:vm';
 import mqtt, { type MqttClient } from 'mqtt';
 import { BROKER_CALLBACK_SECRET_HEADER, backendToken, signToken, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
+import { waitForEvent } from '../src/wait.ts';
 
-let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const clients: MqttClient[] = [];
 const domain = 'test.pepeunit.local';
 const api = '/pepeunit/api/v1';
@@ -71,15 +72,8 @@ function receives(client: MqttClient, topic: string, within = 700): Promise<stri
 }
 
 before(async () => {
-  db = await createTestDatabases('mqtt_access');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-  });
-  backend = await startBackend(config, testLogger);
+  t = await startTestBackend({ label: 'mqtt_access', emqx: true });
+  ({ broker, backend } = t);
   // The first user of an instance becomes Admin; the owners below are plain users.
   await call('POST', '/users', undefined, { login: 'instance_admin', password: 'Passw0rd!' });
   for (const [login, key] of [['owner_a', 'A'], ['owner_b', 'B']] as const) {
@@ -112,9 +106,7 @@ before(async () => {
 
 after(async () => {
   for (const c of clients) c.end(true);
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('the controller configured the broker; a second run reports no change', async () => {
@@ -152,7 +144,7 @@ test('a Private node can be subscribed only while its owner grants a permission'
   assert.equal(await message, '42');
 
   // Revoking cuts the session that holds the subscription (issue 10.3): it stops delivering at once.
-  const cut = new Promise<void>((resolve) => unitA.once('close', () => resolve()));
+  const cut = waitForEvent(unitA, 'close', { what: 'unitA closed' });
   const revoke = await call('DELETE', `/permission/${grant.body.uuid}?agent_uuid=${ids.unitA}&resource_uuid=${ids.privOutB}`, ids.tokenB);
   assert.equal(revoke.status, 204, JSON.stringify(revoke.body));
   await cut;
@@ -169,7 +161,7 @@ test('making a node Private cuts the subscribers without a permission; the owner
   const reader = await connect(unitToken(ids.unitA, key), `${ids.unitA}-reader`);
   assert.equal(await trySubscribe(reader, topic), true);
   const owner = await connect(unitToken(ids.unitB, key), `${ids.unitB}-owner`);
-  const readerCut = new Promise<void>((resolve) => reader.once('close', () => resolve()));
+  const readerCut = waitForEvent(reader, 'close', { what: 'reader closed' });
   const privately = await call('PATCH', `/unit_nodes/${ids.outB}`, ids.tokenB, { visibility_level: 'Private' });
   assert.equal(privately.status, 200, JSON.stringify(privately.body));
   await readerCut;
@@ -219,7 +211,7 @@ test('forged, expired, wrong-secret, user and deleted-unit tokens are refused at
 test('a unit connects only with its own client ids: no takeover of another device\'s session (issue 10.2)', async () => {
   const key = backend.deps.config.secretKey;
   const victim = await connect(unitToken(ids.unitB, key), ids.unitB);
-  const victimClosed = new Promise<void>((resolve) => victim.once('close', () => resolve()));
+  const victimClosed = waitForEvent(victim, 'close', { what: 'victim closed' });
   for (const clientId of [ids.unitB, `${ids.unitB}-x`, 'anything-else', `${ids.unitB.slice(0, 35)}`, `x${ids.unitA}`]) {
     await assert.rejects(connect(unitToken(ids.unitA, key), clientId), /Not authorized|Bad username|refused/i, `unit A must not connect as ${clientId}`);
   }
@@ -308,7 +300,7 @@ test('the authorization callback answers the reference body (no action) and deni
 test('blocking an owner cuts and refuses its units on MQTT and REST; unblocking restores them (issue 10.9)', async () => {
   const key = backend.deps.config.secretKey;
   const device = await connect(unitToken(ids.unitA, key), ids.unitA);
-  const cut = new Promise<void>((resolve) => device.once('close', () => resolve()));
+  const cut = waitForEvent(device, 'close', { what: 'device closed' });
   const admin = await call('POST', '/users/auth', undefined, { credentials: 'instance_admin', password: 'Passw0rd!' });
   assert.equal(admin.status, 200, JSON.stringify(admin.body));
   assert.equal((await call('PATCH', `/users/block/${ids.userA}`, admin.body.token)).status, 204);

@@ -10,31 +10,24 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sharedFilter, unitToken } from '@pepeunit/common';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { testServices, type TestDatabases } from '../src/harness.ts';
 import { UnitSimulator, systemSchema, type UnitEnv } from '../src/simulator.ts';
+import { elapse, waitFor } from '../src/wait.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 const domain = 'test.pepeunit.local';
 const interval = 3; // PU_STATE_SEND_INTERVAL: states saved at most once per 2 s, firmware timeout 6 s
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const sims: UnitSimulator[] = [];
 
 // At the top level so the harness registers its cleanup on the file rather than on a hook.
 await testServices();
 
-function backendConfig(mqttPort: number, apiUrl: string) {
-  return testBackendConfig(db, {
-    PU_MQTT_PORT: String(mqttPort),
-    PU_EMQX_API_URL: apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_STATE_SEND_INTERVAL: String(interval),
-    PU_MQTT_MAX_PAYLOAD_SIZE: '1',
-    PU_UNIT_LOG_EXPIRATION: '3600',
-  });
-}
+const backendEnv = { PU_STATE_SEND_INTERVAL: String(interval), PU_MQTT_MAX_PAYLOAD_SIZE: '1', PU_UNIT_LOG_EXPIRATION: '3600' };
 
 async function createUnit(fields: Record<string, unknown> = {}): Promise<string> {
   const uuid = randomUUID();
@@ -74,16 +67,6 @@ async function simulator(unit: string, opts: { mqttPort?: number; stateIntervalM
   return sim;
 }
 
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 8_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 async function unitRow(uuid: string) {
   return (await backend.deps.pg.query('SELECT * FROM units WHERE uuid = $1', [uuid])).rows[0];
 }
@@ -94,17 +77,14 @@ async function logRows(unit: string): Promise<Array<{ level: string; text: strin
 }
 
 before(async () => {
-  db = await createTestDatabases('systopics_e2e');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  backend = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
+  t = await startTestBackend({ label: 'systopics_e2e', emqx: true, env: backendEnv });
+  ({ db, broker, backend } = t);
   await backend.systemTopics.ready();
 });
 
 after(async () => {
   for (const sim of sims) await sim.close();
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('the controller is applied and the backend subscribed <domain>/+/+/+/pepeunit (shared)', async () => {
@@ -125,7 +105,7 @@ test('two states within the interval give exactly one Postgres write', async () 
   const throttled = stats.statesThrottled;
   await sim.publishState();
   await sim.publishState();
-  await until('both states to arrive', () => stats.statesThrottled === throttled + 1);
+  await waitFor(() => stats.statesThrottled === throttled + 1, { what: 'both states to arrive' });
   await backend.systemTopics.flush();
   assert.equal(stats.stateWriter.written - written, 1);
   const row = await unitRow(unit);
@@ -137,9 +117,9 @@ test('two states within the interval give exactly one Postgres write', async () 
   assert.match(row.unit_state_dict, /"freq": 80000000\.0/, 'reference text format');
 
   // After PU_STATE_SEND_INTERVAL - 1 seconds the next state is saved again.
-  await new Promise((r) => setTimeout(r, (interval - 1) * 1000 + 50));
+  await elapse((interval - 1) * 1000 + 50, 'the state throttle interval (PU_STATE_SEND_INTERVAL - 1 s)');
   await sim.publishState();
-  await until('the third state to be written', async () => (await backend.systemTopics.flush(), stats.stateWriter.written - written === 2));
+  await waitFor(async () => (await backend.systemTopics.flush(), stats.stateWriter.written - written === 2), { what: 'the third state to be written' });
 });
 
 test('logs: one object and arrays land in unit_logs with normalised levels; invalid entries are counted drops', async () => {
@@ -155,7 +135,7 @@ test('logs: one object and arrays land in unit_logs with normalised levels; inva
     { level: 'Debug' },
     { level: 'critical', text: 'reboot' },
   ]);
-  await until('4 rows to be accepted', () => stats.logRowsAccepted - before.rows === 4);
+  await waitFor(() => stats.logRowsAccepted - before.rows === 4, { what: '4 rows to be accepted' });
   await backend.systemTopics.flush();
   const rows = await logRows(unit);
   assert.deepEqual(rows.map((r) => `${r.level}:${r.text}`).sort(), ['Critical:reboot', 'Error:sensor lost', 'Info:booted', 'Warning:temperature high']);
@@ -165,7 +145,7 @@ test('logs: one object and arrays land in unit_logs with normalised levels; inva
 
   // LogSync: the device resends its whole local log.
   await backend.deps.mqtt.publishAsync(`${domain}/input_base_topic/${unit}/log_sync/pepeunit`, JSON.stringify({ COMMAND: 'LogSync' }));
-  await until('the resent log to land', async () => (await backend.systemTopics.flush(), (await logRows(unit)).filter((r) => r.text === 'booted').length === 2));
+  await waitFor(async () => (await backend.systemTopics.flush(), (await logRows(unit)).filter((r) => r.text === 'booted').length === 2), { what: 'the resent log to land' });
 });
 
 test('oversized, malformed and invalid UTF-8 payloads are counted drops; the consumer keeps working', async () => {
@@ -180,8 +160,8 @@ test('oversized, malformed and invalid UTF-8 payloads are counted drops; the con
   await sim.sendLogs(Buffer.from([0x7b, 0x22, 0x74, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]));
   await sim.sendLogs('"just a string"');
   await sim.log('Info', 'still alive');
-  await until('the valid line to be accepted after the bad ones', () => dropped.invalid_log_payload === before.invalid_log_payload + 1 && backend.systemTopics.stats.logRowsAccepted > 0);
-  await until('the valid line to land', async () => (await backend.systemTopics.flush(), (await logRows(unit)).length === 1));
+  await waitFor(() => dropped.invalid_log_payload === before.invalid_log_payload + 1 && backend.systemTopics.stats.logRowsAccepted > 0, { what: 'the valid line to be accepted after the bad ones' });
+  await waitFor(async () => (await backend.systemTopics.flush(), (await logRows(unit)).length === 1), { what: 'the valid line to land' });
   assert.equal(dropped.payload_too_large - before.payload_too_large, 1);
   assert.equal(dropped.malformed_json - before.malformed_json, 1);
   assert.equal(dropped.invalid_utf8 - before.invalid_utf8, 1);
@@ -203,11 +183,14 @@ test('firmware status: Success when the device reports the target version after 
   const updated = sim.waitFor<{ from: string; to: string }>('updated');
   await backend.deps.mqtt.publishAsync(`${domain}/input_base_topic/${unit}/update/pepeunit`, JSON.stringify({ COMMAND: 'Update', PU_COMMIT_VERSION: 'target-sha' }));
   assert.deepEqual(await updated, { from: 'old-sha', to: 'target-sha', firmwareBytes: 0 });
-  const row = await until('Success', async () => {
-    await backend.systemTopics.flush();
-    const r = await unitRow(unit);
-    return r.firmware_update_status === 'Success' ? r : null;
-  });
+  const row = await waitFor(
+    async () => {
+      await backend.systemTopics.flush();
+      const r = await unitRow(unit);
+      return r.firmware_update_status === 'Success' ? r : null;
+    },
+    { what: 'Success' },
+  );
   assert.equal(row.current_commit_version, 'target-sha');
   assert.equal(row.firmware_update_error, null);
   assert.equal(row.last_firmware_update_datetime, null);
@@ -218,18 +201,21 @@ test('firmware status: Error after twice the interval when the device keeps its 
   const unit = await createUnit({ is_auto_update_from_repo_unit: false, repo_branch: 'main', repo_commit: 'target-sha', firmware_update_status: 'RequestSent', last_firmware_update_datetime: requestedAt });
   const sim = await simulator(unit);
   await sim.publishState();
-  await until('the first state to be written', async () => (await backend.systemTopics.flush(), (await unitRow(unit)).current_commit_version === 'old-sha'));
+  await waitFor(async () => (await backend.systemTopics.flush(), (await unitRow(unit)).current_commit_version === 'old-sha'), { what: 'the first state to be written' });
   const firstStateSeen = Date.now(); // later than the consumer's accept time of that state
   assert.equal((await unitRow(unit)).firmware_update_status, 'RequestSent', 'not yet: less than 2 × interval');
   // Past both the timeout and the state throttle (PU_STATE_SEND_INTERVAL - 1 s after the first state).
   const secondStateAt = Math.max(requestedAt.getTime() + 2 * interval * 1000, firstStateSeen + (interval - 1) * 1000) + 100;
-  await new Promise((r) => setTimeout(r, Math.max(0, secondStateAt - Date.now())));
+  await elapse(secondStateAt - Date.now(), 'past the 2 x interval firmware timeout and the state throttle');
   await sim.publishState();
-  const row = await until('Error', async () => {
-    await backend.systemTopics.flush();
-    const r = await unitRow(unit);
-    return r.firmware_update_status === 'Error' ? r : null;
-  });
+  const row = await waitFor(
+    async () => {
+      await backend.systemTopics.flush();
+      const r = await unitRow(unit);
+      return r.firmware_update_status === 'Error' ? r : null;
+    },
+    { what: 'Error' },
+  );
   assert.equal(row.firmware_update_error, `422: 11: Update Error: Device firmware update time is twice as fast as ${interval}s times`);
   assert.equal(row.last_firmware_update_datetime, null);
 });
@@ -266,7 +252,7 @@ test('the simulator downloads env and schema with its token on EnvUpdate/SchemaU
 });
 
 test('two backend replicas split the shared subscription; every log line is stored once', async () => {
-  const replica = await startBackend(backendConfig(broker.mqttPort, broker.apiUrl), testLogger);
+  const replica = (await t.another()).backend;
   try {
     await replica.systemTopics.ready();
     // hash_topic (set by the controller) sends one unit's topic to one replica: the load splits
@@ -277,7 +263,7 @@ test('two backend replicas split the shared subscription; every log line is stor
     const b = replica.systemTopics.stats;
     const before = { a: a.logRowsAccepted, b: b.logRowsAccepted };
     for (let i = 0; i < 5; i++) for (const sim of sims) await sim.sendLogs({ level: 'Info', text: `shared ${i}` });
-    await until('80 lines accepted across both replicas', () => a.logRowsAccepted - before.a + (b.logRowsAccepted - before.b) === 80);
+    await waitFor(() => a.logRowsAccepted - before.a + (b.logRowsAccepted - before.b) === 80, { what: '80 lines accepted across both replicas' });
     assert.ok(a.logRowsAccepted > before.a && b.logRowsAccepted > before.b, `both replicas got messages (${a.logRowsAccepted - before.a} / ${b.logRowsAccepted - before.b})`);
     await Promise.all([backend.systemTopics.flush(), replica.systemTopics.flush()]);
     for (const unit of units) {
@@ -295,16 +281,14 @@ test('two backend replicas split the shared subscription; every log line is stor
 test('shutdown flushes buffered logs: every accepted row is in ClickHouse after close()', async () => {
   // Its own broker and backend, with a flush interval far beyond the test, so only close() can write.
   const ownBroker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const own = await startBackend(backendConfig(ownBroker.mqttPort, ownBroker.apiUrl), testLogger, {
-    systemTopics: { logWriter: { flushIntervalMs: 600_000, flushRows: 1_000_000 } },
-  });
+  const own = (await t.another({}, { broker: ownBroker, start: { systemTopics: { logWriter: { flushIntervalMs: 600_000, flushRows: 1_000_000 } } } })).backend;
   let closed = false;
   try {
     await own.systemTopics.ready();
     const unit = await createUnit();
     const sim = await simulator(unit, { mqttPort: ownBroker.mqttPort });
     for (let i = 0; i < 50; i++) await sim.sendLogs([{ level: 'Info', text: `line ${i}a` }, { level: 'Debug', text: `line ${i}b` }]);
-    await until('100 rows accepted', () => own.systemTopics.stats.logRowsAccepted === 100);
+    await waitFor(() => own.systemTopics.stats.logRowsAccepted === 100, { what: '100 rows accepted' });
     assert.equal(own.systemTopics.stats.logWriter.written, 0, 'still buffered');
     assert.equal((await logRows(unit)).length, 0);
     await own.close();

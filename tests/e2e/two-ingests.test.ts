@@ -9,13 +9,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { loadBackendConfig, loadIngestConfig, unitToken } from '@pepeunit/common';
+import { loadIngestConfig, unitToken } from '@pepeunit/common';
 import { normaliseDataPipeConfig, parseDataPipeYaml, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { startIngest, type IngestService } from '@pepeunit/ingest-go-compatible';
-import { createTestDatabases, testBackendEnv, testLogger, type TestDatabases } from '../src/harness.ts';
+import { testLogger, type TestDatabases } from '../src/harness.ts';
 import { waitFor } from '../src/wait.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 // Units with 10 nodes each: a unit's topics fit the broker's per-client authorization cache.
 const UNITS = 100;
@@ -26,6 +27,7 @@ const N_RECORDS = 5;
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const ingests: IngestService[] = [];
 const devices: MqttClient[] = [];
 /** Added to the ingests' clock once everything is accepted, so every window has closed. */
@@ -52,19 +54,17 @@ async function query<T>(sql: string, params: Record<string, unknown> = {}): Prom
 }
 
 before(async () => {
-  db = await createTestDatabases('two_ingests');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const env = testBackendEnv(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE: 'False',
-    // The load is ours: the listener's per-client rate limit must not slow it.
-    PU_MQTT_CLIENT_MAX_MESSAGES_RATE: '100000/s',
-    PU_MQTT_CLIENT_MAX_BYTES_RATE: '100MB/s',
+  t = await startTestBackend({
+    label: 'two_ingests',
+    emqx: true,
+    env: {
+      PU_FF_DATAPIPE_DEFAULT_LAST_VALUE_ENABLE: 'False',
+      // The load is ours: the listener's per-client rate limit must not slow it.
+      PU_MQTT_CLIENT_MAX_MESSAGES_RATE: '100000/s',
+      PU_MQTT_CLIENT_MAX_BYTES_RATE: '100MB/s',
+    },
   });
-  backend = await startBackend(loadBackendConfig(env), testLogger);
+  ({ db, broker, backend } = t);
   const zone = await (await fetch(`${broker.apiUrl}/api/v5/configs/global_zone`, { headers: { authorization: `Basic ${Buffer.from('backend:backend-secret').toString('base64')}` } })).json();
   assert.equal((zone as { mqtt: { shared_subscription_strategy: string } }).mqtt.shared_subscription_strategy, 'hash_topic', 'set by the controller');
 
@@ -96,8 +96,8 @@ before(async () => {
     ingests.push(
       await startIngest(
         loadIngestConfig({
-          PU_DP_DOMAIN: String(env.PU_DOMAIN),
-          PU_DP_SECRET_KEY: String(env.PU_SECRET_KEY),
+          PU_DP_DOMAIN: t.config.domain,
+          PU_DP_SECRET_KEY: t.config.secretKey,
           PU_DP_SQLALCHEMY_DATABASE_URL: db.pgUrl,
           PU_DP_CLICKHOUSE_DATABASE_URL: db.clickhouseUrl,
           PU_DP_MQTT_HOST: '127.0.0.1',
@@ -119,9 +119,7 @@ before(async () => {
 after(async () => {
   for (const device of devices) await device.endAsync(true).catch(() => {});
   for (const ingest of ingests) await ingest.close();
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('1,000 nodes under load through two ingests: one ingest per node, windows written once, exactly N records, newest LastValue', { timeout: 300_000 }, async () => {

@@ -13,35 +13,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { createSampleRepository, type SampleRepository } from '../../backend/test/firmware/unit-fixture.ts';
 import { UnitSimulator, type UnitEnv, type UnitSchema } from '../src/simulator.ts';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../src/harness.ts';
+import type { TestDatabases } from '../src/harness.ts';
+import { elapse, waitFor } from '../src/wait.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 
 const api = '/pepeunit/api/v1';
 const interval = 3; // PU_STATE_SEND_INTERVAL in seconds
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 let root = '';
 let sample: SampleRepository;
 let ownerToken = '';
 const simulators: UnitSimulator[] = [];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function call(method: 'GET' | 'POST' | 'PATCH', url: string, token: string, body?: unknown) {
   const res = await backend.app.inject({ method, url: api + url, headers: token ? { 'x-auth-token': token } : {}, ...(body !== undefined ? { payload: body as object } : {}) });
   return { status: res.statusCode, body: res.body && String(res.headers['content-type']).includes('json') ? res.json() : res.body };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 const unitRow = async (uuid: string) => (await backend.deps.pg.query('SELECT * FROM units WHERE uuid = $1', [uuid])).rows[0];
@@ -49,18 +41,12 @@ const unitRow = async (uuid: string) => (await backend.deps.pg.query('SELECT * F
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'pu-lifecycle-'));
   sample = await createSampleRepository(root);
-  db = await createTestDatabases('lifecycle');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_EMQX_API_URL: broker.apiUrl,
-    PU_EMQX_API_KEY: 'backend',
-    PU_EMQX_API_SECRET: 'backend-secret',
-    PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
-    PU_SAVE_REPO_PATH: join(root, 'repos'),
-    PU_STATE_SEND_INTERVAL: String(interval),
+  t = await startTestBackend({
+    label: 'lifecycle',
+    emqx: true,
+    env: { PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file', PU_SAVE_REPO_PATH: join(root, 'repos'), PU_STATE_SEND_INTERVAL: String(interval) },
   });
-  backend = await startBackend(config, testLogger);
+  ({ db, broker, backend } = t);
   await call('POST', '/users', '', { login: 'instance_admin', password: 'Passw0rd!' });
   await call('POST', '/users', '', { login: 'device_owner', password: 'Passw0rd!' });
   ownerToken = (await call('POST', '/users/auth', '', { credentials: 'device_owner', password: 'Passw0rd!' })).body.token;
@@ -68,9 +54,7 @@ before(async () => {
 
 after(async () => {
   for (const sim of simulators) await sim.close().catch(() => {});
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
   if (root) await rm(root, { recursive: true, force: true });
 });
 
@@ -108,10 +92,12 @@ test('register, create, fetch with the unit token, run the device: states, logs 
 
   // Two states within the interval: exactly one Postgres write.
   const writesBefore = backend.systemTopics.stats.stateWriter.written;
+  const throttledBefore = backend.systemTopics.stats.statesThrottled;
   await sim.publishState();
   await sim.publishState();
-  const first = await until('the first state', async () => (await backend.systemTopics.flush(), (await unitRow(unitUuid)).current_commit_version === 'factory-image' && (await unitRow(unitUuid))));
-  await sleep(300);
+  const first = await waitFor(async () => (await backend.systemTopics.flush(), (await unitRow(unitUuid)).current_commit_version === 'factory-image' && (await unitRow(unitUuid))), { what: 'the first state' });
+  // Barrier: the second state has been seen (and throttled), so nothing about it is still on its way.
+  await waitFor(() => backend.systemTopics.stats.statesThrottled === throttledBefore + 1, { what: 'the second state to be throttled' });
   await backend.systemTopics.flush();
   assert.equal(backend.systemTopics.stats.stateWriter.written - writesBefore, 1, 'one write for two states within the interval');
   assert.ok(JSON.parse(first.unit_state_dict).millis !== undefined);
@@ -119,12 +105,15 @@ test('register, create, fetch with the unit token, run the device: states, logs 
   // Logs land in ClickHouse with their levels.
   await sim.log('Info', 'booted');
   await sim.log('Error', 'sensor missing');
-  const levels = await until('the logs', async () => {
-    await backend.systemTopics.flush();
-    const result = await db.clickhouse.query({ query: 'SELECT level, text FROM unit_logs WHERE unit_uuid = {u:UUID} ORDER BY create_datetime', query_params: { u: unitUuid }, format: 'JSONEachRow' });
-    const rows = (await result.json()) as Array<{ level: string; text: string }>;
-    return rows.length >= 2 && rows;
-  });
+  const levels = await waitFor(
+    async () => {
+      await backend.systemTopics.flush();
+      const result = await db.clickhouse.query({ query: 'SELECT level, text FROM unit_logs WHERE unit_uuid = {u:UUID} ORDER BY create_datetime', query_params: { u: unitUuid }, format: 'JSONEachRow' });
+      const rows = (await result.json()) as Array<{ level: string; text: string }>;
+      return rows.length >= 2 && rows;
+    },
+    { what: 'the logs' },
+  );
   assert.deepEqual(levels.map((r) => [r.level, r.text]), [['Info', 'booted'], ['Error', 'sensor missing']]);
   // ... and are listed by GET /units/log_list/ for the owner and the unit itself, filtered by level.
   const listed = await call('GET', `/units/log_list/?uuid=${unitUuid}&level=Error`, unitToken);
@@ -138,13 +127,13 @@ test('register, create, fetch with the unit token, run the device: states, logs 
   assert.equal((await call('GET', `/units/log_list/?uuid=${unitUuid}&level=Fatal`, ownerToken)).status, 422);
 
   // Update: the command reaches the device, which reports the target version -> Success.
-  await sleep((interval - 1) * 1000); // past the state throttle, so the post-update state is saved
+  await elapse((interval - 1) * 1000, 'past the state throttle (PU_STATE_SEND_INTERVAL - 1 s), so the post-update state is saved');
   const updated = sim.waitFor<{ to: string }>('updated');
   const command = await call('POST', `/units/send_command_to_input_base_topic/${unitUuid}?command=Update`, ownerToken);
   assert.equal(command.status, 204, JSON.stringify(command.body));
   assert.equal((await unitRow(unitUuid)).firmware_update_status, 'RequestSent');
   assert.equal((await updated).to, targetCommit);
-  const success = await until('Success', async () => (await backend.systemTopics.flush(), (await unitRow(unitUuid)).firmware_update_status === 'Success' && (await unitRow(unitUuid))));
+  const success = await waitFor(async () => (await backend.systemTopics.flush(), (await unitRow(unitUuid)).firmware_update_status === 'Success' && (await unitRow(unitUuid))), { what: 'Success' });
   assert.equal(success.current_commit_version, targetCommit);
 });
 
@@ -165,12 +154,12 @@ test('a device that keeps its old version ends in Error after twice the interval
   try {
     assert.equal((await call('POST', `/units/send_command_to_input_base_topic/${uuid}?command=Update`, ownerToken)).status, 204);
     await device.publishAsync(stateTopic, JSON.stringify({ pu_commit_version: 'old-version', millis: 1 }));
-    await sleep(500);
-    await backend.systemTopics.flush();
+    // Barrier: that state has been processed (stored), so its firmware check has run.
+    await waitFor(async () => (await backend.systemTopics.flush(), JSON.parse((await unitRow(uuid)).unit_state_dict ?? '{}').millis === 1), { what: 'the first state to be stored' });
     assert.equal((await unitRow(uuid)).firmware_update_status, 'RequestSent', 'still waiting within 2 x interval');
-    await sleep(2 * interval * 1000);
+    await elapse(2 * interval * 1000, 'the firmware update timeout (2 x PU_STATE_SEND_INTERVAL)');
     await device.publishAsync(stateTopic, JSON.stringify({ pu_commit_version: 'old-version', millis: 2 }));
-    const row = await until('Error', async () => (await backend.systemTopics.flush(), (await unitRow(uuid)).firmware_update_status === 'Error' && (await unitRow(uuid))));
+    const row = await waitFor(async () => (await backend.systemTopics.flush(), (await unitRow(uuid)).firmware_update_status === 'Error' && (await unitRow(uuid))), { what: 'Error' });
     assert.equal(row.firmware_update_error, `422: 11: Update Error: Device firmware update time is twice as fast as ${interval}s times`);
   } finally {
     await device.endAsync(true);

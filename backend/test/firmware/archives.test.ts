@@ -25,7 +25,7 @@ import {
   zipStream,
 } from '../../src/services/firmware/index.ts';
 import { PepeunitError } from '../../src/errors.ts';
-import { waitFor } from '../../../tests/src/wait.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 
 const exec = promisify(execFile);
 const root = await mkdtemp(join(tmpdir(), 'pu-archive-'));

@@ -13,9 +13,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import mqtt from 'mqtt';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
+import type { EmbeddedBroker } from '@pepeunit/emqx-rules';
+import type { RunningBackend } from '@pepeunit/backend';
+import { testServices, type TestDatabases } from '@pepeunit/tests/harness';
+import { startTestBackend } from '@pepeunit/tests/backend';
+import { waitFor } from '@pepeunit/tests/wait';
 import { repoStorageKey } from '../../src/services/repo-storage.ts';
 import { git } from '../git/helpers.ts';
 
@@ -105,7 +107,7 @@ export interface TestUser {
 export interface UnitsTestEnv {
   db: TestDatabases;
   backend: RunningBackend;
-  broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
+  broker: EmbeddedBroker;
   root: string;
   sample: SampleRepository;
   admin: TestUser;
@@ -120,23 +122,18 @@ export interface UnitsTestEnv {
 export async function startUnitsEnv(label: string, overrides: NodeJS.ProcessEnv = {}): Promise<UnitsTestEnv> {
   const root = await mkdtemp(join(tmpdir(), `pu-${label}-`));
   const sample = await createSampleRepository(root);
-  const db = await createTestDatabases(label);
-  const broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
-    PU_SAVE_REPO_PATH: join(root, 'repos'),
-    ...overrides,
+  const t = await startTestBackend({
+    label,
+    env: {
+      PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
+      PU_SAVE_REPO_PATH: join(root, 'repos'),
+      ...overrides,
+    },
   });
-  const backend = await startBackend(config, testLogger, { listen: false });
+  const { backend, broker, db } = t;
 
   const call: UnitsTestEnv['call'] = async (method, url, opts = {}) => {
-    const res = await backend.app.inject({
-      method,
-      url: API + url,
-      headers: opts.token ? { 'x-auth-token': opts.token } : {},
-      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
-    });
+    const res = await t.inject(method, url, opts);
     let body: unknown = null;
     const type = String(res.headers['content-type'] ?? '');
     if (res.body && type.includes('json')) body = res.json();
@@ -194,9 +191,8 @@ export async function startUnitsEnv(label: string, overrides: NodeJS.ProcessEnv 
     client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString('utf8') }));
     return {
       messages,
-      async waitFor(count: number, ms = 3000) {
-        const deadline = Date.now() + ms;
-        while (messages.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      async waitFor(count: number, ms?: number) {
+        await waitFor(() => messages.length >= count, { what: `${count} message(s) on ${filter} (got ${messages.length})`, ...(ms ? { timeoutMs: ms } : {}) });
       },
       close: () => client.endAsync(),
     };
@@ -216,9 +212,7 @@ export async function startUnitsEnv(label: string, overrides: NodeJS.ProcessEnv 
     subscribe,
     async close() {
       for (const client of clients) await client.endAsync().catch(() => {});
-      await backend.close().catch(() => {});
-      await broker.close().catch(() => {});
-      await db.drop().catch(() => {});
+      await t.close();
       await rm(root, { recursive: true, force: true });
     },
   };

@@ -352,14 +352,12 @@ describe('GitStore', () => {
         allowedProtocols: TEST_PROTOCOLS,
         gitTimeoutMs: 800,
       });
-      const startedAt = Date.now();
       await assertRejectsWith(
         slowStore.sync('slow', `http://127.0.0.1:${port}/repo.git`),
         GitSyncError,
         'Timeout',
         new RegExp(`^Git clone of http://127\\.0\\.0\\.1:${port}/repo\\.git timed out after 1 s$`),
       );
-      assert.ok(Date.now() - startedAt < 5000);
       assert.deepEqual(await readdir(join(root, 'timeout-cache')), []);
       assert.equal(slowStore.isSyncing('slow'), false);
     } finally {

@@ -14,6 +14,7 @@ import { SYNC_ALL_LOCK_KEY } from '../../src/registry/sync-service.js';
 import { readCredentialMap } from '../../src/registry/credentials.js';
 import { createFixtureRepository, makeTempDir, removeDir, type FixtureRepository } from '../git/helpers.js';
 import { bufferLogger, startPlatformStub, startRegistryBackend, type PlatformStub, type RegistryBackend, type TestUser } from './registry-test-kit.js';
+import { elapse } from '@pepeunit/tests/wait';
 
 describe('registry sync job', () => {
   let root: string;
@@ -78,7 +79,7 @@ describe('registry sync job', () => {
     assert.equal(t.backend.registrySync.nextRunAt, null);
     assert.equal(t.backend.registrySync.intervalMs, 0);
     const before = await lastSync(uuids.public!);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await elapse(300, 'time in which a periodic sync with interval 0 would have started');
     assert.deepEqual(await lastSync(uuids.public!), before);
     assert.match(logs(), /periodic registry sync disabled/);
 

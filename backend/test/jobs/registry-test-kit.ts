@@ -1,5 +1,5 @@
 /**
- * Shared fixtures of the registry/repos/job tests: the real backend (startBackend, inject) on
+ * Shared fixtures of the registry/repos/job tests: the real backend (@pepeunit/tests/backend, inject) on
  * a fresh database with an embedded broker, users, and a local HTTP server that speaks the
  * documented GitHub (`GET /repos/{owner}/{repo}`, `/releases`) and GitLab
  * (`GET /api/v4/projects/{id|path}`, `/projects/{id}/releases`) endpoints. Git remotes are
@@ -8,10 +8,10 @@
 import { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createLogger, type Logger } from '@pepeunit/common';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { repositoryPath } from '../../src/git/platform-clients.js';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { testLogger, type TestDatabases } from '@pepeunit/tests/harness';
+import { startTestBackend } from '@pepeunit/tests/backend';
 
 export const API = '/pepeunit/api/v1';
 
@@ -51,26 +51,22 @@ export function bufferLogger(level = 'debug'): { logger: Logger; text(): string 
 }
 
 export async function startRegistryBackend(label: string, env: NodeJS.ProcessEnv = {}, logger: Logger = testLogger): Promise<RegistryBackend> {
-  const db = await createTestDatabases(label);
-  const broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
-    PU_MIN_INTERVAL_SYNC_REPOSITORY: '0',
-    // The tests' local git and platform API servers listen on loopback: allowed explicitly.
-    PU_REGISTRY_ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
-    ...env,
+  const t = await startTestBackend({
+    label,
+    logger,
+    env: {
+      PU_GIT_ALLOWED_PROTOCOLS: 'https,http,file',
+      PU_MIN_INTERVAL_SYNC_REPOSITORY: '0',
+      // The tests' local git and platform API servers listen on loopback: allowed explicitly.
+      PU_REGISTRY_ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
+      ...env,
+    },
   });
-  const backend = await startBackend(config, logger, { listen: false });
+  const backend = t.backend;
   await backend.registrySync.startup; // start-up tasks (stuck rows, missing clones) done before the test acts
   const responses: string[] = [];
   const call: RegistryBackend['call'] = async (method, url, opts = {}) => {
-    const res = await backend.app.inject({
-      method,
-      url: API + url,
-      headers: opts.token ? { 'x-auth-token': opts.token } : {},
-      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
-    });
+    const res = await t.inject(method, url, opts);
     responses.push(res.body);
     let body: unknown = null;
     try {
@@ -89,16 +85,12 @@ export async function startRegistryBackend(label: string, env: NodeJS.ProcessEnv
   };
   return {
     backend,
-    db,
-    saveRepoPath: config.saveRepoPath,
+    db: t.db,
+    saveRepoPath: t.config.saveRepoPath,
     responses,
     call,
     user,
-    async close() {
-      await backend.close();
-      await broker.close();
-      await db.drop();
-    },
+    close: () => t.close(),
   };
 }
 
@@ -202,15 +194,4 @@ export async function startPlatformStub(): Promise<PlatformStub> {
     },
     close: () => server.close(),
   };
-}
-
-/** Polls `check` until it returns a truthy value (or fails after `timeoutMs`). */
-export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 20_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { git } from '../git/helpers.ts';
 import { DOMAIN, startUnitsEnv, type UnitsTestEnv } from '../firmware/unit-fixture.ts';
-import { waitFor } from '../../../tests/src/wait.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 
 let env: UnitsTestEnv;
 let registryUuid = '';

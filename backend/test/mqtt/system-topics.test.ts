@@ -16,7 +16,8 @@ import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopics
 import { UnitLogWriter } from '../../src/mqtt/unit-log-writer.js';
 import { firmwareUpdateTimeoutMessage } from '../../src/mqtt/unit-state-writer.js';
 import { buildLogRows } from '../../src/mqtt/log-payload.js';
-import { createTestDatabases, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createTestDatabases, testServices, type TestDatabases } from '@pepeunit/tests/harness';
+import { elapse } from '@pepeunit/tests/wait';
 
 const domain = 'test.pepeunit.local';
 let db: TestDatabases;
@@ -93,7 +94,7 @@ test('two states within the interval give one Postgres write; the next interval 
   assert.equal(row.current_commit_version, 'v1');
   assert.ok(row.last_update_datetime.getTime() > Date.UTC(2020, 0, 1), 'last_update_datetime bumped');
 
-  await new Promise((r) => setTimeout(r, 1050)); // PU_STATE_SEND_INTERVAL - 1 = 1 s
+  await elapse(1050, 'the state throttle interval (PU_STATE_SEND_INTERVAL - 1 = 1 s)');
   c.handleMessage(stateTopic(u), json({ millis: 3000, pu_commit_version: 'v3' }));
   await c.flush();
   assert.equal(c.stats.stateWriter.written, 2);
@@ -136,7 +137,7 @@ test('with units.last_state_update_datetime (migration 004), two replicas write 
 
     // A log bump does not block the next state (it touches last_update_datetime only).
     await pool.query(`UPDATE units SET last_update_datetime = (now() AT TIME ZONE 'utc') WHERE uuid = $1`, [u]);
-    await new Promise((r) => setTimeout(r, 1050));
+    await elapse(1050, 'the state throttle interval (PU_STATE_SEND_INTERVAL - 1 = 1 s)');
     replicaB.handleMessage(stateTopic(u), json({ pu_commit_version: 'from-b-later' }));
     await replicaB.flush();
     assert.equal(replicaB.stats.stateWriter.written, 1);

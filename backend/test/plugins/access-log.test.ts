@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
 import accessLog from '../../src/plugins/access-log.ts';
+import { elapse } from '@pepeunit/tests/wait';
 
 type Line = { level: number; msg: string; route?: string; path?: string; status?: number; ms?: number };
 
@@ -67,8 +68,8 @@ test('all mode: one info line per request with route and path (no query string)'
 test('a request slower than PU_SLOW_REQUEST_MS is logged at warn even when the log is off', async () => {
   const { app, lines, release } = await appWith('off', 1);
   const pending = app.inject('/slow');
-  // the route waits until the gate opens; it is slow by at least one event-loop turn of timers
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  // the route waits until the gate opens
+  await elapse(5, 'the request must take longer than PU_SLOW_REQUEST_MS = 1');
   release();
   assert.equal((await pending).statusCode, 200);
   await app.inject('/boom');

@@ -8,15 +8,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
 import { parseReadFilters, readPipeData } from '../../src/routes/api/v1/unit_nodes/datapipe/reads.ts';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 const api = '/pepeunit/api/v1';
-let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const tokens = { owner: '', other: '' };
 const unit = randomUUID();
 const node = randomUUID();
@@ -42,10 +40,9 @@ async function login(name: string): Promise<string> {
 }
 
 before(async () => {
-  db = await createTestDatabases('dp_cache');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
   // A long cache time: a second read inside it is certainly a cached one.
-  backend = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_DATAPIPE_READ_CACHE_MS: '60000' }), testLogger, { listen: false });
+  t = await startTestBackend({ label: 'dp_cache', env: { PU_DATAPIPE_READ_CACHE_MS: '60000' } });
+  backend = t.backend;
   tokens.owner = await login('cache_owner');
   tokens.other = await login('cache_other');
   const pg = backend.deps.pg;
@@ -65,9 +62,7 @@ before(async () => {
 });
 
 after(async () => {
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('20 identical reads at once run one set of ClickHouse statements and get the same page', async () => {
@@ -113,7 +108,7 @@ test('a cached page is served only after the access check; a change through the 
 });
 
 test('with PU_DATAPIPE_READ_CACHE_MS=0 every read sees the rows written just before', async () => {
-  const plain = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_DATAPIPE_READ_CACHE_MS: '0' }), testLogger, { listen: false });
+  const plain = (await t.another({ PU_DATAPIPE_READ_CACHE_MS: '0' })).backend;
   try {
     const get = async () =>
       (await plain.app.inject({ method: 'GET', url: `${api}/unit_nodes/get_data_pipe_data/?uuid=${node}&type=TimeWindow&limit=10`, headers: { 'x-auth-token': tokens.owner } })).json();

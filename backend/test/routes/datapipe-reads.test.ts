@@ -8,17 +8,15 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { unitToken } from '@pepeunit/common';
 import { parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 const api = '/pepeunit/api/v1';
 const url = `${api}/unit_nodes/get_data_pipe_data/`;
 const MAX_PAGE = 50;
 
-let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const owner = { uuid: '', token: '' };
 const unit = randomUUID();
 const nodes = { nr: randomUUID(), big: randomUUID(), tw: randomUUID(), agg: randomUUID(), lv: randomUUID(), inj: randomUUID(), deep: randomUUID() };
@@ -40,9 +38,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const isoNaive = (ms: number) => iso(ms).replace('Z', '');
 
 before(async () => {
-  db = await createTestDatabases('dp_reads');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  backend = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_MAX_PAGINATION_SIZE: String(MAX_PAGE) }), testLogger, { listen: false });
+  t = await startTestBackend({ label: 'dp_reads', env: { PU_MAX_PAGINATION_SIZE: String(MAX_PAGE) } });
+  backend = t.backend;
   await backend.app.inject({ method: 'POST', url: `${api}/users`, payload: { login: 'reader_one', password: 'Passw0rd!' } });
   owner.token = (await backend.app.inject({ method: 'POST', url: `${api}/users/auth`, payload: { credentials: 'reader_one', password: 'Passw0rd!' } })).json().token;
   owner.uuid = (await backend.deps.pg.query(`SELECT uuid FROM users WHERE login = 'reader_one'`)).rows[0].uuid;
@@ -100,9 +97,7 @@ before(async () => {
 });
 
 after(async () => {
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('NRecords: only the N newest rows are visible (count included); reference item shape', async () => {

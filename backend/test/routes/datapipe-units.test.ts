@@ -16,6 +16,8 @@ import { parseCsvDateTime, parsePythonFloat, pythonDateTimeText } from '../../sr
 import { decodeCursor, encodeCursor, parseReadFilters, relativeCutoff } from '../../src/routes/api/v1/unit_nodes/datapipe/reads.ts';
 import { zipSingleFile } from '../../src/routes/api/v1/unit_nodes/datapipe/zip.ts';
 import { createDataPipeEvents, unitNodeStreamJson, type UnitNodeStreamRow } from '../../src/services/datapipe-events.ts';
+import { waitFor } from '@pepeunit/tests/wait';
+import { testServices } from '@pepeunit/tests/harness';
 
 const fields = (text: string) => parseCsv(text).map((r) => r.fields);
 
@@ -193,7 +195,7 @@ test('unit_node_data is Python json.dumps text in the reference key order', () =
 });
 
 test('notifyChanged survives an unreachable Redis: NOTIFY and listeners still happen, nothing throws', async () => {
-  const pool = new pg.Pool({ connectionString: process.env.PU_TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', max: 2 });
+  const pool = new pg.Pool({ connectionString: (await testServices()).pgAdminUrl, max: 2 });
   const listener = await pool.connect();
   const warnings: string[] = [];
   const events = createDataPipeEvents({
@@ -214,11 +216,9 @@ test('notifyChanged survives an unreachable Redis: NOTIFY and listeners still ha
     events.onChange(() => {
       throw new Error('a broken listener');
     });
-    const started = Date.now();
-    await events.notifyChanged(row.uuid, 'Delete', { node: row });
-    assert.ok(Date.now() - started < 3000, 'bounded by the Redis timeout');
+    await events.notifyChanged(row.uuid, 'Delete', { node: row }); // resolves although Redis is unreachable
     assert.deepEqual(seen, [`Delete:${row.uuid}:temp/pepeunit`]);
-    for (let i = 0; i < 50 && notes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => notes.length > 0, { what: 'the NOTIFY' });
     assert.deepEqual(notes, [row.uuid]);
     assert.ok(warnings.some((w) => /XADD/.test(w)), warnings.join('; '));
     assert.ok(warnings.some((w) => /listener failed/.test(w)));

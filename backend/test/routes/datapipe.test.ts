@@ -15,10 +15,12 @@ import { Redis } from 'ioredis';
 import { unitToken } from '@pepeunit/common';
 import { dataPipeConfigToYaml, parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { buildApp, startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testRedisUrl, type TestDatabases } from '../../../tests/src/harness.ts';
+import { buildApp, type RunningBackend } from '@pepeunit/backend';
+import { testBackendConfig, testRedisUrl, type TestDatabases } from '@pepeunit/tests/harness';
 import type { DataPipeChangeEvent } from '../../src/services/datapipe-events.ts';
 import { csvField, parseCsv } from '../../src/routes/api/v1/unit_nodes/datapipe/csv.ts';
+import { waitFor } from '@pepeunit/tests/wait';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 let REDIS_URL = '';
 const STREAM = 'backend_data_pipe_nodes';
@@ -28,6 +30,7 @@ const dp = `${api}/unit_nodes`;
 let db: TestDatabases;
 let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 let redis: Redis;
 const events: DataPipeChangeEvent[] = [];
 
@@ -155,14 +158,9 @@ const pyDt = (ms: number): string => {
 };
 
 before(async () => {
-  db = await createTestDatabases('datapipe');
   REDIS_URL = `${await testRedisUrl()}/9`;
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  backend = await startBackend(
-    testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_REDIS_URL: REDIS_URL, PU_MAX_PAGINATION_SIZE: '50' }),
-    testLogger,
-    { listen: false },
-  );
+  t = await startTestBackend({ label: 'datapipe', env: { PU_REDIS_URL: REDIS_URL, PU_MAX_PAGINATION_SIZE: '50' } });
+  ({ db, broker, backend } = t);
   backend.app.datapipe.onChange((e) => {
     events.push(e);
   });
@@ -198,9 +196,7 @@ after(async () => {
     await redis.del(STREAM).catch(() => {});
     redis.disconnect();
   }
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 // ---- config ---------------------------------------------------------------------------------
@@ -304,7 +300,7 @@ test('set_data_pipe_config stores the reference JSON, notifies (NOTIFY, listener
     assert.ok(get.text.startsWith("active_period:\n  type: FromDate\n  start: '2020-01-01T00:00:00+00:00'\n"), get.text);
     assert.match(String(get.headers['content-disposition']), /attachment/);
 
-    for (let i = 0; i < 50 && !notes.includes(nodes.cfg); i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => notes.includes(nodes.cfg), { what: 'the NOTIFY of the node' });
     assert.deepEqual(notes, [nodes.cfg], 'NOTIFY carries the node uuid');
     const event = events.findLast((e) => e.nodeUuid === nodes.cfg);
     assert.ok(event);

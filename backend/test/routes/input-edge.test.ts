@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { DOMAIN, startUnitsEnv, type UnitsTestEnv } from '../firmware/unit-fixture.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 
 let env: UnitsTestEnv;
 let inputNode = '';
@@ -51,7 +52,7 @@ test('set_state_input with a NUL character publishes nothing and changes nothing
   // A good command afterwards is the barrier: had the bad one been published, it would arrive first.
   const good = await env.call('PATCH', `/unit_nodes/set_state_input/${inputNode}`, { token: env.owner.token, body: { state: 'on' } });
   assert.equal(good.status, 200, JSON.stringify(good.body));
-  await Promise.all([watcher.waitFor(1), watcherPlain.waitFor(1)]);
+  await waitFor(() => watcher.messages.length + watcherPlain.messages.length >= 1, { what: 'the good value' });
   const seen = [...watcher.messages, ...watcherPlain.messages].map((m) => m.payload);
   assert.deepEqual(seen, ['on'], 'only the good value was published');
   assert.notEqual(before, 'on\u0000off');

@@ -6,30 +6,25 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { unitToken } from '@pepeunit/common';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { pepeunitTomlToMarkdown } from '../../src/routes/api/v1/units/toml-markdown.ts';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
-let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const api = '/pepeunit/api/v1';
 let userToken = '';
 
 before(async () => {
-  db = await createTestDatabases('metrics');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  backend = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort) }), testLogger, { listen: false });
+  t = await startTestBackend({ label: 'metrics' });
+  backend = t.backend;
   for (const login of ['metrics_admin', 'metrics_user']) {
     await backend.app.inject({ method: 'POST', url: `${api}/users`, payload: { login, password: 'Passw0rd!x' } });
   }
   userToken = (await backend.app.inject({ method: 'POST', url: `${api}/users/auth`, payload: { credentials: 'metrics_user', password: 'Passw0rd!x' } })).json().token;
 });
 after(async () => {
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 function multipart(field: string, content: string | Buffer): { headers: Record<string, string>; payload: Buffer } {

@@ -17,7 +17,8 @@ import {
   removeDir,
   type FixtureRepository,
 } from '../git/helpers.js';
-import { cloneDirectories, startPlatformStub, startRegistryBackend, waitFor, type PlatformStub, type RegistryBackend, type TestUser } from '../jobs/registry-test-kit.js';
+import { cloneDirectories, startPlatformStub, startRegistryBackend, type PlatformStub, type RegistryBackend, type TestUser } from '../jobs/registry-test-kit.js';
+import { waitFor } from '@pepeunit/tests/wait';
 
 const WEATHER_README = '# Weather Station\n\nMeasures humidity and pressure with a bme280 sensor.\n';
 
@@ -197,7 +198,7 @@ describe('repository registry', () => {
     assert.equal(accepted.body.accepted, true);
     assert.equal(accepted.body.registries, 2);
     assert.equal(accepted.body.private_repos, 0);
-    await waitFor(() => !t.backend.app.registrySync.syncAllRunning, 30_000, 'sync of everything');
+    await waitFor(() => !t.backend.app.registrySync.syncAllRunning, { what: 'sync of everything', timeoutMs: 30_000 });
     const afterRun = await t.backend.deps.pg.query('SELECT sync_last_datetime, sync_status FROM repository_registry WHERE uuid = $1', [fanUuid]);
     assert.ok(afterRun.rows[0].sync_last_datetime > before.rows[0].sync_last_datetime, 'the entry was synced again');
     assert.equal(afterRun.rows[0].sync_status, 'Updated');
@@ -233,7 +234,7 @@ describe('repository registry', () => {
     await git(fan.workPath, 'push', '--quiet', 'origin', 'main');
 
     const syncing = t.call('PATCH', `/repository_registry/update_local_repository/${fanUuid}`, { token: alice.token });
-    await waitFor(() => t.backend.app.registrySync.isRunningHere('registry', fanUuid), 5000, 'sync start');
+    await waitFor(() => t.backend.app.registrySync.isRunningHere('registry', fanUuid), { what: 'sync start' });
     let done = false;
     void syncing.finally(() => {
       done = true;

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createFixtureRepository, makeTempDir, removeDir, type FixtureRepository } from '../git/helpers.js';
-import { startPlatformStub, startRegistryBackend, waitFor, type PlatformStub, type RegistryBackend, type TestUser } from '../jobs/registry-test-kit.js';
+import { startPlatformStub, startRegistryBackend, type PlatformStub, type RegistryBackend, type TestUser } from '../jobs/registry-test-kit.js';
+import { waitFor } from '@pepeunit/tests/wait';
 import type { RepoRow } from '../../src/registry/repo-service.js';
 
 describe('repos', () => {
@@ -236,7 +237,7 @@ describe('repos', () => {
     assert.deepEqual(calls, ['alice_unit:requested by the creator']);
     assert.equal((await t.call('POST', '/repos/bulk_update', { token: alice.token })).status, 403);
     assert.equal((await t.call('POST', '/repos/bulk_update', { token: admin.token })).status, 204);
-    await waitFor(() => calls.length >= 4, 5000, 'bulk update');
+    await waitFor(() => calls.length >= 4, { what: 'bulk update' });
     assert.deepEqual(calls.slice(1).sort(), ['alice_unit:bulk update', 'bob_inside:bulk update', 'bob_secret:bulk update', 'bob_unit2:bulk update']);
   });
 

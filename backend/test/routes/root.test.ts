@@ -1,30 +1,27 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import type { RunningBackend } from '@pepeunit/backend';
+import { type TestDatabases } from '@pepeunit/tests/harness';
+import { waitFor } from '@pepeunit/tests/wait';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 
 before(async () => {
-  db = await createTestDatabases('root');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
   // The flags ask for Telegram and Grafana, but neither is configured and running.
-  const config = testBackendConfig(db, {
-    PU_MQTT_PORT: String(broker.mqttPort),
-    PU_TELEGRAM_BOT_LINK: 'https://t.me/TestBot',
-    PU_FF_TELEGRAM_BOT_ENABLE: 'True',
-    PU_FF_GRAFANA_INTEGRATION_ENABLE: 'True',
+  t = await startTestBackend({
+    label: 'root',
+    env: { PU_TELEGRAM_BOT_LINK: 'https://t.me/TestBot', PU_FF_TELEGRAM_BOT_ENABLE: 'True', PU_FF_GRAFANA_INTEGRATION_ENABLE: 'True' },
+    listen: true,
   });
-  backend = await startBackend(config, testLogger);
+  ({ db, backend } = t);
 });
 
 after(async () => {
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 test('GET /pepeunit answers instance info in the reference shape; flags report what is served, not what is asked', async () => {
@@ -59,17 +56,17 @@ test('readiness reports Postgres, ClickHouse and the broker up; liveness answers
 
 test('readiness turns 503 naming the broker when the broker goes away', async () => {
   const separate = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  const config = testBackendConfig(db, { PU_MQTT_PORT: String(separate.mqttPort) });
-  const other = await startBackend(config, testLogger, { listen: false });
+  const other = (await startTestBackend({ label: 'root', db, broker: separate })).backend;
   try {
     assert.equal((await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' })).statusCode, 200);
     await separate.close();
-    let res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
-    for (let i = 0; i < 20 && res.statusCode === 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      res = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
-    }
-    assert.equal(res.statusCode, 503);
+    const res = await waitFor(
+      async () => {
+        const r = await other.app.inject({ method: 'GET', url: '/pepeunit/health/ready' });
+        return r.statusCode === 503 && r;
+      },
+      { what: 'readiness 503 after the broker went away' },
+    );
     assert.equal(res.json().checks.broker.up, false);
     assert.equal(res.json().checks.postgres.up, true);
   } finally {

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { unitToken } from '@pepeunit/common';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { defaultWorkRoot } from '../../src/services/firmware/index.ts';
-import { waitFor } from '../../../tests/src/wait.ts';
+import { waitFor } from '@pepeunit/tests/wait';
 import { DOMAIN, ENV_V2, SCHEMA_V2, startUnitsEnv, type UnitsTestEnv } from '../firmware/unit-fixture.ts';
 
 const exec = promisify(execFile);
@@ -440,8 +440,11 @@ test('update: manual pin to v1 reconciles nodes and env, bad commits are refused
   const sub = await env.subscribe(`${DOMAIN}/input_base_topic/${unit.uuid}/+/pepeunit`);
   const noop = await env.call('POST', `/units/send_command_to_input_base_topic/${unit.uuid}?command=LogSync`, { token: unit.token });
   assert.equal(noop.status, 204);
-  await sub.waitFor(1, 300);
-  assert.equal(sub.messages.length, 0);
+  // Barrier: a message the backend publishes after the command on the same connection; had the
+  // command been published, it would arrive first.
+  await env.backend.app.mqtt.publishAsync(`${DOMAIN}/input_base_topic/${unit.uuid}/barrier/pepeunit`, 'barrier');
+  await sub.waitFor(1);
+  assert.deepEqual(sub.messages.map((m) => m.payload), ['barrier']);
   await sub.close();
 
   // the corrupted stored env is regenerated on a version change (reference test)

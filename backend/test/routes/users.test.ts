@@ -2,26 +2,23 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { signToken, userToken } from '@pepeunit/common';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { Cipher } from '../../src/security/cipher.ts';
 import { referencePasswordHash } from '../../src/security/passwords.ts';
-import { createTestDatabases, testBackendConfig, testLogger, type TestDatabases } from '../../../tests/src/harness.ts';
+import { type TestDatabases } from '@pepeunit/tests/harness';
+import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let backend: RunningBackend;
+let t: TestBackend;
 const api = '/pepeunit/api/v1';
 
 before(async () => {
-  db = await createTestDatabases('users');
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'k', secret: 's' }] });
-  backend = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort) }), testLogger, { listen: false });
+  t = await startTestBackend({ label: 'users' });
+  ({ db, backend } = t);
 });
 after(async () => {
-  await backend?.close();
-  await broker?.close();
-  await db?.drop();
+  await t?.close();
 });
 
 async function call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, opts: { token?: string; body?: unknown } = {}) {
@@ -183,7 +180,7 @@ test('unknown body fields are ignored as the reference does; known fields stay v
 
 test('login throttling: failures per account and attempts per address answer 429 (issue 10.6)', async () => {
   // A separate app with small limits, so the other tests' logins do not count.
-  const limited = await startBackend(testBackendConfig(db, { PU_MQTT_PORT: String(broker.mqttPort), PU_LOGIN_FAILURES_PER_LOGIN: '3', PU_LOGIN_ATTEMPTS_PER_ADDRESS: '8' }), testLogger, { listen: false });
+  const limited = (await t.another({ PU_LOGIN_FAILURES_PER_LOGIN: '3', PU_LOGIN_ATTEMPTS_PER_ADDRESS: '8' })).backend;
   try {
     const login = (credentials: string, password: string) => limited.app.inject({ method: 'POST', url: `${api}/users/auth`, payload: { credentials, password } });
     for (let i = 0; i < 3; i++) assert.equal((await login('admin_one', `wrong-${i}`)).statusCode, 403);

@@ -16,8 +16,11 @@ import { EmqxManagementClient, PIPE_RULE_PREFIX, startEmbeddedBroker, type Embed
 import { migratePostgres } from '../../src/db/migrate.ts';
 import { createDataPipeEvents } from '../../src/services/datapipe-events.ts';
 import { PIPE_RULES_LOCK_KEY, createPipeRules, registerPipeRules } from '../../src/services/pipe-rules.ts';
+import { waitFor } from '@pepeunit/tests/wait';
+import { testServices } from '@pepeunit/tests/harness';
 
-const ADMIN_URL = process.env.PU_TEST_PG_ADMIN_URL ?? process.env.PU_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+// The harness' PostgreSQL (the runner's, or one it starts): never a server that happens to run on 5432.
+const ADMIN_URL = (await testServices()).pgAdminUrl;
 const DOMAIN = 'pipe-rules.test';
 const CONFIG = serialiseDataPipeConfig(defaultLastValueConfig());
 
@@ -158,9 +161,7 @@ describe('pipe rules service', () => {
       const all = await service.reconcileAll();
       assert.equal(all.status, 'failed');
       current = client; // EMQX is back: the scheduled retries succeed.
-      const deadline = Date.now() + 3000;
-      while (!(await client.getRule(`pipe-${node}`)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-      assert.ok(await client.getRule(`pipe-${node}`), 'the retried change reached EMQX');
+      await waitFor(() => client.getRule(`pipe-${node}`), { what: 'the retried change to reach EMQX' });
     } finally {
       await service.close();
       await unreachable.close();
