@@ -327,10 +327,6 @@ export interface BackendConfig {
   readonly backendShareGroup: string;
   /** Git platform API for the registry: base URL override ('' = the platform's own) and the GitHub token used for API calls. */
   readonly gitPlatform: { readonly apiBaseUrl: string; readonly githubTokenName: string; readonly githubTokenPat: string };
-  /** PU_TELEGRAM_BOT_LINK (https://t.me/<bot>). */
-  readonly telegramBotLink: string;
-  /** PU_TELEGRAM_TOKEN ('' = no bot). Never logged. */
-  readonly telegramToken: string;
   /** PU_CLICKHOUSE_CLUSTER ('' = a single server). */
   readonly clickhouseCluster: string;
   /** Repository hosts that may resolve to private addresses (configured), plus the platform API override's host. */
@@ -588,8 +584,6 @@ export function loadBackendConfig(env: NodeJS.ProcessEnv = process.env): Backend
       githubTokenName: String(r.PU_GITHUB_TOKEN_NAME ?? ''),
       githubTokenPat: String(r.PU_GITHUB_TOKEN_PAT ?? ''),
     },
-    telegramBotLink: String(r.PU_TELEGRAM_BOT_LINK ?? ''),
-    telegramToken: String(r.PU_TELEGRAM_TOKEN ?? ''),
     clickhouseCluster: String(r.PU_CLICKHOUSE_CLUSTER ?? '').trim(),
     registryTrustedHosts: trustedRepositoryHosts(String(r.PU_REGISTRY_ALLOWED_PRIVATE_HOSTS), String(r.PU_GIT_PLATFORM_API_BASE_URL)),
     http: {

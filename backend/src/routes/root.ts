@@ -36,9 +36,9 @@ export function servedFeatures(app: FastifyInstance): {
   datapipeDefaultLastValue: boolean;
   prometheus: boolean;
 } {
-  const { featureFlags, telegramToken } = app.config;
+  const { featureFlags, telegram } = app.config;
   return {
-    telegramBot: featureFlags.telegramBot && telegramToken !== '' && app.hasDecorator('telegramBot'),
+    telegramBot: featureFlags.telegramBot && telegram.token !== '' && app.hasDecorator('telegramBot'),
     grafana: featureFlags.grafana && app.hasDecorator('grafana'),
     datapipe: featureFlags.datapipe,
     datapipeDefaultLastValue: featureFlags.datapipe && featureFlags.datapipeDefaultLastValue,
@@ -74,7 +74,7 @@ const root: FastifyPluginAsync = async (app) => {
       // GraphQL is out of scope (REST + OpenAPI is the API); the key is kept for client compatibility.
       graphql: `${config.links.linkPrefix}/graphql`,
       grafana: served.grafana ? `${config.links.link}/grafana/` : '',
-      telegram_bot: served.telegramBot ? config.telegramBotLink : '',
+      telegram_bot: served.telegramBot ? config.telegram.botLink : '',
       feature_flags: {
         pu_ff_telegram_bot_enable: served.telegramBot,
         pu_ff_grafana_integration_enable: served.grafana,
