@@ -50,3 +50,56 @@ export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) =>
     client.release();
   }
 }
+
+export interface SerialRunner<T> {
+  /**
+   * A run of the task that starts after this call: the running one when none is in flight
+   * (started now); else the one queued behind the run in flight, which every call made
+   * meanwhile shares. A caller's result therefore reflects state read after its call, while at
+   * most one run is in flight and one waits.
+   */
+  run(): Promise<T>;
+  /** Resolves once nothing runs and nothing waits (shutdown). */
+  idle(): Promise<void>;
+}
+
+/**
+ * Serialises and coalesces a periodic task such as a full reconcile. Joining the run in flight
+ * instead would hand its caller a result computed from state read before the call (a rule
+ * reconcile that listed Postgres before the caller's last write reported "done" without it).
+ */
+export function serialRunner<T>(task: () => Promise<T>): SerialRunner<T> {
+  let inFlight: Promise<T> | undefined;
+  let waiting: { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } | undefined;
+  const launch = (): Promise<T> => {
+    const promise = Promise.resolve().then(task);
+    inFlight = promise;
+    const settled = (): void => {
+      inFlight = undefined;
+      const next = waiting;
+      waiting = undefined;
+      if (next) launch().then(next.resolve, next.reject);
+    };
+    promise.then(settled, settled);
+    return promise;
+  };
+  return {
+    run() {
+      if (!inFlight) return launch();
+      if (!waiting) {
+        let resolve!: (value: T) => void;
+        let reject!: (error: unknown) => void;
+        const promise = new Promise<T>((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
+        promise.catch(() => undefined); // handled like the launched run's; awaiting callers still see it
+        waiting = { promise, resolve, reject };
+      }
+      return waiting.promise;
+    },
+    async idle() {
+      while (inFlight || waiting) await Promise.allSettled([inFlight, waiting?.promise]);
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { inTransaction, redactUrlPassword, withTimeout } from '../src/util.js';
+import { inTransaction, redactUrlPassword, serialRunner, withTimeout } from '../src/util.js';
 import { createDatabase, dropDatabase, databaseUrl } from '../src/postgres.js';
 import { resolvePostgres } from '../src/postgres-provision.js';
 
@@ -42,4 +42,40 @@ test('inTransaction commits on success, rolls back on error (the error wins), an
     await dropDatabase(server.adminUrl, name);
     await server.stop();
   }
+});
+
+test('serialRunner: a call during a run gets a run that starts after it; calls meanwhile share it; one in flight', async () => {
+  let state = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const gates: Array<() => void> = [];
+  const runner = serialRunner(async () => {
+    inFlight += 1;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    const seen = state; // what a reconcile reads when it starts
+    await new Promise<void>((resolve) => gates.push(resolve));
+    inFlight -= 1;
+    return seen;
+  });
+  const first = runner.run();
+  await Promise.resolve();
+  state = 1; // a write after the first run read its state
+  const second = runner.run();
+  const third = runner.run();
+  assert.equal(second, third, 'calls during a run share the one queued behind it');
+  assert.notEqual(first, second);
+  while (gates.length === 0) await Promise.resolve();
+  gates.shift()!();
+  assert.equal(await first, 0);
+  while (gates.length === 0) await Promise.resolve();
+  gates.shift()!();
+  assert.equal(await second, 1, 'the queued run read the state written after the first started');
+  assert.equal(maxInFlight, 1);
+  await runner.idle();
+  const failing = serialRunner(async () => {
+    throw new Error('boom');
+  });
+  await assert.rejects(failing.run(), /boom/);
+  await assert.rejects(failing.run(), /boom/, 'a failed run does not wedge the runner');
+  await failing.idle();
 });

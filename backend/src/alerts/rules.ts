@@ -11,7 +11,7 @@
  *
  * Failures are logged and healed by the next full reconcile; nothing here throws into a request.
  */
-import { ADVISORY_LOCKS } from '@pepeunit/common';
+import { ADVISORY_LOCKS, serialRunner } from '@pepeunit/common';
 import type { Pool } from 'pg';
 import type { Logger } from '@pepeunit/common';
 import { checkDomain, reconcileAlertRules, reconcileUnitAlertRules, type AlertLevel, type EmqxManagementClient, type StableReconcileResult } from '@pepeunit/emqx-rules';
@@ -53,7 +53,6 @@ export function createAlertRules(opts: AlertRulesOptions): AlertRules {
   }
   const chains = new Map<string, Promise<UnitRuleOutcome>>();
   let closed = false;
-  let running: Promise<Awaited<ReturnType<AlertRules['reconcileAll']>>> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let initial: NodeJS.Timeout | undefined;
 
@@ -88,8 +87,7 @@ export function createAlertRules(opts: AlertRulesOptions): AlertRules {
     return next;
   };
 
-  const reconcileAll: AlertRules['reconcileAll'] = () => {
-    running ??= (async () => {
+  const allRuns = serialRunner(async (): ReturnType<AlertRules['reconcileAll']> => {
       const client = getClient();
       if (closed || !domainOk || !client) return { status: 'skipped' as const, reason: client ? 'closed or invalid domain' : 'no EMQX management API configured' };
       const conn = await opts.pg.connect();
@@ -120,11 +118,8 @@ export function createAlertRules(opts: AlertRulesOptions): AlertRules {
       } finally {
         conn.release();
       }
-    })().finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
+  });
+  const reconcileAll: AlertRules['reconcileAll'] = () => allRuns.run();
 
   const intervalMs = opts.intervalMs ?? 60_000;
   if (intervalMs > 0) {
@@ -144,7 +139,7 @@ export function createAlertRules(opts: AlertRulesOptions): AlertRules {
       closed = true;
       if (timer) clearInterval(timer);
       if (initial) clearTimeout(initial);
-      await running?.catch(() => {});
+      await allRuns.idle();
       await Promise.all([...chains.values()].map((p) => p.catch(() => {})));
     },
   };

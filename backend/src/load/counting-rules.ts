@@ -12,7 +12,7 @@
  * Failures are logged and retried (per unit with backoff, bulk at the next period); nothing here
  * throws into a request.
  */
-import { ADVISORY_LOCKS, LOAD_OWNERS_NOTIFY_CHANNEL } from '@pepeunit/common';
+import { ADVISORY_LOCKS, LOAD_OWNERS_NOTIFY_CHANNEL, serialRunner } from '@pepeunit/common';
 import pg from 'pg';
 import type { Pool, PoolClient, Notification } from 'pg';
 import { isUuid } from '@pepeunit/common/topics';
@@ -82,7 +82,6 @@ export function createCountingRules(opts: CountingRulesOptions): CountingRules {
   const chains = new Map<string, Promise<'done' | 'skipped' | 'failed'>>();
   const retries = new Map<string, { attempt: number; removed: Set<string>; timer?: NodeJS.Timeout }>();
   const timers = new Set<NodeJS.Timeout>();
-  let runningAll: Promise<BulkOutcome> | undefined;
   let pending = new Map<string, Set<string>>();
   let batchTimer: NodeJS.Timeout | undefined;
   let listenClient: pg.Client | undefined;
@@ -193,12 +192,10 @@ export function createCountingRules(opts: CountingRulesOptions): CountingRules {
     }
   }
 
+  const allRuns = serialRunner(runAll);
   function reconcileAll(): Promise<BulkOutcome> {
     if (closed) return Promise.resolve({ status: 'skipped', reason: 'closed' });
-    runningAll ??= runAll().finally(() => {
-      runningAll = undefined;
-    });
-    return runningAll;
+    return allRuns.run();
   }
 
   function flushBatch(): void {
@@ -274,7 +271,7 @@ export function createCountingRules(opts: CountingRulesOptions): CountingRules {
         connection.removeListener('notification', onNotification);
         await connection.end().catch(() => undefined);
       }
-      await runningAll?.catch(() => undefined);
+      await allRuns.idle();
       await Promise.allSettled([...chains.values()]);
     },
   };

@@ -16,7 +16,7 @@
  * Failures (EMQX or Postgres unreachable, a refused rule) are logged and retried with backoff;
  * nothing here throws into a request or crashes the process.
  */
-import { ADVISORY_LOCKS } from '@pepeunit/common';
+import { ADVISORY_LOCKS, serialRunner } from '@pepeunit/common';
 import type { FastifyInstance } from 'fastify';
 import type { Pool, PoolClient } from 'pg';
 import { isUuid } from '@pepeunit/common/topics';
@@ -101,7 +101,6 @@ export function createPipeRules(opts: PipeRulesOptions): PipeRules {
   let initial: NodeJS.Timeout | undefined;
   let allRetry: NodeJS.Timeout | undefined;
   let allFailures = 0;
-  let runningAll: Promise<ReconcileAllOutcome> | undefined;
   /** Nodes changed while a full reconcile runs here: re-checked after it (it may have read them before the change). */
   let touchedDuringAll: Set<string> | undefined;
   const nodeChains = new Map<string, Promise<ReconcileNodeOutcome>>();
@@ -230,12 +229,10 @@ export function createPipeRules(opts: PipeRulesOptions): PipeRules {
     }
   }
 
+  const allRuns = serialRunner(runAll);
   function reconcileAll(): Promise<ReconcileAllOutcome> {
     if (closed) return Promise.resolve({ status: 'skipped', reason: 'closed' });
-    runningAll ??= runAll().finally(() => {
-      runningAll = undefined;
-    });
-    return runningAll;
+    return allRuns.run();
   }
 
   if (intervalMs > 0) {
@@ -257,7 +254,7 @@ export function createPipeRules(opts: PipeRulesOptions): PipeRules {
       for (const timer of [periodic, initial, allRetry]) if (timer) clearTimeout(timer);
       for (const retry of nodeRetries.values()) if (retry.timer) clearTimeout(retry.timer);
       nodeRetries.clear();
-      await runningAll?.catch(() => undefined);
+      await allRuns.idle();
       await Promise.allSettled([...nodeChains.values()]);
     },
   };
