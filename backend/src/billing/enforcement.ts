@@ -42,10 +42,20 @@ export class BillingEnforcer {
     private readonly log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void },
   ) {}
 
+  /** Who is told when a user's limit changes (the load component drops its cached effective limit). */
+  private readonly watchers: Array<(userUuid: string | null) => void> = [];
+
   readonly limitSource: UnitLimitSource = {
     name: 'billing',
     limitForUser: async (userUuid: string) => this.limits.get(userUuid) ?? null,
+    watch: (changed) => {
+      this.watchers.push(changed);
+    },
   };
+
+  private changed(userUuid: string): void {
+    for (const watcher of this.watchers) watcher(userUuid);
+  }
 
   /** Loads the limited users (at start and after each cycle, so every replica follows). */
   async refreshLimits(): Promise<void> {
@@ -56,7 +66,9 @@ export class BillingEnforcer {
     );
     const next = new Map<string, number>();
     for (const row of rows) next.set(row.user_uuid, freeShare(plan, row.units));
+    const previous = this.limits;
     this.limits = next;
+    for (const user of new Set([...previous.keys(), ...next.keys()])) if (previous.get(user) !== next.get(user)) this.changed(user);
   }
 
   /** Issues the statement of a closed period for one user (once) and posts its charge. */
@@ -109,7 +121,7 @@ export class BillingEnforcer {
       if (!state || (!state.arrears_since && !state.limited_since)) return 'ok';
       await this.pg.query('UPDATE billing_user_state SET arrears_since = NULL, limited_since = NULL WHERE user_uuid = $1', [userUuid]);
       await audit(this.pg, 'system', 'enforcement.restored', { user_uuid: userUuid, balance: fromNano(balance), was_limited: Boolean(state.limited_since) });
-      this.limits.delete(userUuid);
+      if (this.limits.delete(userUuid)) this.changed(userUuid);
       if (state.limited_since) {
         await this.raise(userUuid, 'info', 'billing.restored', `Your balance is paid (${fromNano(balance)} ${plan.currency}): your units' limits are back to normal.`);
       }
@@ -131,6 +143,7 @@ export class BillingEnforcer {
       await audit(this.pg, 'system', 'enforcement.limited', { user_uuid: userUuid, balance: fromNano(balance), arrears_since: arrearsSince.toISOString() });
       const units = (await this.pg.query('SELECT count(*)::int AS n FROM units WHERE creator_uuid = $1', [userUuid])).rows[0].n as number;
       this.limits.set(userUuid, freeShare(plan, units));
+      this.changed(userUuid);
       await this.raise(userUuid, 'error', 'billing.limited', `Your balance is ${fromNano(balance)} ${plan.currency} and the grace period is over: your units are limited to the free tier (${plan.free_mps} MPS in total) until you pay.`);
       return 'limited';
     }

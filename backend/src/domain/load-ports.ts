@@ -11,6 +11,12 @@ export interface UnitLimitSource {
   readonly name: string;
   /** MPS limit for every unit created by this user, or null when this source imposes none. */
   limitForUser(userUuid: string): Promise<number | null>;
+  /**
+   * Called once when the source is added: the source calls `changed(user)` whenever its answer
+   * for that user changes (`null`: for any user), so the load component drops the effective
+   * limits it caches at once instead of after their time to live.
+   */
+  watch?(changed: (userUuid: string | null) => void): void;
 }
 
 export interface UnitUsage {
@@ -31,10 +37,23 @@ export interface LoadUsageReader {
 /** Decorated as `app.loadPorts`. */
 export class LoadPorts {
   private readonly sources: UnitLimitSource[] = [];
+  private readonly changeListeners = new Set<(userUuid: string | null) => void>();
   private reader: LoadUsageReader | undefined;
 
   addLimitSource(source: UnitLimitSource): void {
     this.sources.push(source);
+    source.watch?.((userUuid) => this.limitChanged(userUuid));
+  }
+
+  /** Listens for changes of any source's limits (the load component's limit cache); returns the unsubscribe. */
+  onLimitChange(listener: (userUuid: string | null) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** A source's limit for the user (`null`: for any user) changed. */
+  limitChanged(userUuid: string | null): void {
+    for (const listener of this.changeListeners) listener(userUuid);
   }
 
   get limitSources(): readonly UnitLimitSource[] {

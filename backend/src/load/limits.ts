@@ -5,7 +5,9 @@
  *   effective = min(base, every external source registered on app.loadPorts (billing))
  *
  * 0 means "no limit" for the base; an external source returning null imposes none. Per-user
- * answers are cached for `ttlMs` (bounded map; dropped on an admin change).
+ * answers are cached for `ttlMs` (bounded map; dropped on an admin change and at once when an
+ * external source reports a change through `ports.onLimitChange`, e.g. billing limiting a user
+ * after the grace period or lifting the limit on payment).
  */
 import type { Pool } from 'pg';
 import type { LoadPorts } from '../domain/load-ports.js';
@@ -33,6 +35,14 @@ const MAX_CACHED = 50_000;
 export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: number; ttlMs?: number }): Limits {
   const ttlMs = opts.ttlMs ?? 30_000;
   const cache = new Map<string, { at: number; limit: EffectiveLimit }>();
+  /** Bumped by every change: an answer computed across a change is not cached (it may predate it). */
+  let generation = 0;
+  const drop = (userUuid: string | null): void => {
+    generation += 1;
+    if (userUuid === null) cache.clear();
+    else cache.delete(userUuid);
+  };
+  opts.ports.onLimitChange(drop);
 
   async function userOverride(userUuid: string): Promise<number | null> {
     const { rows } = await opts.pg.query<{ mps_limit: number }>('SELECT mps_limit FROM load_user_limits WHERE user_uuid = $1', [userUuid]);
@@ -48,7 +58,8 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
     return limit;
   }
 
-  function remember(userUuid: string, limit: EffectiveLimit): void {
+  function remember(userUuid: string, limit: EffectiveLimit, computedIn: number): void {
+    if (computedIn !== generation) return;
     if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
     cache.set(userUuid, { at: Date.now(), limit });
   }
@@ -65,15 +76,17 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
         return !hit || now - hit.at >= ttlMs;
       });
       if (stale.length === 0) return;
+      const started = generation;
       const { rows } = await opts.pg.query<{ user_uuid: string; mps_limit: number }>('SELECT user_uuid::text, mps_limit FROM load_user_limits WHERE user_uuid = ANY($1::uuid[])', [stale]);
       const overrides = new Map(rows.map((row) => [row.user_uuid, Number(row.mps_limit)]));
-      for (const user of stale) remember(user, await compute(user, overrides.get(user) ?? null));
+      for (const user of stale) remember(user, await compute(user, overrides.get(user) ?? null), started);
     },
     async forUser(userUuid) {
       const hit = cache.get(userUuid);
       if (hit && Date.now() - hit.at < ttlMs) return hit.limit;
+      const started = generation;
       const limit = await compute(userUuid);
-      remember(userUuid, limit);
+      remember(userUuid, limit, started);
       return limit;
     },
     async setUserLimit(userUuid, mps, adminUuid) {
@@ -85,12 +98,11 @@ export function createLimits(opts: { pg: Pool; ports: LoadPorts; instanceMps: nu
           [userUuid, mps, adminUuid],
         );
       }
-      cache.delete(userUuid);
+      drop(userUuid);
     },
     userOverride,
     forget(userUuid) {
-      if (userUuid === undefined) cache.clear();
-      else cache.delete(userUuid);
+      drop(userUuid ?? null);
     },
   };
 }
