@@ -83,15 +83,20 @@ export default fp<AlertsPluginOptions>(async (app: FastifyInstance, opts) => {
   // A deleted unit loses its alert rule at once (its settings row went with it).
   const unitRoute = `${api}/units/:uuid`;
   // (onSend: before the answer, so the rule is gone when the client hears of the deletion; at most 2 s.)
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (request.method !== 'DELETE' || reply.statusCode !== 204 || request.routeOptions.url !== unitRoute) return payload;
-    const uuid = (request.params as { uuid?: string }).uuid;
-    if (uuid && isUuid(uuid)) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([module.unitChanged(uuid), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
-      clearTimeout(timer);
+  // (Callback style: it runs on every answer and does nothing for almost all of them.)
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const uuid = (request.params as { uuid?: string } | undefined)?.uuid;
+    if (request.method !== 'DELETE' || reply.statusCode !== 204 || request.routeOptions.url !== unitRoute || !uuid || !isUuid(uuid)) {
+      done(null, payload);
+      return;
     }
-    return payload;
+    let timer: NodeJS.Timeout | undefined;
+    void Promise.race([module.unitChanged(uuid), new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))])
+      .catch(() => undefined)
+      .then(() => {
+        clearTimeout(timer);
+        done(null, payload);
+      });
   });
 
   app.addHook('onReady', async () => {

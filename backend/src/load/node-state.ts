@@ -108,7 +108,11 @@ export function registerNodeState(app: FastifyInstance): void {
   };
   const intervalMs = app.config.load.nodeStateIntervalSeconds * 1000;
   let reporter: NodeStateReporter | undefined;
-  app.addHook('onResponse', async () => collector.count('rest'));
+  // Callback style: runs on every answer, so no promise per request.
+  app.addHook('onResponse', (_request, _reply, done) => {
+    collector.count('rest');
+    done();
+  });
   const onMessage = (): void => collector.count('mqtt');
   app.mqtt.on('message', onMessage);
   app.decorate('nodeState', {

@@ -9,11 +9,13 @@ import fp from 'fastify-plugin';
 export default fp(
   async (app) => {
     const { accessLog, slowRequestMs } = app.config.http;
-    app.addHook('onResponse', async (request, reply) => {
+    // Callback style: runs on every answer, so no promise per request.
+    app.addHook('onResponse', (request, reply, done) => {
       const status = reply.statusCode;
       const ms = reply.elapsedTime;
       if (accessLog === 'all') {
         request.log.info({ method: request.method, route: request.routeOptions.url ?? 'unmatched', path: request.url.split('?', 1)[0], status, ms: Math.round(ms) }, 'request');
+        done();
         return;
       }
       if (ms >= slowRequestMs) request.log.warn({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status, ms: Math.round(ms) }, 'slow request');
@@ -21,6 +23,7 @@ export default fp(
         if (status >= 500) request.log.error({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status, ms: Math.round(ms) }, 'request failed');
         else if (status >= 400) request.log.debug({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status }, 'request refused');
       }
+      done();
     });
   },
   { name: 'access-log' },

@@ -58,10 +58,12 @@ export default fp(async (app) => {
 
   async function resolveAgent(token: string | undefined): Promise<Agent> {
     if (token === undefined || token === '') return { type: 'Bot', uuid: crypto.randomUUID() };
-    const verified = verifyToken(token, secretKey);
-    if (!verified.ok) throw new NoAccessError(verified.reason === 'expired' ? 'Token expired' : 'Token is invalid');
+    // Only verified tokens are cached, keyed by their exact text: a hit needs no signature check
+    // again, only the expiry.
     const cached = cache.get(token);
     if (cached && (cached.expSeconds === null || cached.expSeconds > Date.now() / 1000)) return cached.agent;
+    const verified = verifyToken(token, secretKey);
+    if (!verified.ok) throw new NoAccessError(verified.reason === 'expired' ? 'Token expired' : 'Token is invalid');
     const started = generation;
     const agent = await resolveVerified(verified.claims);
     // A change while the rows were read would be missed by this entry: do not keep it.

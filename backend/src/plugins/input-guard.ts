@@ -28,9 +28,10 @@ export function findNul(value: unknown, path: string, depth = 0): string | null 
 
 export default fp(
   async (app) => {
-    app.addHook('preValidation', async (request) => {
+    // Callback style: runs on every request, so no promise per request.
+    app.addHook('preValidation', (request, _reply, done) => {
       const found = findNul(request.params, 'path') ?? findNul(request.query, 'query') ?? (request.isMultipart?.() ? null : findNul(request.body, 'body'));
-      if (found) throw new ValidationError(`${found} contains a NUL character (U+0000), which is not allowed`);
+      done(found ? new ValidationError(`${found} contains a NUL character (U+0000), which is not allowed`) : undefined);
     });
   },
   { name: 'input-guard' },

@@ -29,10 +29,22 @@ export default fp(async (app) => {
     registers: [registry],
   });
   app.decorate('metrics', registry);
-  app.addHook('onResponse', async (request, reply) => {
-    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
-    duration.observe(labels, reply.elapsedTime / 1000);
-    total.inc(labels);
+  // The labelled series of each (method, route, status), looked up once: prom-client hashes the
+  // label object on every call otherwise. Bounded: routes x methods x statuses.
+  const series = new Map<string, { duration: ReturnType<typeof duration.labels>; total: ReturnType<typeof total.labels> }>();
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = reply.statusCode;
+    const key = `${request.method} ${status} ${route}`;
+    let s = series.get(key);
+    if (!s) {
+      const labels = { method: request.method, route, status: String(status) };
+      s = { duration: duration.labels(labels), total: total.labels(labels) };
+      if (series.size < 10_000) series.set(key, s);
+    }
+    s.duration.observe(reply.elapsedTime / 1000);
+    s.total.inc();
+    done();
   });
   if (app.config.featureFlags.prometheus) {
     app.get(`${app.config.appPrefix}/metrics`, { schema: { hide: true } }, async (_request, reply) => {

@@ -49,6 +49,7 @@ export function servedFeatures(app: FastifyInstance): {
 /** `GET /pepeunit`: instance information in the reference shape (pepeunit-backend.md §5.1). */
 const root: FastifyPluginAsync = async (app) => {
   const { config } = app;
+  let rendered: string | undefined;
   app.addHook('onReady', async () => {
     const served = servedFeatures(app);
     if (config.featureFlags.telegramBot && !served.telegramBot) {
@@ -60,14 +61,19 @@ const root: FastifyPluginAsync = async (app) => {
   });
   app.get(config.appPrefix, {
     schema: { tags: ['instance'], summary: 'Instance information', response: { 200: RootSchema } },
-  }, async () => {
+  }, async (_request, reply) => {
+    // Nothing in the answer changes while the process runs (the features served are fixed once
+    // the app is ready, the key is generated once): it is rendered once and sent as text.
+    if (rendered !== undefined) return reply.type('application/json; charset=utf-8').send(rendered);
     const served = servedFeatures(app);
     // The key that signs load_limit reports; the instance info is still served if it cannot be read.
+    let keyRead = true;
     const key = await app.grades.key().catch((err: unknown) => {
       app.log.warn({ err }, 'instance key unavailable');
+      keyRead = false;
       return { algorithm: 'Ed25519', keyId: '', publicKey: '' };
     });
-    return {
+    const body = reply.serialize({
       ...projectInfo,
       instance_key: { algorithm: key.algorithm, key_id: key.keyId, public_key: key.publicKey },
       swagger: `${config.links.linkPrefix}/docs`,
@@ -82,7 +88,9 @@ const root: FastifyPluginAsync = async (app) => {
         pu_ff_datapipe_default_last_value_enable: served.datapipeDefaultLastValue,
         pu_ff_prometheus_enable: served.prometheus,
       },
-    };
+    }) as string;
+    if (keyRead) rendered = body;
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 };
 export default root;

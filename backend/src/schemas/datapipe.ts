@@ -4,7 +4,7 @@
  * the detailed 422 body of set/import failures.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Nullable, OrderBy, Uuid } from './common.js';
+import { Nullable, OrderBy, Uuid, StringEnum } from './common.js';
 
 export const ProcessingPolicy = Type.Union([
   Type.Literal('LastValue'),
@@ -14,7 +14,7 @@ export const ProcessingPolicy = Type.Union([
 ]);
 export type ProcessingPolicy = Static<typeof ProcessingPolicy>;
 
-export const AggregationFunction = Type.Union([Type.Literal('Avg'), Type.Literal('Min'), Type.Literal('Max'), Type.Literal('Sum')]);
+export const AggregationFunction = StringEnum(['Avg', 'Min', 'Max', 'Sum']);
 export type AggregationFunction = Static<typeof AggregationFunction>;
 
 export const UuidQuery = Type.Object({ uuid: Uuid });

@@ -1,9 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Uuid, Nullable, Pagination, OrderBy } from './common.js';
+import { Uuid, Nullable, Pagination, OrderBy, StringEnum } from './common.js';
 
-export const GitPlatform = Type.Union([Type.Literal('Gitlab'), Type.Literal('Github')]);
-export const RegistrySyncStatus = Type.Union([Type.Literal('Updated'), Type.Literal('Processing'), Type.Literal('Error')]);
-export const CredentialStatus = Type.Union([Type.Literal('Valid'), Type.Literal('NotVerified'), Type.Literal('Error')]);
+export const GitPlatform = StringEnum(['Gitlab', 'Github']);
+export const RegistrySyncStatus = StringEnum(['Updated', 'Processing', 'Error']);
+export const CredentialStatus = StringEnum(['Valid', 'NotVerified', 'Error']);
 
 /** A personal access token of a private repository; stored encrypted, never returned. */
 export const Credentials = Type.Object(

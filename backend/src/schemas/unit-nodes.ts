@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Uuid, Nullable, Pagination, OrderBy, Visibility } from './common.js';
+import { Uuid, Nullable, Pagination, OrderBy, Visibility, StringEnum } from './common.js';
 
-export const UnitNodeTypeSchema = Type.Union([Type.Literal('Input'), Type.Literal('Output')]);
+export const UnitNodeTypeSchema = StringEnum(['Input', 'Output']);
 
 /** UnitNodeRead of the reference (pepeunit-backend.md §5.6). */
 export const UnitNodeRead = Type.Object({

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Uuid, Nullable, Pagination, OrderBy } from './common.js';
+import { Uuid, Nullable, Pagination, OrderBy, StringEnum } from './common.js';
 
-export const UserRole = Type.Union([Type.Literal('User'), Type.Literal('Admin')]);
-export const UserStatus = Type.Union([Type.Literal('Unverified'), Type.Literal('Verified'), Type.Literal('Blocked')]);
+export const UserRole = StringEnum(['User', 'Admin']);
+export const UserStatus = StringEnum(['Unverified', 'Verified', 'Blocked']);
 
 export const UserCreate = Type.Object({ login: Type.String({ maxLength: 256 }), password: Type.String({ maxLength: 1024 }) }, { additionalProperties: false });
 export const UserUpdate = Type.Object(

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { parseDataPipeYaml, normaliseDataPipeConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe';
 import type { RunningBackend } from '@pepeunit/backend';
 import { parseReadFilters, readPipeData } from '../../src/routes/api/v1/unit_nodes/datapipe/reads.ts';
+import { PipeReadCache } from '../../src/routes/api/v1/unit_nodes/datapipe/read-cache.ts';
 import { startTestBackend, type TestBackend } from '@pepeunit/tests/backend';
 
 const api = '/pepeunit/api/v1';
@@ -31,7 +32,7 @@ const row = (i: number) => ({
 
 async function read(token: string, query = '') {
   const res = await backend.app.inject({ method: 'GET', url: `${api}/unit_nodes/get_data_pipe_data/?uuid=${node}&type=TimeWindow&limit=10${query}`, headers: { 'x-auth-token': token } });
-  return { status: res.statusCode, body: res.json() };
+  return { status: res.statusCode, body: res.json(), type: res.headers['content-type'] };
 }
 
 async function login(name: string): Promise<string> {
@@ -93,6 +94,8 @@ test('a cached page is served only after the access check; a change through the 
   await backend.deps.clickhouse.insert({ table: 'window_entry', format: 'JSONEachRow', values: [row(40)] });
   const cached = await read(tokens.owner);
   assert.deepEqual(cached.body, first.body, 'the page is reused inside PU_DATAPIPE_READ_CACHE_MS');
+  assert.equal(cached.type, 'application/json; charset=utf-8', 'a cached (serialised) page is still JSON');
+  assert.deepEqual(Object.keys(cached.body).sort(), Object.keys(first.body).sort());
   // Another user may not read the node: the cache does not change that.
   assert.equal((await read(tokens.other)).status, 403);
   // Deleting the data through the API: the next read is empty, not the cached page.
@@ -118,4 +121,33 @@ test('with PU_DATAPIPE_READ_CACHE_MS=0 every read sees the rows written just bef
   } finally {
     await plain.close();
   }
+});
+
+test('the page cache keeps serialised pages: misses in flight share one read; a change during a read keeps it out', async () => {
+  const cache = new PipeReadCache(60_000);
+  let reads = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const page = { count: 1, pipe_data: [] } as never;
+  const read = async () => {
+    reads++;
+    await gate;
+    return page;
+  };
+  const serialize = (result: unknown) => JSON.stringify(result);
+  const both = Promise.all([cache.getSerialized('n1', 'k', read, serialize), cache.getSerialized('n1', 'k', read, serialize)]);
+  release();
+  assert.deepEqual(await both, ['{"count":1,"pipe_data":[]}', '{"count":1,"pipe_data":[]}']);
+  assert.equal(reads, 1, 'concurrent misses share one read');
+  await cache.getSerialized('n1', 'k', read, serialize);
+  assert.equal(reads, 1, 'then served from the cache');
+  // A change while a read is in flight: that read answers its caller but is not cached.
+  let releaseSlow!: () => void;
+  const slowGate = new Promise<void>((resolve) => (releaseSlow = resolve));
+  const slow = cache.getSerialized('n2', 'k', async () => (reads++, await slowGate, page), serialize);
+  cache.forget('n2');
+  releaseSlow();
+  await slow;
+  await cache.getSerialized('n2', 'k', read, serialize);
+  assert.equal(reads, 3, 'the page read before the change was not kept');
 });

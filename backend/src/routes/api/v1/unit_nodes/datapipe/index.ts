@@ -7,7 +7,7 @@
 import { ADVISORY_LOCK_OBJECT_NAMESPACES } from '@pepeunit/common';
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Pool } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_YAML_MAX_BYTES, DataPipeStage, checkDataPipeYaml, dataPipeConfigToYaml } from '@pepeunit/common/datapipe';
@@ -170,7 +170,7 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
   // Pages of a node are dropped whenever its data or config changes through this backend.
   const readCache = new PipeReadCache(app.config.datapipeReadCacheMs);
   app.datapipe.onChange((event) => readCache.forget(event.nodeUuid));
-  const readData = async (request: FastifyRequest<{ Querystring: DataPipeDataQuery }>) => {
+  const readData = async (request: FastifyRequest<{ Querystring: DataPipeDataQuery }>, reply: FastifyReply) => {
     const agent = await request.agent();
     const node = await loadNode(app.pg, request.query.uuid);
     await requireNodeReader(app.pg, agent, node);
@@ -179,7 +179,8 @@ const datapipeRoutes: FastifyPluginAsyncTypebox<DataPipeRoutesOptions> = async (
     // LastValue is one Postgres row that changes with every state message: never cached.
     if (filters.type === 'LastValue') return read();
     const cursor = filters.cursor ? `${filters.cursor.t}/${filters.cursor.k}/${filters.cursor.s}` : '';
-    return readCache.get(node.uuid, `${filters.queryId}|${filters.offset}|${filters.limit}|${cursor}`, read);
+    const body = await readCache.getSerialized(node.uuid, `${filters.queryId}|${filters.offset}|${filters.limit}|${cursor}`, read, (result) => reply.serialize(result) as string);
+    return reply.type('application/json; charset=utf-8').send(body);
   };
   app.get('/get_data_pipe_data/', { schema: { tags, querystring: DataPipeDataQuery, response: { 200: PipeDataResult } } }, readData);
   // The reference (FastAPI) redirects the path without the trailing slash; we answer it directly.

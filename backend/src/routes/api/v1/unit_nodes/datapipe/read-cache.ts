@@ -15,39 +15,59 @@ import { LRUCache } from 'lru-cache';
 import type { PipeDataResult } from '../../../../../schemas/datapipe.js';
 
 const MAX_BYTES = 32 * 1024 * 1024;
-/** A rough JSON size of a page: enough to bound memory, far cheaper than serialising. */
-const ITEM_BYTES = 200;
 
+/**
+ * Pages are kept serialised (the JSON answer, as the route's response schema renders it): a hit
+ * costs a lookup and a socket write instead of rendering 500 rows again, and the size bound is
+ * the real size. Concurrent misses of one page share one read.
+ */
 export class PipeReadCache {
-  private readonly pages: LRUCache<string, { node: string; result: PipeDataResult }> | null;
+  private readonly pages: LRUCache<string, { node: string; body: string }> | null;
+  /** Reads in flight per page (misses of the same page share one). */
+  private readonly inFlight = new Map<string, { generation: number; body: Promise<string> }>();
   /** Bumped per node by `forget`: a read that started before a change never fills the cache. */
   private readonly generations = new Map<string, number>();
+  private generationBase = 0;
 
   constructor(ttlMs: number) {
-    this.pages =
-      ttlMs > 0
-        ? new LRUCache({ max: 10_000, maxSize: MAX_BYTES, ttl: ttlMs, sizeCalculation: (v) => 256 + v.result.pipe_data.length * ITEM_BYTES })
-        : null;
+    this.pages = ttlMs > 0 ? new LRUCache({ max: 10_000, maxSize: MAX_BYTES, ttl: ttlMs, sizeCalculation: (v) => 256 + v.body.length }) : null;
   }
 
-  /** The cached page, or the result of `read` (cached unless the node changed meanwhile). */
-  async get(node: string, key: string, read: () => Promise<PipeDataResult>): Promise<PipeDataResult> {
-    if (!this.pages) return read();
+  private generationOf(node: string): number {
+    return this.generations.get(node) ?? this.generationBase;
+  }
+
+  /** The page as JSON text: cached, shared with a read in flight, or read and serialised now. */
+  async getSerialized(node: string, key: string, read: () => Promise<PipeDataResult>, serialize: (result: PipeDataResult) => string): Promise<string> {
+    if (!this.pages) return serialize(await read());
     const full = `${node}\u0000${key}`;
     const hit = this.pages.get(full);
-    if (hit) return hit.result;
-    const generation = this.generations.get(node) ?? 0;
-    const result = await read();
-    if ((this.generations.get(node) ?? 0) === generation) this.pages.set(full, { node, result });
-    return result;
+    if (hit) return hit.body;
+    const generation = this.generationOf(node);
+    const pending = this.inFlight.get(full);
+    if (pending && pending.generation === generation) return pending.body;
+    const body = read().then(serialize);
+    const entry = { generation, body };
+    this.inFlight.set(full, entry);
+    try {
+      const text = await body;
+      if (this.generationOf(node) === generation) this.pages.set(full, { node, body: text });
+      return text;
+    } finally {
+      if (this.inFlight.get(full) === entry) this.inFlight.delete(full);
+    }
   }
 
   /** Drops every cached page of a node (its data or config changed). */
   forget(node: string): void {
     if (!this.pages) return;
-    this.generations.set(node, (this.generations.get(node) ?? 0) + 1);
-    // Generations only need to outlive the reads in flight: keep the map small.
-    if (this.generations.size > 10_000) this.generations.clear();
+    this.generations.set(node, this.generationOf(node) + 1);
+    // Generations only need to outlive the reads in flight: keep the map small; every node then
+    // moves to a generation no read in flight has seen.
+    if (this.generations.size > 10_000) {
+      this.generationBase = Math.max(this.generationBase, ...this.generations.values()) + 1;
+      this.generations.clear();
+    }
     for (const [key, value] of this.pages.entries()) if (value.node === node) this.pages.delete(key);
   }
 }
