@@ -22,7 +22,6 @@
  *
  * The file is also its own helper process: `ingest.bench.ts publisher|subscriber|replay ...`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -41,7 +40,7 @@ import { migratePostgres } from '@pepeunit/backend/db/migrate';
 import { startIngest, type IngestStats } from '@pepeunit/ingest-go-compatible';
 import { encodeQos0Publish, readFixedHeader } from '@pepeunit/emqx-rules/embedded/mqtt-frames';
 import { connectDevice } from './mqtt-devices.ts';
-import { recordResult, root } from './support.ts';
+import { recordResult, root, spawnBenchChild, type BenchChild } from './support.ts';
 
 const DOMAIN = 'bench.pepeunit.local';
 const SECRET = 'bench-ingest-secret-0123456789abcdefghij';
@@ -180,62 +179,8 @@ async function replayRole(args: string[]): Promise<void> {
 
 // ---- orchestration helpers ----------------------------------------------------------------
 
-interface Child {
-  proc: ChildProcess;
-  lines: Record<string, unknown>[];
-  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  last(event: string): Record<string, unknown> | undefined;
-  exited: Promise<number | null>;
-  stop(): Promise<void>;
-}
-
-function spawnChild(args: string[], env?: NodeJS.ProcessEnv, script = import.meta.filename): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, unknown>[] = [];
-  let buffer = '';
-  let stderr = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    let idx: number;
-    while ((idx = buffer.indexOf('\n')) >= 0) {
-      const text = buffer.slice(0, idx);
-      buffer = buffer.slice(idx + 1);
-      if (text.startsWith('{')) {
-        try {
-          lines.push(JSON.parse(text) as Record<string, unknown>);
-        } catch {
-          /* a log line */
-        }
-      }
-    }
-  });
-  proc.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const last = (event: string) => [...lines].reverse().find((l) => l.event === event);
-  return {
-    proc,
-    lines,
-    last,
-    exited,
-    async waitFor(event, timeoutMs = 120_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = last(event);
-        if (found) return found;
-        if (proc.exitCode !== null) throw new Error(`${args[0] ?? script} exited (${proc.exitCode}) before "${event}":\n${stderr}`);
-        if (Date.now() > deadline) throw new Error(`${args[0] ?? script}: no "${event}" within ${timeoutMs} ms:\n${stderr}`);
-        await sleep(50);
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await Promise.race([exited, sleep(30_000)]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    },
-  };
-}
+type Child = BenchChild;
+const spawnChild = (args: string[], env?: NodeJS.ProcessEnv, script = import.meta.filename): Child => spawnBenchChild(script, args, { env, stopGraceMs: 30_000 });
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

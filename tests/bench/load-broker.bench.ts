@@ -27,7 +27,6 @@
  * Appends rows to docs/BENCHMARKS.md. The file is also its own helper process
  * (`load-broker.bench.ts publisher|subscriber ...`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,7 +46,7 @@ import {
 } from '@pepeunit/emqx-rules';
 import type { CountedUnit } from '@pepeunit/emqx-rules';
 import { countingSubscriber, publishPaced } from './mqtt-devices.ts';
-import { recordResult, root } from './support.ts';
+import { recordResult, root, spawnBenchChild, type BenchChild } from './support.ts';
 
 const DOMAIN = 'bench.pepeunit.local';
 const UNITS = 10_000;
@@ -75,50 +74,8 @@ async function subscriberRole(args: string[]): Promise<void> {
   process.once('SIGTERM', () => process.exit(0));
 }
 
-interface Child {
-  last(event: string): Record<string, unknown> | undefined;
-  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  stop(): Promise<void>;
-  exited: Promise<number | null>;
-}
-
-function spawnChild(args: string[]): Child {
-  const proc: ChildProcess = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, unknown>[] = [];
-  let buffer = '';
-  let stderr = '';
-  proc.stdout!.on('data', (data: Buffer) => {
-    buffer += data.toString();
-    let index: number;
-    while ((index = buffer.indexOf('\n')) >= 0) {
-      const text = buffer.slice(0, index);
-      buffer = buffer.slice(index + 1);
-      if (text.startsWith('{')) lines.push(JSON.parse(text) as Record<string, unknown>);
-    }
-  });
-  proc.stderr!.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-4000)));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const last = (event: string) => [...lines].reverse().find((item) => item.event === event);
-  return {
-    last,
-    exited,
-    async waitFor(event, timeoutMs = 300_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = last(event);
-        if (found) return found;
-        if (proc.exitCode !== null) throw new Error(`${args[0]} exited (${proc.exitCode}) before "${event}":\n${stderr}`);
-        if (Date.now() > deadline) throw new Error(`${args[0]}: no "${event}" within ${timeoutMs} ms:\n${stderr}`);
-        await sleep(50);
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await Promise.race([exited, sleep(10_000)]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    },
-  };
-}
+type Child = BenchChild;
+const spawnChild = (args: string[]): Child => spawnBenchChild(import.meta.filename, args);
 
 // ---- the benchmark ------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 /** Shared pieces of the benchmarks: real services, the load child, the results table. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -100,4 +100,68 @@ export function recordResult(row: { benchmark: string; command: string; result: 
   const line = `| ${date} | ${row.benchmark} | \`${row.command}\` | ${machine()} | ${row.result} | ${row.baseline} | ${row.ratio} |\n`;
   const text = readFileSync(file, 'utf8');
   appendFileSync(file, text.endsWith('\n') ? line : '\n' + line);
+}
+
+/** A benchmark child process that reports JSON lines `{"event": ...}` on stdout. */
+export interface BenchChild {
+  proc: ChildProcess;
+  lines: Record<string, unknown>[];
+  /** The last line of an event, waiting up to `timeoutMs` (fails at once if the child exited). */
+  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  last(event: string): Record<string, unknown> | undefined;
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `script` (a benchmark file in a child role) with tsx; non-JSON stdout lines are ignored. */
+export function spawnBenchChild(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; stopGraceMs?: number } = {}): BenchChild {
+  const env = options.env;
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, unknown>[] = [];
+  let buffer = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buffer += d.toString();
+    let idx: number;
+    while ((idx = buffer.indexOf('\n')) >= 0) {
+      const text = buffer.slice(0, idx);
+      buffer = buffer.slice(idx + 1);
+      if (!text.startsWith('{')) continue;
+      try {
+        lines.push(JSON.parse(text) as Record<string, unknown>);
+      } catch {
+        /* a log line */
+      }
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const last = (event: string) => [...lines].reverse().find((l) => l.event === event);
+  const name = args[0] ?? script;
+  return {
+    proc,
+    lines,
+    last,
+    exited,
+    async waitFor(event, timeoutMs = 300_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = last(event);
+        if (found) return found;
+        if (proc.exitCode !== null) throw new Error(`${name} exited (${proc.exitCode}) before "${event}":\n${stderr}`);
+        if (Date.now() > deadline) throw new Error(`${name}: no "${event}" within ${timeoutMs} ms:\n${stderr}`);
+        await pause(50);
+      }
+    },
+    async stop(graceMs = options.stopGraceMs ?? 10_000) {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await Promise.race([exited, pause(graceMs)]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
 }

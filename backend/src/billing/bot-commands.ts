@@ -6,7 +6,8 @@
  */
 import { Composer, type Context } from 'grammy';
 import type { Pool, PoolClient } from 'pg';
-import { balanceOf, inTransaction } from './ledger.js';
+import { inTransaction } from '@pepeunit/common';
+import { balanceOf } from './ledger.js';
 import { readPlan, writePlan, type Plan } from './plans.js';
 import { isDecimal } from './money.js';
 import type { BillingService } from './service.js';

@@ -9,11 +9,11 @@
  *     an equal share of the free MPS, and the load component's cut-off does the rest. A balance
  *     back at zero or above lifts the limit at once (the payment path re-checks the payer).
  */
-import { ADVISORY_LOCKS } from '@pepeunit/common';
+import { ADVISORY_LOCKS, inTransaction } from '@pepeunit/common';
 import type { Pool } from 'pg';
 import type { AlertSink } from '../domain/alert-sink.js';
 import type { UnitLimitSource } from '../domain/load-ports.js';
-import { audit, balanceOf, inTransaction, post } from './ledger.js';
+import { audit, balanceOf, post } from './ledger.js';
 import { fromNano, toNano } from './money.js';
 import { periodAt, readPlan, type Plan } from './plans.js';
 import { computeStatement, type MeteringSources, type Statement } from './metering.js';

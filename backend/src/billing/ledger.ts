@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
+import { inTransaction } from '@pepeunit/common';
 import { fromNano, toNano } from './money.js';
 
 export type TransactionKind = 'payment' | 'charge' | 'refund' | 'adjustment';
@@ -37,21 +38,6 @@ export interface PaymentReport {
   raw: unknown;
   /** 'credited' posts the money; 'review' records it for the admin (amount mismatch, expired order). */
   status: 'credited' | 'review';
-}
-
-export async function inTransaction<T>(pg: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pg.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
 }
 
 export async function audit(db: Pool | PoolClient, actor: string, action: string, detail: unknown): Promise<void> {
