@@ -9,35 +9,17 @@ import pg from 'pg';
 import mqtt, { type MqttClient } from 'mqtt';
 import { loadIngestConfig, type IngestConfig } from '@pepeunit/common';
 import { checkDataPipeYaml } from '@pepeunit/common/datapipe/index';
-import { migrateClickHouse } from '@pepeunit/clickhouse-schemas';
-import { migratePostgres } from '@pepeunit/backend/db/migrate';
 import { startEmbeddedBroker, type EmbeddedBroker } from '@pepeunit/emqx-rules';
-import { createTestDatabases, type TestDatabases } from '@pepeunit/tests/harness';
+import { createMigratedTestDatabases, type MigratedTestDatabases } from '@pepeunit/tests/harness';
 
 export const DOMAIN = 'ingest.test.local';
 export const SECRET = 'ingest-test-secret-0123456789abcdefghij';
 
-export interface Env {
-  db: TestDatabases;
-  pool: pg.Pool;
-  close(): Promise<void>;
-}
+export type Env = MigratedTestDatabases;
 
 /** A migrated Postgres database and ClickHouse database. */
-export async function createEnv(label: string): Promise<Env> {
-  const db = await createTestDatabases(label);
-  await migratePostgres(db.pgUrl);
-  await migrateClickHouse(db.clickhouse, { database: db.clickhouseDatabase });
-  const pool = new pg.Pool({ connectionString: db.pgUrl, max: 3 });
-  pool.on('error', () => {});
-  return {
-    db,
-    pool,
-    async close() {
-      await pool.end();
-      await db.drop();
-    },
-  };
+export function createEnv(label: string): Promise<Env> {
+  return createMigratedTestDatabases(label, { poolMax: 3 });
 }
 
 export async function startBroker(): Promise<EmbeddedBroker> {

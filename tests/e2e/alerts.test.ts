@@ -10,10 +10,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { unitToken, userToken } from '@pepeunit/common';
-import { startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
+import type { RunningBackend } from '@pepeunit/backend';
 import { countAlertsInMessage } from '@pepeunit/backend/alerts/format';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../src/harness.ts';
+import { testServices } from '../src/harness.ts';
+import { startTestBackend, type TestBackend } from '../src/backend.ts';
 import { UnitSimulator, systemSchema } from '../src/simulator.ts';
 import { startTelegramBotApi, type TelegramBotApi } from '../src/telegram-bot-api.ts';
 import { waitFor } from '../src/wait.ts';
@@ -21,9 +21,9 @@ import { waitFor } from '../src/wait.ts';
 const domain = 'test.pepeunit.local';
 const INTERVAL = 2; // PU_TELEGRAM_ALERT_INTERVAL
 const CHAT = 424242;
-let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
+let broker: TestBackend['broker'];
 let backend: RunningBackend;
+let t: TestBackend;
 let tg: TelegramBotApi;
 let sim: UnitSimulator;
 let unit: string;
@@ -31,23 +31,19 @@ let unit: string;
 await testServices();
 
 before(async () => {
-  db = await createTestDatabases('alerts_e2e');
   tg = await startTelegramBotApi();
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  backend = await startBackend(
-    testBackendConfig(db, {
-      PU_MQTT_PORT: String(broker.mqttPort),
-      PU_EMQX_API_URL: broker.apiUrl,
-      PU_EMQX_API_KEY: 'backend',
-      PU_EMQX_API_SECRET: 'backend-secret',
+  t = await startTestBackend({
+    label: 'alerts_e2e',
+    emqx: true,
+    env: {
       PU_FF_TELEGRAM_BOT_ENABLE: 'True',
       PU_TELEGRAM_TOKEN: tg.token,
       PU_TELEGRAM_API_ROOT: tg.apiRoot,
       PU_TELEGRAM_BOT_MODE: 'pooling',
       PU_TELEGRAM_ALERT_INTERVAL: String(INTERVAL),
-    }),
-    testLogger,
-  );
+    },
+  });
+  ({ broker, backend } = t);
   const owner = randomUUID();
   await backend.deps.pg.query(
     `INSERT INTO users (uuid, role, status, login, hashed_password, cipher_dynamic_salt, create_datetime, telegram_chat_id)
@@ -76,10 +72,8 @@ before(async () => {
 
 after(async () => {
   await sim?.close();
-  await backend?.close();
-  await broker?.close();
+  await t?.close();
   await tg?.close();
-  await db?.drop();
 });
 
 const total = (from = 0) => tg.messagesTo(CHAT).slice(from).reduce((sum, m) => sum + countAlertsInMessage(m.text), 0);

@@ -16,7 +16,9 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { freePort, loadBackendConfig, silentLogger, startService, type BackendConfig, type Logger } from '@pepeunit/common';
 import { createDatabase, dropDatabase, databaseUrl } from '@pepeunit/common/postgres';
 import { resolvePostgres } from '@pepeunit/common/postgres-provision';
-import { startEmbeddedClickHouse, createClickHouse } from '@pepeunit/clickhouse-schemas';
+import pg from 'pg';
+import { startEmbeddedClickHouse, createClickHouse, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
+import { migratePostgres } from '@pepeunit/backend/db/migrate';
 
 interface Services {
   readonly pgAdminUrl: string;
@@ -115,6 +117,29 @@ export async function createTestDatabases(label = 't'): Promise<TestDatabases> {
       await clickhouse.command({ query: `DROP DATABASE IF EXISTS ${name}` }).catch(() => {});
       await clickhouse.close();
       await dropDatabase(services.pgAdminUrl, name);
+    },
+  };
+}
+
+/** Test databases with both schemas migrated, and a small Postgres pool on them (closed by `close`). */
+export interface MigratedTestDatabases {
+  readonly db: TestDatabases;
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+export async function createMigratedTestDatabases(label: string, options: { poolMax?: number } = {}): Promise<MigratedTestDatabases> {
+  const db = await createTestDatabases(label);
+  await migratePostgres(db.pgUrl);
+  await migrateClickHouse(db.clickhouse, { database: db.clickhouseDatabase });
+  const pool = new pg.Pool({ connectionString: db.pgUrl, max: options.poolMax ?? 5 });
+  pool.on('error', () => undefined);
+  return {
+    db,
+    pool,
+    async close() {
+      await pool.end();
+      await db.drop();
     },
   };
 }

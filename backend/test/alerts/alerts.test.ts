@@ -9,9 +9,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { userToken } from '@pepeunit/common';
-import { ALERT_RULE_PREFIX, startEmbeddedBroker } from '@pepeunit/emqx-rules';
-import { startBackend, type RunningBackend } from '@pepeunit/backend';
-import { createTestDatabases, testBackendConfig, testLogger, testServices, type TestDatabases } from '../../../tests/src/harness.ts';
+import { ALERT_RULE_PREFIX } from '@pepeunit/emqx-rules';
+import type { RunningBackend } from '@pepeunit/backend';
+import { startTestBackend, type TestBackend } from '../../../tests/src/backend.ts';
+import { testLogger, testServices } from '../../../tests/src/harness.ts';
 import { startTelegramBotApi, type TelegramBotApi } from '../../../tests/src/telegram-bot-api.ts';
 import { waitFor } from '../../../tests/src/wait.ts';
 import { AlertSender } from '../../src/alerts/sender.ts';
@@ -22,22 +23,17 @@ await testServices();
 
 const api = '/pepeunit/api/v1';
 const INTERVAL = 1;
-let db: TestDatabases;
-let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
 let tg: TelegramBotApi;
 let backend: RunningBackend;
+let t: TestBackend;
 let chatSeq = 1000;
 
 before(async () => {
-  db = await createTestDatabases('alerts');
   tg = await startTelegramBotApi();
-  broker = await startEmbeddedBroker({ mqttPort: 0, apiPort: 0, apiKeys: [{ key: 'backend', secret: 'backend-secret' }] });
-  backend = await startBackend(
-    testBackendConfig(db, {
-      PU_MQTT_PORT: String(broker.mqttPort),
-      PU_EMQX_API_URL: broker.apiUrl,
-      PU_EMQX_API_KEY: 'backend',
-      PU_EMQX_API_SECRET: 'backend-secret',
+  t = await startTestBackend({
+    label: 'alerts',
+    emqx: true,
+    env: {
       PU_FF_TELEGRAM_BOT_ENABLE: 'True',
       PU_TELEGRAM_TOKEN: tg.token,
       PU_TELEGRAM_API_ROOT: tg.apiRoot,
@@ -45,16 +41,14 @@ before(async () => {
       PU_TELEGRAM_ALERT_INTERVAL: String(INTERVAL),
       PU_ALERT_WEBHOOK_SECRET: 'webhook-secret-0123456789',
       PU_ALERT_DISCONNECT_STORM: '3',
-    }),
-    testLogger,
-  );
+    },
+  });
+  ({ backend } = t);
 });
 
 after(async () => {
-  await backend?.close();
-  await broker?.close();
+  await t?.close();
   await tg?.close();
-  await db?.drop();
 });
 
 async function createUser(opts: { chat?: number | null; role?: 'User' | 'Admin' } = {}): Promise<{ uuid: string; token: string; chat: number | null }> {

@@ -2,33 +2,15 @@
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
-import { migrateClickHouse } from '@pepeunit/clickhouse-schemas';
 import { EmqxManagementClient, startEmbeddedBroker, type EmbeddedBroker, type EmbeddedBrokerOptions } from '@pepeunit/emqx-rules';
-import { migratePostgres } from '../../src/db/migrate.ts';
-import { createTestDatabases, type TestDatabases } from '../../../tests/src/harness.ts';
+import { createMigratedTestDatabases, type MigratedTestDatabases } from '@pepeunit/tests/harness';
 
 export const DOMAIN = 'load.test';
 
-export interface LoadFixture {
-  db: TestDatabases;
-  pool: pg.Pool;
-  close(): Promise<void>;
-}
+export type LoadFixture = MigratedTestDatabases;
 
-export async function loadFixture(label: string): Promise<LoadFixture> {
-  const db = await createTestDatabases(label);
-  await migratePostgres(db.pgUrl);
-  await migrateClickHouse(db.clickhouse, { database: db.clickhouseDatabase });
-  const pool = new pg.Pool({ connectionString: db.pgUrl, max: 5 });
-  pool.on('error', () => undefined);
-  return {
-    db,
-    pool,
-    async close() {
-      await pool.end();
-      await db.drop();
-    },
-  };
+export function loadFixture(label: string): Promise<LoadFixture> {
+  return createMigratedTestDatabases(label);
 }
 
 export interface TestBroker {
