@@ -233,37 +233,33 @@ export function createPepeunitBot(app: FastifyInstance, opts: CreateBotOptions):
     count: number;
     items: T[];
   }
+  /** Paging, newest first, "mine" and search: the query every list sends. */
+  const pageQuery = (user: BotUser, state: ListState) => ({
+    offset: state.page * pageSize,
+    limit: pageSize,
+    order_by_create_date: 'desc',
+    ...(state.mine ? { creator_uuid: user.uuid } : {}),
+    ...(state.search ? { search_string: state.search } : {}),
+  });
   const fetchers: Record<Entity, (rest: RestAsUser, user: BotUser, state: ListState) => Promise<Page<{ uuid: string; label: string }>>> = {
     Unit: async (rest, user, state) => {
       const r = await rest.get<{ count: number; units: UnitItem[] }>('/units', {
-        offset: state.page * pageSize,
-        limit: pageSize,
-        order_by_create_date: 'desc',
+        ...pageQuery(user, state),
         visibility_level: state.visibility,
-        ...(state.mine ? { creator_uuid: user.uuid } : {}),
-        ...(state.search ? { search_string: state.search } : {}),
         ...(state.repoUuid ? { repo_uuid: state.repoUuid } : {}),
       });
       return { count: r.count, items: r.units.map((u) => ({ uuid: u.uuid, label: shorten(u.name, nameLength) })) };
     },
     Repo: async (rest, user, state) => {
       const r = await rest.get<{ count: number; repos: RepoItem[] }>('/repos', {
-        offset: state.page * pageSize,
-        limit: pageSize,
-        order_by_create_date: 'desc',
+        ...pageQuery(user, state),
         visibility_level: state.visibility,
-        ...(state.mine ? { creator_uuid: user.uuid } : {}),
-        ...(state.search ? { search_string: state.search } : {}),
       });
       return { count: r.count, items: r.repos.map((u) => ({ uuid: u.uuid, label: shorten(u.name, nameLength) })) };
     },
     Registry: async (rest, user, state) => {
       const r = await rest.get<{ count: number; repositories_registry: RegistryItem[] }>('/repository_registry', {
-        offset: state.page * pageSize,
-        limit: pageSize,
-        order_by_create_date: 'desc',
-        ...(state.mine ? { creator_uuid: user.uuid } : {}),
-        ...(state.search ? { search_string: state.search } : {}),
+        ...pageQuery(user, state),
         ...(state.visibility.length === 1 ? { is_public_repository: state.visibility[0] === 'Public' } : {}),
       });
       return {
