@@ -23,5 +23,5 @@ export default fp(
       }
     });
   },
-  { name: 'access-log' },
+  { name: 'pepeunit-access-log', dependencies: ['pepeunit-core'] },
 );

@@ -33,5 +33,5 @@ export default fp(
       if (found) throw new ValidationError(`${found} contains a NUL character (U+0000), which is not allowed`);
     });
   },
-  { name: 'input-guard' },
+  { name: 'pepeunit-input-guard', dependencies: [] },
 );

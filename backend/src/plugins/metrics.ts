@@ -40,4 +40,4 @@ export default fp(async (app) => {
       return registry.metrics();
     });
   }
-});
+}, { name: 'pepeunit-metrics', dependencies: ['pepeunit-core'] });
