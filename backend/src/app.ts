@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
+import corePlugin from './plugins/core.js';
 import errorsPlugin from './plugins/errors.js';
 import inputGuardPlugin from './plugins/input-guard.js';
 import accessLogPlugin from './plugins/access-log.js';
@@ -24,9 +25,6 @@ import registryServicesPlugin from './plugins/registry.js';
 import registryRoutes from './routes/api/v1/repository_registry/index.js';
 import reposRoutes from './routes/api/v1/repos/index.js';
 import metricsRoutes from './routes/api/v1/metrics/index.js';
-import { Cipher } from './security/cipher.js';
-import { AlertSinkHub } from './domain/alert-sink.js';
-import { LoadPorts } from './domain/load-ports.js';
 // -- alerts and Telegram (issue 12) --
 import alertsPlugin from './alerts/plugin.js';
 import alertsRoutes from './routes/api/v1/alerts/index.js';
@@ -40,12 +38,32 @@ import wellKnownRoutes from './routes/well-known.js';
 import gradesRoutes from './routes/api/v1/grades/index.js';
 import billingPlugin from './billing/plugin.js';
 import billingRoutes from './routes/api/v1/billing/index.js';
+// -- background components: reconcilers, consumers, jobs (started by runtime.ts) --
+import backgroundPlugin from './plugins/background/registry.js';
+import pipeRulesPlugin from './plugins/background/pipe-rules.js';
+import alertRulesPlugin, { type AlertRulesPluginOptions } from './plugins/background/alert-rules.js';
+import brokerResyncPlugin from './plugins/background/broker-resync.js';
+import systemTopicsPlugin, { type SystemTopicsPluginOptions } from './plugins/background/system-topics.js';
+import registrySyncJobPlugin from './plugins/background/registry-sync-job.js';
+import unitsAutoUpdatePlugin from './plugins/background/units-auto-update.js';
+
+/** Options of the background plugins (runtime.ts passes them; an app only built never starts them). */
+export interface AppOptions {
+  readonly alertRules?: AlertRulesPluginOptions;
+  readonly systemTopics?: SystemTopicsPluginOptions;
+}
 
 /**
  * Builds the Fastify application from its dependencies. No I/O happens here beyond what the
  * dependencies already opened, so tests build the real app with `app.inject`.
+ *
+ * Only wiring: every component is a plugin with a `name` ('pepeunit-<x>') and the
+ * `dependencies` whose decorators it uses (checked at registration, so the order below is
+ * theirs). External plugins (@fastify/swagger, ...) are registered inside the app plugin that
+ * needs them. Background components register last and start when runtime.ts calls
+ * `app.background.start()` (plugins/background/registry.ts).
  */
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+export async function buildApp(deps: AppDeps, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger,
     // One line per failed or slow request instead of two info lines per request (plugins/access-log.ts).
@@ -55,14 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false } },
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.decorate('deps', deps);
-  app.decorate('config', deps.config);
-  app.decorate('pg', deps.pg);
-  app.decorate('clickhouse', deps.clickhouse);
-  app.decorate('mqtt', deps.mqtt);
-  app.decorate('cipher', new Cipher(deps.config.encryptKey, deps.config.maxCipherLength));
-  app.decorate('alertSink', new AlertSinkHub(app.log));
-  app.decorate('loadPorts', new LoadPorts());
+  await app.register(corePlugin, { deps }); // app.deps, app.config, app.pg, app.clickhouse, app.mqtt, app.cipher, app.alertSink, app.loadPorts
   await app.register(errorsPlugin);
   await app.register(inputGuardPlugin);
   await app.register(accessLogPlugin);
@@ -97,5 +108,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(gradesRoutes, { prefix: `${api}/grades` }); // issue 14
   await app.register(billingPlugin); // app.billing: plan, ledger, providers, metering, enforcement (issue 14)
   await app.register(billingRoutes, { prefix: `${api}/billing` });
+  // -- background components (plugins/background): start in this order, after listen and broker apply --
+  await app.register(backgroundPlugin); // app.background: start() (runtime.ts), stop on close
+  await app.register(pipeRulesPlugin); // app.pipeRules: `pipe-` rules (issue 6 pre-filter)
+  await app.register(alertRulesPlugin, options.alertRules ?? {}); // app.alertRules: `alert-` rules (issue 12)
+  await app.register(brokerResyncPlugin); // re-apply and reconcile after an MQTT reconnection (issue 9)
+  await app.register(systemTopicsPlugin, options.systemTopics ?? {}); // app.systemTopics: unit state/log (issue 5)
+  await app.register(registrySyncJobPlugin); // app.registrySyncJob: periodic registry sync (issue 4)
+  await app.register(unitsAutoUpdatePlugin); // app.unitsAutoUpdate: automatic firmware updates
   return app as unknown as FastifyInstance;
 }

@@ -9,6 +9,7 @@ import type { AlertSinkHub } from './domain/alert-sink.js';
 import type { LoadPorts } from './domain/load-ports.js';
 import type { AlertsPluginOptions } from './alerts/plugin.js';
 import type { EmqxManagementClient } from '@pepeunit/emqx-rules';
+import type { EmqxControl } from './services/emqx-control.js';
 
 /** Everything the app needs from the outside world; built by runtime.ts (or the test harness). */
 export interface AppDeps {
@@ -28,8 +29,11 @@ export interface AppDeps {
   readonly alerts?: AlertsPluginOptions;
   /** The broker's management API (null until configured); present = run the load sampler and counting rules (issue 13). */
   readonly emqxClient?: () => EmqxManagementClient | null;
+  /** The broker configuration runtime.ts applies (null until the server listens); present = re-apply after a reconnection. */
+  readonly brokerControl?: () => EmqxControl | null;
 }
 
+/** Decorated by plugins/core.ts. */
 declare module 'fastify' {
   interface FastifyInstance {
     readonly deps: AppDeps;

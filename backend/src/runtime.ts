@@ -9,15 +9,12 @@ import { buildApp } from './app.js';
 import type { AppDeps } from './deps.js';
 import { createEmqxControl, type EmqxControl } from './services/emqx-control.js';
 import { createBrokerSessions } from './services/broker-sessions.js';
-import { registerPipeRules, type PipeRules } from './services/pipe-rules.js';
-import { RepoVersions, loadRepoSource } from './domain/repo-versions.js';
-// -- system topics (issue 5) --
-import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from './mqtt/system-topics.js';
-// -- registry sync job (issue 4) --
-import { startRegistrySyncJob, type RegistrySyncJob } from './jobs/registry-sync.js';
-import { startUnitsAutoUpdate, type UnitsAutoUpdate } from './jobs/units-auto-update.js';
-// -- alerts (issue 12) --
-import { createAlertRules, type AlertRules } from './alerts/rules.js';
+import type { PipeRules } from './services/pipe-rules.js';
+import type { SystemTopicsConsumer } from './mqtt/system-topics.js';
+import type { SystemTopicsPluginOptions } from './plugins/background/system-topics.js';
+import type { RegistrySyncJob } from './jobs/registry-sync.js';
+import type { UnitsAutoUpdate } from './jobs/units-auto-update.js';
+import type { AlertRules } from './alerts/rules.js';
 
 export interface RunningBackend {
   readonly app: FastifyInstance;
@@ -99,8 +96,14 @@ export async function migrateAll(config: BackendConfig, deps: AppDeps, logger: L
   logger.info({ applied: chResult.applied.length }, 'ClickHouse schema ready');
 }
 
-/** Connects, migrates, builds and starts the HTTP server, then configures the broker. */
-export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean; callbackBaseUrl?: string; systemTopics?: Partial<Omit<SystemTopicsOptions, 'mqtt' | 'pg' | 'clickhouse' | 'config'>> } = {}): Promise<RunningBackend> {
+/**
+ * Connects, migrates, builds, listens, configures the broker, then starts our MQTT connection and
+ * the background components (plugins/background). The order is what makes restarts safe
+ * (issue 9): the broker calls back into this process (authentication, authorization, webhooks),
+ * so the HTTP server listens before the broker is configured and before our own MQTT connection
+ * starts (the broker authenticates it through that callback).
+ */
+export async function startBackend(config: BackendConfig, logger: Logger, opts: { listen?: boolean; callbackBaseUrl?: string; systemTopics?: SystemTopicsPluginOptions } = {}): Promise<RunningBackend> {
   const deps = await connectDependencies(config, logger);
   try {
     await migrateAll(config, deps, logger);
@@ -108,16 +111,22 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
     await deps.close();
     throw err;
   }
-  // The EMQX control needs the listening port, the app needs a way to clear the broker's cache.
+  const listen = opts.listen !== false;
+  // The EMQX control needs the listening port; the app reads it lazily through these.
   const broker: { control?: EmqxControl } = {};
-  const app = await buildApp({
-    ...deps,
-    clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve(),
-    brokerSessions: createBrokerSessions(() => broker.control?.client ?? null, logger),
-    emqxClient: () => broker.control?.client ?? null,
-  });
+  const app = await buildApp(
+    {
+      ...deps,
+      clearBrokerAuthzCache: () => broker.control?.clearAuthzCache() ?? Promise.resolve(),
+      brokerSessions: createBrokerSessions(() => broker.control?.client ?? null, logger),
+      emqxClient: () => broker.control?.client ?? null,
+      brokerControl: () => broker.control ?? null,
+    },
+    // Without a listening server (tests), no start-up full reconcile of alert rules.
+    { alertRules: { initialDelayMs: listen ? 1000 : -1 }, systemTopics: opts.systemTopics },
+  );
   let url = '';
-  if (opts.listen !== false) {
+  if (listen) {
     url = await app.listen({ host: config.host, port: config.port });
   } else {
     await app.ready();
@@ -127,77 +136,41 @@ export async function startBackend(config: BackendConfig, logger: Logger, opts: 
   const callbackBase = opts.callbackBaseUrl ?? (config.backendPublicUrl ? config.links.callbackBase : `http://127.0.0.1:${actualPort}${config.appPrefix}${config.apiV1Prefix}`);
   const emqx = createEmqxControl(config, logger, callbackBase);
   broker.control = emqx;
-  // Broker rules forward only topics with an enabled DataPipe to the ingest (issue 6 pre-filter).
-  const pipeRules = registerPipeRules(app, { client: emqx.client });
-  // Alert rules follow unit alert levels (REST, bot) and unit deletions; a full diff heals drift.
-  const alertRules = createAlertRules({ pg: deps.pg, client: emqx.client, domain: config.domain, logger, initialDelayMs: opts.listen === false ? -1 : 1000 });
-  app.alerts.onUnitChanged((unitUuid) => alertRules.reconcileUnit(unitUuid));
-  if (opts.listen !== false) {
+  if (listen) {
     // The broker calls back into this process, so configure it only once we listen.
     await emqx.apply().catch((err: unknown) => logger.error({ err }, 'EMQX configuration failed; it is retried periodically'));
   }
-  const control = emqx;
-  // Our own MQTT connection goes last: the broker authenticates it through the callback above.
-  // Every later (re)connection may follow a broker restart that lost its configuration (the
-  // embedded broker without its state file, an EMQX node replaced): re-apply and reconcile then.
-  let connectedBefore = false;
-  deps.mqtt.on('connect', () => {
-    if (connectedBefore) {
-      void emqx.apply().catch((err: unknown) => logger.warn({ err }, 'EMQX re-apply after reconnect failed; it is retried periodically'));
-      void pipeRules.reconcileAll();
-      void alertRules.reconcileAll();
-      void app.load.counting.reconcileAll();
-    }
-    connectedBefore = true;
-  });
+  // Our own MQTT connection goes after: the broker authenticates it through the callback above.
+  // Later reconnections re-apply and reconcile (plugins/background/broker-resync.ts).
   deps.mqttConnection.start();
   if (!(await deps.mqttConnection.waitForConnect(5000))) {
     const status = deps.mqttConnection.status();
     logger.warn({ broker: `${config.mqtt.host}:${config.mqtt.port}`, err: status.lastError }, 'MQTT broker not connected yet; serving anyway, readiness reports it until the connection is up');
   }
-  // -- system topics (issue 5): subscribe once the broker is configured; flush before closing the stores --
-  const systemTopics = await startSystemTopicsConsumer({
-    mqtt: deps.mqtt,
-    pg: deps.pg,
-    clickhouse: deps.clickhouse,
-    config,
-    registry: app.metrics,
-    logger,
-    shareGroup: config.backendShareGroup || null,
-    // Target version of a unit (§7.3) for the firmware-update status: read from the shared clone.
-    resolveTargetVersion: async (unitUuid: string) => {
-      const { rows } = await deps.pg.query('SELECT repo_uuid, is_auto_update_from_repo_unit, repo_branch, repo_commit FROM units WHERE uuid = $1', [unitUuid]);
-      const unit = rows[0];
-      if (!unit) return null;
-      // A manual unit's target is its pinned commit (validated against the branch when it was set).
-      if (!unit.is_auto_update_from_repo_unit) return unit.repo_commit ?? null;
-      const versions = new RepoVersions(app.gitStore, await loadRepoSource(deps.pg, unit.repo_uuid));
-      return (await versions.unitTarget(unit)).commit;
-    },
-    ...opts.systemTopics,
-  });
-  // -- registry sync job (issue 4): periodic sync, start-up reset of stuck syncs, clone missing copies --
-  const registrySync = startRegistrySyncJob(app);
-  const unitsAutoUpdate = startUnitsAutoUpdate(app);
-  app.repos.setRepoChangedListener((repoUuid) => void unitsAutoUpdate.requestRepo(repoUuid, 'repo settings changed'));
+  // Rule reconcilers, the system-topic consumer, the registry sync and auto-update jobs.
+  try {
+    await app.background.start();
+  } catch (err) {
+    await app.close().catch(() => {});
+    await emqx.close().catch(() => {});
+    await deps.close().catch(() => {});
+    throw err;
+  }
   return {
     app,
     deps,
     url,
-    emqx: control,
-    systemTopics,
-    registrySync,
-    pipeRules,
-    unitsAutoUpdate,
-    alertRules,
+    emqx,
+    systemTopics: app.systemTopics,
+    registrySync: app.registrySyncJob,
+    pipeRules: app.pipeRules,
+    unitsAutoUpdate: app.unitsAutoUpdate,
+    alertRules: app.alertRules,
     async close() {
-      await systemTopics.close();
-      await registrySync.stop();
-      await unitsAutoUpdate.stop();
+      // Background components stop in app.close(): the consumer and the jobs first (preClose),
+      // the rule reconcilers with the plugins (onClose); the broker control and the connections last.
       await app.close();
-      await pipeRules.close();
-      await alertRules.close();
-      await control.close();
+      await emqx.close();
       await deps.close();
     },
   };

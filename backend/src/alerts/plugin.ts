@@ -4,7 +4,7 @@
  * - `app.alertSink` delivery: platform alerts (load cut-offs, billing, ...) go through the same
  *   outbox and throttled sender;
  * - the throttled Telegram sender (started when the bot is enabled and has a token);
- * - unit alert level changes and unit deletions notify listeners (the rule reconciler, runtime.ts).
+ * - unit alert level changes and unit deletions notify listeners (the rule reconciler, plugins/background/alert-rules.ts).
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
@@ -107,7 +107,7 @@ export default fp<AlertsPluginOptions>(async (app: FastifyInstance, opts) => {
     await intake.close();
     await sender?.stop();
   });
-});
+}, { name: 'pepeunit-alerts', dependencies: ['pepeunit-core'] });
 
 function telegramTransport(app: FastifyInstance): AlertTransport {
   const api = createTelegramApi(app.config);

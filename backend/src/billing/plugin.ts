@@ -62,5 +62,5 @@ export default fp(
       await cycle;
     });
   },
-  { name: 'billing' },
+  { name: 'pepeunit-billing', dependencies: ['pepeunit-core', 'pepeunit-load', 'pepeunit-telegram'] },
 );

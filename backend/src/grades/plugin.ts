@@ -145,5 +145,5 @@ export default fp(
       await running;
     });
   },
-  { name: 'grades' },
+  { name: 'pepeunit-grades', dependencies: ['pepeunit-core'] },
 );

@@ -79,4 +79,4 @@ async function loadPlugin(app: FastifyInstance): Promise<void> {
   });
 }
 
-export default fp(loadPlugin, { name: 'pepeunit-load', dependencies: [] });
+export default fp(loadPlugin, { name: 'pepeunit-load', dependencies: ['pepeunit-core', 'pepeunit-metrics'] });

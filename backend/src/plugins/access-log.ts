@@ -26,5 +26,5 @@ export default fp(
       done();
     });
   },
-  { name: 'access-log' },
+  { name: 'pepeunit-access-log', dependencies: ['pepeunit-core'] },
 );

@@ -68,4 +68,4 @@ export default fp(async (app) => {
   app.addHook('onClose', async () => {
     if (listening) await listener.end().catch(() => {});
   });
-});
+}, { name: 'pepeunit-acl', dependencies: ['pepeunit-core', 'pepeunit-auth'] });

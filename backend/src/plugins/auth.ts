@@ -125,7 +125,7 @@ export default fp(async (app) => {
     this[AGENT_KEY] ??= resolveAgent(Array.isArray(header) ? header[0] : header);
     return this[AGENT_KEY];
   });
-});
+}, { name: 'pepeunit-auth', dependencies: ['pepeunit-core'] });
 
 export function isUuidLike(value: unknown): value is string {
   return typeof value === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);

@@ -31,4 +31,4 @@ export default fp(async (app) => {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ detail: `404: Not Found: ${request.method} ${request.url.split('?')[0]}` });
   });
-});
+}, { name: 'pepeunit-errors', dependencies: [] });

@@ -26,4 +26,4 @@ export default fp(async (app) => {
   await store.cleanupTemporary().catch((err: unknown) => app.log.warn({ err }, 'could not clean temporary clone directories'));
   app.decorate('gitStore', store);
   app.decorate('gitDestinations', { guard, rules });
-});
+}, { name: 'pepeunit-git-store', dependencies: ['pepeunit-core'] });

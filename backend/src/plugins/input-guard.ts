@@ -34,5 +34,5 @@ export default fp(
       done(found ? new ValidationError(`${found} contains a NUL character (U+0000), which is not allowed`) : undefined);
     });
   },
-  { name: 'input-guard' },
+  { name: 'pepeunit-input-guard', dependencies: [] },
 );

@@ -52,4 +52,4 @@ export default fp(async (app) => {
       return registry.metrics();
     });
   }
-});
+}, { name: 'pepeunit-metrics', dependencies: ['pepeunit-core'] });

@@ -1,7 +1,7 @@
 /**
  * Wiring of the registry and Repo services, registered once at the root (not under a route
  * prefix) so other modules can use them: `app.registry`, `app.registrySync`, `app.repos`.
- * Needs `app.gitStore` (plugins/git-store.ts) and `app.cipher`.
+ * Needs `app.gitStore` (plugins/git-store.ts), `app.cipher` and `app.unitsFirmware`.
  */
 import fp from 'fastify-plugin';
 import { PlatformApi } from '../registry/platform.js';
@@ -45,18 +45,13 @@ export default fp(
     app.decorate('registrySync', sync);
     app.decorate('registry', registry);
     app.decorate('repos', repos);
-    // The Units module (issue 5) decorates `app.unitsFirmware`; when present, Repo updates use it.
-    app.addHook('onReady', async () => {
-      const units = (app as unknown as { unitsFirmware?: { updateUnitsFirmware(repoUuid: string): Promise<unknown> } }).unitsFirmware;
-      if (units) {
-        repos.setUnitsFirmwareUpdater(async (repo) => {
-          await units.updateUnitsFirmware(repo.uuid);
-        });
-      }
+    // Repo-wide firmware updates go through the Units module (`app.unitsFirmware`, issue 5).
+    repos.setUnitsFirmwareUpdater(async (repo) => {
+      await app.unitsFirmware.updateUnitsFirmware(repo.uuid);
     });
     app.addHook('onClose', async () => {
       await sync.close();
     });
   },
-  { name: 'repository-registry-services' },
+  { name: 'pepeunit-registry', dependencies: ['pepeunit-core', 'pepeunit-git-store', 'pepeunit-units-firmware'] },
 );

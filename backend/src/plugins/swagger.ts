@@ -17,4 +17,4 @@ export default fp(async (app) => {
   });
   await app.register(swaggerUi, { routePrefix: `${appPrefix}/docs` });
   app.get(`${appPrefix}${apiV1Prefix}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
-});
+}, { name: 'pepeunit-swagger', dependencies: ['pepeunit-core'] });

@@ -246,7 +246,7 @@ export const datapipeEventsPlugin = fp(
     app.decorate('datapipe', events);
     app.addHook('onClose', async () => events.close());
   },
-  { name: 'pepeunit-datapipe-events' },
+  { name: 'pepeunit-datapipe-events', dependencies: ['pepeunit-core'] },
 );
 
 export default datapipeEventsPlugin;

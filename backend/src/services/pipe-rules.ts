@@ -317,7 +317,7 @@ export function registerPipeRules(app: FastifyInstance, opts: RegisterPipeRulesO
   try {
     app.addHook('onClose', async () => close());
   } catch {
-    // The app already started: the caller closes it (RunningBackend.close).
+    // The app already started: the caller closes it (plugins/background/pipe-rules.ts, on app close).
   }
   return { reconcileAll: pipeRules.reconcileAll, reconcileNode: pipeRules.reconcileNode, close };
 }

@@ -124,4 +124,4 @@ export default fp(async (app: FastifyInstance) => {
     if (timer) clearTimeout(timer);
     await sessions.close();
   });
-});
+}, { name: 'pepeunit-telegram', dependencies: ['pepeunit-core'] });

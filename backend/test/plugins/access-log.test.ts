@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import Fastify, { LogController } from 'fastify';
+import fp from 'fastify-plugin';
 import accessLog from '../../src/plugins/access-log.ts';
 import { elapse } from '@pepeunit/tests/wait';
 
@@ -17,7 +18,8 @@ async function appWith(mode: 'errors' | 'all' | 'off', slowRequestMs: number) {
     },
   });
   const app = Fastify({ logger: { level: 'debug', stream }, logController: new LogController({ disableRequestLogging: true }) });
-  app.decorate('config', { http: { accessLog: mode, slowRequestMs } } as never);
+  // Stands in for plugins/core.ts (the access log depends on 'pepeunit-core' for app.config).
+  await app.register(fp(async (core) => void core.decorate('config', { http: { accessLog: mode, slowRequestMs } } as never), { name: 'pepeunit-core' }));
   await app.register(accessLog);
   let release: () => void = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));

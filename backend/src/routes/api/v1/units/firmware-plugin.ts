@@ -31,5 +31,5 @@ export default fp(
       sendCommand: async (unitUuid: string, command: UnitCommand) => sendUnitCommand(app, await loadUnit(app.pg, unitUuid), command),
     } satisfies UnitsFirmware);
   },
-  { name: 'units-firmware' },
+  { name: 'pepeunit-units-firmware', dependencies: ['pepeunit-core', 'pepeunit-git-store', 'pepeunit-acl'] },
 );

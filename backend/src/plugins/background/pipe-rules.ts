@@ -1,0 +1,32 @@
+/**
+ * The `pipe-` rule reconciler (issue 6 pre-filter) as a background plugin, `app.pipeRules`:
+ * broker rules forward only topics with an enabled DataPipe to the ingest; every
+ * `app.datapipe` change reconciles that node's rule, a periodic full diff heals drift
+ * (services/pipe-rules.ts). The broker's management API is read lazily (`app.deps.emqxClient`,
+ * set by runtime.ts once the server listens).
+ */
+import fp from 'fastify-plugin';
+import { registerPipeRules, type PipeRules } from '../../services/pipe-rules.js';
+import { startedComponent } from './registry.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The `pipe-` rule reconciler (started by `app.background.start()`). */
+    readonly pipeRules: PipeRules;
+  }
+}
+
+export default fp(
+  async (app) => {
+    let pipeRules: PipeRules | undefined;
+    app.decorate<PipeRules>('pipeRules', startedComponent('pipeRules', () => pipeRules));
+    app.background.add({
+      name: 'pipe rules',
+      start() {
+        pipeRules = registerPipeRules(app, { client: () => app.deps.emqxClient?.() ?? null });
+      },
+      stop: async () => pipeRules?.close(),
+    });
+  },
+  { name: 'pepeunit-pipe-rules', dependencies: ['pepeunit-core', 'pepeunit-background', 'pepeunit-datapipe-events'] },
+);
