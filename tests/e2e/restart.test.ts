@@ -87,6 +87,20 @@ async function storedStates(millis: number): Promise<number> {
  */
 async function publishAndCount(phase: string): Promise<void> {
   await waitFor(() => units.every((u) => u.client.connected), { timeoutMs: 60_000, what: `devices reconnected (${phase})` });
+  // A state within PU_STATE_SEND_INTERVAL - 1 s of the last one saved is throttled by design,
+  // across replicas and restarts too (units.last_state_update_datetime): a restart can now be
+  // faster than that, so publish once the previous phase's states are out of the window.
+  await waitFor(
+    async () => {
+      const { rows } = await backend!.deps.pg.query<{ ok: boolean }>(
+        `SELECT bool_and(last_state_update_datetime IS NULL OR last_state_update_datetime < (now() AT TIME ZONE 'utc') - make_interval(secs => $2::float8)) AS ok
+           FROM units WHERE uuid = ANY($1::uuid[])`,
+        [units.map((u) => u.uuid), Number(config.stateSendInterval) - 1],
+      );
+      return rows[0]?.ok === true;
+    },
+    { timeoutMs: 30_000, what: `the previous states out of the throttle window (${phase})` },
+  );
   const marker = `${phase}-${randomUUID().slice(0, 8)}`;
   const millis = Math.floor(Math.random() * 1e12);
   for (const unit of units) {
