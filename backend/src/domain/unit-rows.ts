@@ -48,7 +48,16 @@ export function parseUnitState(text: string | null): UnitRead['unit_state'] {
   }
 }
 
-export function toUnitRead(row: UnitRow, unitNodes: UnitNodeRead[] = []): UnitRead {
+/** The columns `toUnitRead` reads (lists select only these: no encrypted env/storage blobs). */
+export const UNIT_READ_COLUMNS = [
+  'uuid', 'visibility_level', 'name', 'create_datetime', 'is_auto_update_from_repo_unit', 'target_firmware_platform', 'repo_branch', 'repo_commit',
+  'unit_state_dict', 'current_commit_version', 'last_update_datetime', 'creator_uuid', 'repo_uuid', 'firmware_update_status', 'firmware_update_error',
+  'last_firmware_update_datetime',
+] as const;
+
+export type UnitReadRow = Pick<UnitRow, (typeof UNIT_READ_COLUMNS)[number]>;
+
+export function toUnitRead(row: UnitReadRow, unitNodes: UnitNodeRead[] = []): UnitRead {
   return {
     uuid: row.uuid,
     visibility_level: row.visibility_level,

@@ -40,7 +40,8 @@ import {
   type NodeChanges,
   type UnitCommand,
 } from '../../../../domain/unit-firmware.js';
-import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, type UnitRow } from '../../../../domain/unit-rows.js';
+import { inTransaction, loadUnit, requireUnitOwnerOrSelf, toUnitRead, UNIT_READ_COLUMNS, type UnitReadRow, type UnitRow } from '../../../../domain/unit-rows.js';
+import { preparedQuery } from '../../../../db/prepared.js';
 
 const NAME_RULE_TEXT = 'Name is not correct: 4-20 characters from A-Z a-z 0-9 _ . -';
 
@@ -290,7 +291,10 @@ export class UnitsService {
     // The page walks the create_datetime index; the total is cached until units or permissions change.
     const [count, { rows }] = await Promise.all([
       this.counts.get(`units ${countClause} ${JSON.stringify(countValues)}`, async () => Number((await app.pg.query<{ n: string }>(`SELECT count(*) AS n FROM units u ${countClause}`, countValues)).rows[0]!.n)),
-      app.pg.query<UnitRow>(`SELECT u.* FROM units u ${clause} ORDER BY ${order} ${page}`, values),
+      // A named (prepared) statement per query shape: Postgres parses it once per connection and,
+      // once a generic plan is as good, stops planning it. The explicit column list keeps the
+      // result type fixed when a migration adds columns (another replica upgrading).
+      preparedQuery<UnitReadRow>(app.pg, 'units_page', `SELECT ${UNIT_READ_COLUMNS.map((c) => `u.${c}`).join(', ')} FROM units u ${clause} ORDER BY ${order} ${page}`, values),
     ]);
 
     const nodesByUnit = new Map<string, UnitNodeRow[]>();

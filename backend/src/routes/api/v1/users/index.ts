@@ -48,7 +48,7 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/:uuid', { schema: { tags, params: UuidParams, response: { 200: UserRead } } }, async (request) => {
     requireAgent(await request.agent(), ['User', 'Grafana']);
-    return toUserRead(await service.get(request.params.uuid));
+    return service.read(request.params.uuid);
   });
 
   app.patch('/:uuid', { schema: { tags, params: UuidParams, body: UserUpdate, response: { 200: UserRead } } }, async (request) => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ADVISORY_LOCKS, inTransaction } from '@pepeunit/common';
+import { preparedQuery } from '../../../../db/prepared.js';
 import type { Pool } from 'pg';
 import { userToken, type BackendConfig } from '@pepeunit/common';
 import { NoAccessError, UserError, ValidationError } from '../../../../errors.js';
@@ -52,6 +53,13 @@ export class UsersService {
     private readonly cipher: Cipher,
   ) {
     this.throttle = new LoginThrottle({ maxFailures: config.loginLimits.failuresPerLogin, windowMs: config.loginLimits.windowSeconds * 1000 });
+  }
+
+  /** What `GET /users/{uuid}` shows (a prepared statement with the columns of UserRead). */
+  async read(uuid: string): Promise<UserRead> {
+    const { rows } = await preparedQuery<UserRow>(this.pg, 'user_read', 'SELECT uuid, role, status, login, grafana_org_name, grafana_org_id, create_datetime FROM users WHERE uuid = $1', [uuid]);
+    if (!rows[0]) throw new ValidationError('The object does not exist');
+    return toUserRead(rows[0]);
   }
 
   async get(uuid: string): Promise<UserRow> {
