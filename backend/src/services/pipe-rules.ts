@@ -260,13 +260,6 @@ export function createPipeRules(opts: PipeRulesOptions): PipeRules {
   };
 }
 
-/** The change event of `app.datapipe.onChange` (only the node uuid is needed). */
-type DataPipeChangeLike = { readonly nodeUuid?: unknown } | string;
-
-interface DataPipeEventsLike {
-  onChange?(listener: (event: DataPipeChangeLike) => unknown): (() => void) | void;
-}
-
 export interface RegisterPipeRulesOptions extends Partial<Omit<PipeRulesOptions, 'client'>> {
   readonly client: PipeRulesOptions['client'];
   /** How long a policy-change listener waits for its rule before letting the request finish (default 2000 ms). */
@@ -288,24 +281,16 @@ export function registerPipeRules(app: FastifyInstance, opts: RegisterPipeRulesO
     ...opts,
   });
   const listenerWaitMs = opts.listenerWaitMs ?? 2000;
-  const datapipe = (app as unknown as { datapipe?: DataPipeEventsLike }).datapipe;
-  let unsubscribe: (() => void) | undefined;
-  if (datapipe && typeof datapipe.onChange === 'function') {
-    const removed = datapipe.onChange(async (event) => {
-      const nodeUuid = typeof event === 'string' ? event : typeof event?.nodeUuid === 'string' ? event.nodeUuid : undefined;
-      if (!nodeUuid) return;
-      let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, listenerWaitMs);
-        timer.unref();
-      });
-      await Promise.race([pipeRules.reconcileNode(nodeUuid), waited]);
-      clearTimeout(timer);
+  // Registered by the plugin that depends on `pepeunit-datapipe-events`, so `app.datapipe` exists.
+  const unsubscribe = app.datapipe.onChange(async (event) => {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, listenerWaitMs);
+      timer.unref();
     });
-    if (typeof removed === 'function') unsubscribe = removed;
-  } else {
-    app.log.warn('app.datapipe is not registered: pipe rules follow policy changes only through the periodic reconcile');
-  }
+    await Promise.race([pipeRules.reconcileNode(event.nodeUuid), waited]);
+    clearTimeout(timer);
+  });
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
