@@ -8,7 +8,6 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '@pepeunit/common';
 import { isUuid } from '@pepeunit/common/topics';
 import { AlertIntake } from './intake.js';
 import { AlertSender, type AlertTransport } from './sender.js';
@@ -40,7 +39,7 @@ export interface AlertsPluginOptions {
 
 export default fp<AlertsPluginOptions>(async (app: FastifyInstance, opts) => {
   const { config } = app;
-  const logger = app.log as unknown as Logger;
+  const logger = app.deps.logger;
   let sender: AlertSender | null = null;
   const intake = new AlertIntake({ pg: app.pg, logger, queueMax: config.alerts.queueMax, onStored: () => sender?.wake() });
   const delivery = opts.transport ?? (telegramEnabled(config) ? telegramTransport(app) : undefined);

@@ -9,7 +9,6 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '@pepeunit/common';
 import type { EmqxManagementClient } from '@pepeunit/emqx-rules';
 import { createUsageReader } from './load-store.js';
 import { createCountingRules, type CountingRules } from './counting-rules.js';
@@ -38,7 +37,7 @@ declare module 'fastify' {
 
 async function loadPlugin(app: FastifyInstance): Promise<void> {
   app.loadPorts.attachUsageReader(createUsageReader(app.clickhouse));
-  const logger = app.log as unknown as Logger;
+  const logger = app.deps.logger;
   const config = app.config.load;
   const client = (): EmqxManagementClient | null => app.deps.emqxClient?.() ?? null;
   const settings = {

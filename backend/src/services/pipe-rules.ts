@@ -277,7 +277,7 @@ export function registerPipeRules(app: FastifyInstance, opts: RegisterPipeRulesO
     pg: app.pg,
     domain: app.config.domain,
     enabled: app.config.featureFlags.datapipe,
-    logger: app.log as unknown as Logger,
+    logger: app.deps.logger,
     ...opts,
   });
   const listenerWaitMs = opts.listenerWaitMs ?? 2000;
