@@ -9,7 +9,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
 import Fastify from 'fastify';
 import pg from 'pg';
-import type { BackendConfig } from '@pepeunit/common';
+import { silentLogger, type BackendConfig } from '@pepeunit/common';
+import type { AppDeps } from '../../src/deps.ts';
 import { createDatabase, databaseUrl, dropDatabase } from '@pepeunit/common/postgres';
 import { defaultLastValueConfig, serialiseDataPipeConfig } from '@pepeunit/common/datapipe/index';
 import { EmqxManagementClient, PIPE_RULE_PREFIX, startEmbeddedBroker, type EmbeddedBroker } from '@pepeunit/emqx-rules';
@@ -179,7 +180,8 @@ describe('pipe rules service', () => {
   it('registerPipeRules reconciles a node on every app.datapipe change', async () => {
     const app = Fastify();
     app.decorate('pg', pool);
-    // Only the two fields the service reads.
+    // Only what the service reads: the logger of app.deps (plugins/core.ts) and two config fields.
+    app.decorate('deps', { logger: silentLogger } as unknown as AppDeps);
     app.decorate('config', { domain: DOMAIN, featureFlags: { datapipe: true } } as unknown as BackendConfig);
     const events = createDataPipeEvents({ pg: pool, redisUrl: '', enabled: true });
     app.decorate('datapipe', events);
