@@ -2,6 +2,20 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
+/**
+ * The part of a logger that components take: pino's `Logger`, Fastify's `app.log` and small test
+ * doubles all fit (one declaration for every package; `silentSink` when none is given).
+ */
+export interface LogSink {
+  debug(obj: unknown, msg?: string): void;
+  info(obj: unknown, msg?: string): void;
+  warn(obj: unknown, msg?: string): void;
+  error(obj: unknown, msg?: string): void;
+}
+
+const noop = (): void => {};
+export const silentSink: LogSink = { debug: noop, info: noop, warn: noop, error: noop };
+
 /** Keys whose values are never written to logs. */
 export const REDACT_PATHS = [
   'password',

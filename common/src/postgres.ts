@@ -9,15 +9,11 @@
  * passed through redactPostgresUrl before logging or being put into error messages.
  */
 import { redactUrlPassword, sleep } from './util.js';
+import type { LogSink } from './logger.js';
 import pg from 'pg';
 
-/** The subset of a pino logger this module uses (pino's Logger satisfies it). */
-export interface PostgresLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+/** The logger this module takes (LogSink; pino's Logger satisfies it). */
+export type PostgresLogger = LogSink;
 
 /** @internal shared with postgres-provision.ts */
 export const silent: PostgresLogger = { info() {}, warn() {}, error() {}, debug() {} };

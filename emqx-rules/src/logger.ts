@@ -1,11 +1,3 @@
-/** The pino-compatible subset every function here accepts; silent when omitted. */
-export interface Logger {
-  debug(obj: unknown, msg?: string): void;
-  info(obj: unknown, msg?: string): void;
-  warn(obj: unknown, msg?: string): void;
-  error(obj: unknown, msg?: string): void;
-}
-
-const noop = (): void => {};
-
-export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop };
+/** The logger every function here accepts (common's LogSink); silent when omitted. */
+export type { LogSink as Logger } from '@pepeunit/common';
+export { silentSink as silentLogger } from '@pepeunit/common';

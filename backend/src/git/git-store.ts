@@ -17,6 +17,7 @@
  * `http.extraHeader` set through `GIT_CONFIG_COUNT/KEY/VALUE` environment variables of the
  * git process, and every message derived from git output is scrubbed.
  */
+import { silentSink, type LogSink } from '@pepeunit/common';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,12 +35,7 @@ import {
 } from './validation.js';
 import { formatList, type BranchHistory, type CommitWithTag } from './versions.js';
 
-export interface GitLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+export type GitLogger = LogSink;
 
 export interface GitCredentials {
   username: string;
@@ -108,7 +104,6 @@ export interface TreeEntry {
   size: number | null;
 }
 
-const SILENT_LOGGER: GitLogger = { info() {}, warn() {}, error() {}, debug() {} };
 const MB = 2 ** 20;
 
 interface InFlightSync {
@@ -134,7 +129,7 @@ export class GitStore {
     if (!(options.maxRepoSizeBytes > 0)) throw new Error('GitStore: maxRepoSizeBytes must be positive');
     this.rootPath = options.rootPath;
     this.maxRepoSizeBytes = options.maxRepoSizeBytes;
-    this.logger = options.logger ?? SILENT_LOGGER;
+    this.logger = options.logger ?? silentSink;
     this.gitTimeoutMs = options.gitTimeoutMs ?? 10 * 60_000;
     this.readTimeoutMs = options.readTimeoutMs ?? 60_000;
     this.allowedProtocols = (options.allowedProtocols ?? ['https', 'http']).map((p) => p.toLowerCase());

@@ -1,10 +1,3 @@
-/** The logger shape the MQTT consumers need (pino-compatible); silent by default. */
-export interface MinimalLogger {
-  debug(obj: unknown, msg?: string): void;
-  info(obj: unknown, msg?: string): void;
-  warn(obj: unknown, msg?: string): void;
-  error(obj: unknown, msg?: string): void;
-}
-
-const noop = (): void => {};
-export const silent: MinimalLogger = { debug: noop, info: noop, warn: noop, error: noop };
+/** The logger shape the MQTT consumers need (common's LogSink); silent by default. */
+export type { LogSink as MinimalLogger } from '@pepeunit/common';
+export { silentSink as silent } from '@pepeunit/common';

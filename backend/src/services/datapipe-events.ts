@@ -11,7 +11,7 @@
  * Notifying never fails the caller: each channel's errors are logged and swallowed, and Redis
  * is given at most `redisTimeoutMs` so an unreachable Redis cannot hold a request.
  */
-import { DATAPIPE_NOTIFY_CHANNEL, DATAPIPE_STREAM_KEY, redactUrlPassword, withTimeout } from '@pepeunit/common';
+import { DATAPIPE_NOTIFY_CHANNEL, DATAPIPE_STREAM_KEY, redactUrlPassword, silentSink, withTimeout, type LogSink } from '@pepeunit/common';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import type { Pool } from 'pg';
@@ -27,15 +27,7 @@ export const DATAPIPE_STREAM_MAXLEN = 10_000;
 export type DataPipeAction = 'Update' | 'Delete';
 
 /** The pino-compatible subset used here. */
-export interface DataPipeLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-const noop = () => {};
-const SILENT: DataPipeLogger = { debug: noop, info: noop, warn: noop, error: noop };
+export type DataPipeLogger = LogSink;
 
 /** A `units_nodes` row as the reference serialises it (ISO datetimes without offset, string uuids). */
 export interface UnitNodeStreamRow {
@@ -137,7 +129,7 @@ export function unitNodeStreamJson(row: UnitNodeStreamRow): string {
 const redactUrl = redactUrlPassword;
 
 export function createDataPipeEvents(opts: DataPipeEventsOptions): DataPipeEvents {
-  const logger = opts.logger ?? SILENT;
+  const logger = opts.logger ?? silentSink;
   const redisTimeoutMs = opts.redisTimeoutMs ?? 2000;
   const listeners = new Set<DataPipeChangeListener>();
   let redis: Redis | null = null;
