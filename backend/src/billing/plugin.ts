@@ -4,15 +4,9 @@
  * `app.alertSink`, and runs the billing cycle every PU_BILLING_CYCLE_INTERVAL_SECONDS.
  */
 import fp from 'fastify-plugin';
-import type { Api, Context, Middleware } from 'grammy';
+import type { BotContext } from '../telegram/bot.js';
 import { BillingService } from './service.js';
 import { billingBotCommands, type BotBillingUser } from './bot-commands.js';
-
-/** What billing needs of the Telegram bot module (`app.telegramBot`, issue 12) when it runs. */
-interface TelegramBotModule {
-  readonly bot: { readonly api: Api };
-  use(...middleware: Array<Middleware<Context>>): void;
-}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -40,9 +34,10 @@ export default fp(
       await service.enforcer.refreshLimits();
       // The bot (when it runs): Stars checkout handlers and the billing commands, for the chat's bound user.
       if (app.hasDecorator('telegramBot')) {
-        const telegram = (app as unknown as { telegramBot: TelegramBotModule }).telegramBot;
-        const userOf = (ctx: Context): BotBillingUser | null => (ctx as Context & { pepeunit?: { user?: BotBillingUser | null } }).pepeunit?.user ?? null;
-        telegram.use(service.attachTelegram(telegram.bot.api), billingBotCommands(service, app.pg, userOf));
+        const telegram = app.telegramBot;
+        // Set by the bot's first middleware; optional here so an update it skipped is "not bound".
+        const userOf = (ctx: BotContext): BotBillingUser | null => (ctx.pepeunit as BotContext['pepeunit'] | undefined)?.user ?? null;
+        telegram.use(service.attachTelegram<BotContext>(telegram.bot.api), billingBotCommands<BotContext>(service, app.pg, userOf));
       }
       if (config.cycleIntervalSeconds > 0) {
         timer = setInterval(() => {
