@@ -6,7 +6,7 @@
  */
 import fp from 'fastify-plugin';
 import { createAlertRules, type AlertRules } from '../../alerts/rules.js';
-import { startedComponent } from './registry.js';
+import { addStartedComponent } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -22,10 +22,8 @@ export interface AlertRulesPluginOptions {
 
 export default fp<AlertRulesPluginOptions>(
   async (app, opts) => {
-    let alertRules: AlertRules | undefined;
     let unsubscribe: (() => unknown) | undefined;
-    app.decorate<AlertRules>('alertRules', startedComponent('alertRules', () => alertRules));
-    app.background.add({
+    addStartedComponent<AlertRules>(app, 'alertRules', {
       name: 'alert rules',
       start() {
         const rules = createAlertRules({
@@ -35,12 +33,12 @@ export default fp<AlertRulesPluginOptions>(
           logger: app.deps.logger,
           initialDelayMs: opts.initialDelayMs ?? 1000,
         });
-        alertRules = rules;
         unsubscribe = app.alerts.onUnitChanged((unitUuid) => rules.reconcileUnit(unitUuid));
+        return rules;
       },
-      async stop() {
+      stop(rules) {
         unsubscribe?.();
-        await alertRules?.close();
+        return rules.close();
       },
     });
   },

@@ -7,7 +7,7 @@
  */
 import fp from 'fastify-plugin';
 import { registerPipeRules, type PipeRules } from '../../services/pipe-rules.js';
-import { startedComponent } from './registry.js';
+import { addStartedComponent } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,14 +18,10 @@ declare module 'fastify' {
 
 export default fp(
   async (app) => {
-    let pipeRules: PipeRules | undefined;
-    app.decorate<PipeRules>('pipeRules', startedComponent('pipeRules', () => pipeRules));
-    app.background.add({
+    addStartedComponent<PipeRules>(app, 'pipeRules', {
       name: 'pipe rules',
-      start() {
-        pipeRules = registerPipeRules(app, { client: () => app.deps.emqxClient?.() ?? null });
-      },
-      stop: async () => pipeRules?.close(),
+      start: () => registerPipeRules(app, { client: () => app.deps.emqxClient?.() ?? null }),
+      stop: (pipeRules) => pipeRules.close(),
     });
   },
   { name: 'pepeunit-pipe-rules', dependencies: ['pepeunit-core', 'pepeunit-background', 'pepeunit-datapipe-events'] },

@@ -6,7 +6,7 @@
  */
 import fp from 'fastify-plugin';
 import { startRegistrySyncJob, type RegistrySyncJob } from '../../jobs/registry-sync.js';
-import { startedComponent } from './registry.js';
+import { addStartedComponent } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,15 +17,11 @@ declare module 'fastify' {
 
 export default fp(
   async (app) => {
-    let job: RegistrySyncJob | undefined;
-    app.decorate<RegistrySyncJob>('registrySyncJob', startedComponent('registrySyncJob', () => job));
-    app.background.add({
+    addStartedComponent<RegistrySyncJob>(app, 'registrySyncJob', {
       name: 'registry sync job',
       stopOn: 'preClose',
-      start() {
-        job = startRegistrySyncJob(app);
-      },
-      stop: async () => job?.stop(),
+      start: () => startRegistrySyncJob(app),
+      stop: (job) => job.stop(),
     });
   },
   { name: 'pepeunit-registry-sync-job', dependencies: ['pepeunit-core', 'pepeunit-background', 'pepeunit-registry'] },

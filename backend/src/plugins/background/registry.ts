@@ -12,6 +12,7 @@
  * `onClose` hooks (the last registered first).
  */
 import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
 
 export interface BackgroundComponent {
   /** For logs and errors. */
@@ -79,4 +80,27 @@ export function startedComponent<T>(name: string, get: () => T | undefined): { g
       return component;
     },
   };
+}
+
+/**
+ * A component made when the background starts and decorated as `app[decorator]` (a getter that
+ * throws until then): what every background plugin of this folder does.
+ */
+export function addStartedComponent<T>(
+  app: FastifyInstance,
+  decorator: string,
+  component: { readonly name: string; readonly stopOn?: 'preClose' | 'onClose'; start(): T | Promise<T>; stop(value: T): Promise<unknown> | void },
+): void {
+  let value: T | undefined;
+  app.decorate<unknown>(decorator, startedComponent<unknown>(decorator, () => value));
+  app.background.add({
+    name: component.name,
+    stopOn: component.stopOn,
+    async start() {
+      value = await component.start();
+    },
+    async stop() {
+      if (value !== undefined) await component.stop(value);
+    },
+  });
 }

@@ -7,7 +7,7 @@
 import fp from 'fastify-plugin';
 import { startSystemTopicsConsumer, type SystemTopicsConsumer, type SystemTopicsOptions } from '../../mqtt/system-topics.js';
 import { RepoVersions, loadRepoSource } from '../../domain/repo-versions.js';
-import { startedComponent } from './registry.js';
+import { addStartedComponent } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,14 +21,12 @@ export type SystemTopicsPluginOptions = Partial<Omit<SystemTopicsOptions, 'mqtt'
 
 export default fp<SystemTopicsPluginOptions>(
   async (app, opts) => {
-    let systemTopics: SystemTopicsConsumer | undefined;
-    app.decorate<SystemTopicsConsumer>('systemTopics', startedComponent('systemTopics', () => systemTopics));
-    app.background.add({
+    addStartedComponent<SystemTopicsConsumer>(app, 'systemTopics', {
       name: 'system topics',
       stopOn: 'preClose',
-      async start() {
+      start() {
         const { pg } = app;
-        systemTopics = await startSystemTopicsConsumer({
+        return startSystemTopicsConsumer({
           mqtt: app.mqtt,
           pg,
           clickhouse: app.clickhouse,
@@ -49,7 +47,7 @@ export default fp<SystemTopicsPluginOptions>(
           ...opts,
         });
       },
-      stop: async () => systemTopics?.close(),
+      stop: (systemTopics) => systemTopics.close(),
     });
   },
   { name: 'pepeunit-system-topics', dependencies: ['pepeunit-core', 'pepeunit-background', 'pepeunit-metrics', 'pepeunit-git-store'] },

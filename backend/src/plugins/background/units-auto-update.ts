@@ -6,7 +6,7 @@
  */
 import fp from 'fastify-plugin';
 import { startUnitsAutoUpdate, type UnitsAutoUpdate } from '../../jobs/units-auto-update.js';
-import { startedComponent } from './registry.js';
+import { addStartedComponent } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,17 +17,15 @@ declare module 'fastify' {
 
 export default fp(
   async (app) => {
-    let autoUpdate: UnitsAutoUpdate | undefined;
-    app.decorate<UnitsAutoUpdate>('unitsAutoUpdate', startedComponent('unitsAutoUpdate', () => autoUpdate));
-    app.background.add({
+    addStartedComponent<UnitsAutoUpdate>(app, 'unitsAutoUpdate', {
       name: 'units auto-update',
       stopOn: 'preClose',
       start() {
         const job = startUnitsAutoUpdate(app);
-        autoUpdate = job;
         app.repos.setRepoChangedListener((repoUuid) => void job.requestRepo(repoUuid, 'repo settings changed'));
+        return job;
       },
-      stop: async () => autoUpdate?.stop(),
+      stop: (job) => job.stop(),
     });
   },
   { name: 'pepeunit-units-auto-update', dependencies: ['pepeunit-core', 'pepeunit-background', 'pepeunit-registry', 'pepeunit-units-firmware'] },
