@@ -110,7 +110,9 @@ test('a unit over its limit is cut off, released on schedule, escalates, alerts 
         assert.ok(over <= 2, `cut off after ${over} samples over the limit`);
       }
     }
-    // One alert per step, to the owner.
+    // One alert per step, to the owner. The alert is raised after the state row is written (the
+    // state is what the loop above saw), so wait for the last one to arrive.
+    await waitFor(() => alerts.length >= 3, { what: 'the alert of step 3' });
     assert.equal(alerts.filter((a) => a.source === 'load.cutoff').length, 3);
     assert.deepEqual(alerts.map((a) => [a.recipient, a.unitUuid, a.key]), [0, 1, 2].map((step) => [{ kind: 'user', userUuid }, unit, `load.cutoff:${unit}:${step}`]));
     assert.match(alerts[0]!.text, /cut off for 1 s \(step 1 of 3\)/);
