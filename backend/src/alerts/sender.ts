@@ -58,10 +58,18 @@ export interface AlertSenderStats {
 
 export const MAX_FAILURES = 6;
 
-const DUE_CHATS_SQL = `
-  SELECT p.chat_id::text AS chat_id FROM (SELECT DISTINCT chat_id FROM alert_events WHERE state = 'pending') p
+// The chats with pending alerts, found by skipping through the partial index
+// idx_alert_events_pending (chat_id, id) WHERE pending: one index probe per chat instead of
+// reading every pending alert (thousands while chats wait out their interval during a burst).
+export const DUE_CHATS_SQL = `
+  WITH RECURSIVE p(chat_id) AS (
+    (SELECT chat_id FROM alert_events WHERE state = 'pending' AND chat_id IS NOT NULL ORDER BY chat_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.chat_id FROM alert_events e WHERE e.state = 'pending' AND e.chat_id > p.chat_id ORDER BY e.chat_id LIMIT 1)
+      FROM p WHERE p.chat_id IS NOT NULL)
+  SELECT p.chat_id::text AS chat_id FROM p
     LEFT JOIN alert_chats c ON c.chat_id = p.chat_id
-   WHERE c.chat_id IS NULL OR c.next_send_at <= now()
+   WHERE p.chat_id IS NOT NULL AND (c.chat_id IS NULL OR c.next_send_at <= now())
    LIMIT 64`;
 const TAKE_SQL = `
   WITH taken AS (

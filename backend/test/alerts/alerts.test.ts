@@ -15,7 +15,7 @@ import { startTestBackend, type TestBackend } from '../../../tests/src/backend.t
 import { testLogger, testServices } from '../../../tests/src/harness.ts';
 import { startTelegramBotApi, type TelegramBotApi } from '../../../tests/src/telegram-bot-api.ts';
 import { waitFor } from '../../../tests/src/wait.ts';
-import { AlertSender } from '../../src/alerts/sender.ts';
+import { AlertSender, DUE_CHATS_SQL } from '../../src/alerts/sender.ts';
 import { countAlertsInMessage } from '../../src/alerts/format.ts';
 import { createTelegramApi } from '../../src/telegram/api.ts';
 
@@ -106,13 +106,16 @@ test('the webhook refuses missing or wrong secrets (401), unknown kinds (404) an
   assert.equal((await call('POST', '/emqx/alerts/unit_log', { body })).status, 401);
   assert.equal((await call('POST', '/emqx/alerts/unit_log', { body, headers: { authorization: 'Bearer wrong-secret-0123456789' } })).status, 401);
   assert.equal((await call('POST', '/emqx/alerts/unit_log', { body, headers: { authorization: 'webhook-secret-0123456789' } })).status, 401);
+  // Same length as the right header, one character off (the constant-time comparison, not the length check).
+  assert.equal((await call('POST', '/emqx/alerts/unit_log', { body, headers: { authorization: 'Bearer webhook-secret-0123456788' } })).status, 401);
+  assert.equal((await call('POST', '/emqx/alerts/unit_log', { body, headers: { authorization: 'Bearer webhook-secret-0123456789x' } })).status, 401);
   assert.equal((await call('POST', '/emqx/alerts/nope', { body, headers: bearer })).status, 404);
   for (const bad of [{ ...body, level: 'Loud' }, { ...body, level: null }, { ...body, unit_uuid: 'x' }, { ...body, kind: 'disconnect' }, [body]]) {
     const res = await call('POST', '/emqx/alerts/unit_log', { body: bad, headers: bearer });
     assert.equal(res.status, 422, JSON.stringify(bad));
   }
   assert.equal(await eventCount(), before, 'nothing stored');
-  assert.ok(backend.app.alerts.webhookStats.unauthorized >= 3);
+  assert.ok(backend.app.alerts.webhookStats.unauthorized >= 5);
 });
 
 test('alert settings over REST: default off, creator only, the unit rule follows the level and the unit', async () => {
@@ -317,4 +320,35 @@ test('a full intake buffer answers 503 so EMQX retries; nothing accepted is drop
   await intake.flush();
   assert.equal(await eventCount('unit_uuid = $1', [unit]), max + 1);
   assert.equal(intake.stats.lost, 0);
+});
+
+test('the sender finds every chat with pending alerts that is due (skip scan over the pending index), and only those', async () => {
+  const owner = await createUser();
+  const client = await backend.deps.pg.connect();
+  try {
+    // Inside a transaction that is rolled back: the running sender never sees these rows.
+    await client.query('BEGIN');
+    const chats = { due: 990_001, waiting: 990_002, unknown: 990_003, sentOnly: 990_004, dueMany: -990_005 };
+    const insert = (chat: number, state: string, n: number) =>
+      client.query(
+        `INSERT INTO alert_events (recipient_uuid, chat_id, source, level, group_key, text, state)
+         SELECT $1, $2, 'unit.log', 'Error', 'k', 'x', $3 FROM generate_series(1, $4)`,
+        [owner.uuid, chat, state, n],
+      );
+    await insert(chats.due, 'pending', 3);
+    await insert(chats.waiting, 'pending', 2);
+    await insert(chats.unknown, 'pending', 1);
+    await insert(chats.sentOnly, 'sent', 4);
+    await insert(chats.dueMany, 'pending', 500);
+    await client.query(`INSERT INTO alert_chats (chat_id, next_send_at) VALUES ($1, now() - interval '1 s'), ($2, now() + interval '1 h'), ($3, now() + interval '1 h'), ($4, '-infinity')
+                        ON CONFLICT (chat_id) DO UPDATE SET next_send_at = EXCLUDED.next_send_at`, [chats.due, chats.waiting, chats.sentOnly, chats.dueMany]);
+    const { rows } = await client.query<{ chat_id: string }>(DUE_CHATS_SQL);
+    const found = new Set(rows.map((r) => Number(r.chat_id)));
+    for (const chat of [chats.due, chats.unknown, chats.dueMany]) assert.ok(found.has(chat), `chat ${chat} is due`);
+    for (const chat of [chats.waiting, chats.sentOnly]) assert.ok(!found.has(chat), `chat ${chat} is not due`);
+    assert.equal(rows.length, found.size, 'each chat once');
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
 });

@@ -226,29 +226,49 @@ export class HttpActionRunner {
         continue;
       }
       this.inflightCount += 1;
-      void this.attempt(query);
+      this.attempt(query);
     }
   }
 
-  private async attempt(query: Query): Promise<void> {
+  private attempt(query: Query): void {
+    // `dispatch` with a handler that only keeps the status: no response stream or promise per
+    // request (the body, if any, is read and discarded as it arrives).
     let status: number | undefined;
-    let transportError: string | undefined;
+    let settled = false;
+    const settle = (transportError: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      this.finish(query, status, transportError);
+    };
     try {
-      const response = await this.pool.request({
-        method: this.method as 'POST',
-        path: joinUrlPath(this.basePath, query.path),
-        headers: query.headers,
-        body: query.body === '' ? undefined : query.body,
-        headersTimeout: this.ttlMs ?? 0,
-        bodyTimeout: this.ttlMs ?? 0,
-        // Lets undici pipeline the POST like EMQX does; retries stay the action's (429/503/transport).
-        idempotent: true,
-      });
-      status = response.statusCode;
-      await response.body.dump();
+      this.pool.dispatch(
+        {
+          method: this.method as 'POST',
+          path: joinUrlPath(this.basePath, query.path),
+          headers: query.headers,
+          body: query.body === '' ? null : query.body,
+          headersTimeout: this.ttlMs ?? 0,
+          bodyTimeout: this.ttlMs ?? 0,
+          // Lets undici pipeline the POST like EMQX does; retries stay the action's (429/503/transport).
+          idempotent: true,
+        },
+        {
+          onConnect: () => undefined,
+          onHeaders: (statusCode: number) => {
+            status = statusCode;
+            return true;
+          },
+          onData: () => true,
+          onComplete: () => settle(undefined),
+          onError: (error: Error) => settle(`${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}`),
+        },
+      );
     } catch (error) {
-      transportError = `${(error as NodeJS.ErrnoException).code ?? (error as Error).name}: ${(error as Error).message}`;
+      settle(`${(error as NodeJS.ErrnoException).code ?? (error as Error).name}: ${(error as Error).message}`);
     }
+  }
+
+  private finish(query: Query, status: number | undefined, transportError: string | undefined): void {
     if (this.closed) return;
     const success = status !== undefined && status >= 200 && status < 300;
     const retriable = !success && (transportError !== undefined || RETRIABLE_STATUS.has(status as number));
@@ -258,7 +278,7 @@ export class HttpActionRunner {
       const delay = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (query.attempts - 1));
       const timer = setTimeout(() => {
         this.retryTimers.delete(timer);
-        void this.attempt(query);
+        this.attempt(query);
       }, delay);
       timer.unref();
       this.retryTimers.add(timer);
