@@ -78,6 +78,12 @@ export interface TelegramBotApi {
   pressButton(chatId: number, messageId: number, data: string): Promise<void>;
   /** Delivers a raw update object (`update_id` is added). */
   deliver(update: Record<string, unknown>): Promise<void>;
+  /**
+   * The user of a private chat blocks (true) or unblocks (false) the bot, as Telegram reports it:
+   * sends to the chat answer 403 while blocked, and a `my_chat_member` update (the bot's status
+   * `kicked` or `member`) is delivered.
+   */
+  setBlocked(chatId: number, blocked: boolean): Promise<void>;
   /** Updates queued for getUpdates and not yet confirmed. */
   pendingUpdates(): number;
   close(): Promise<void>;
@@ -349,6 +355,21 @@ export async function startTelegramBotApi(options: TelegramBotApiOptions = {}): 
       });
     },
     deliver,
+    setBlocked(chatId, isBlocked) {
+      if (isBlocked) blocked.add(chatId);
+      else blocked.delete(chatId);
+      const bot = { id: botId, is_bot: true, first_name: 'Pepeunit Test', username };
+      const member = (status: 'member' | 'kicked') => ({ status, user: bot, ...(status === 'kicked' ? { until_date: 0 } : {}) });
+      return deliver({
+        my_chat_member: {
+          chat: chatOf(chatId),
+          from: userOf(chatId),
+          date: Math.floor(Date.now() / 1000),
+          old_chat_member: member(isBlocked ? 'member' : 'kicked'),
+          new_chat_member: member(isBlocked ? 'kicked' : 'member'),
+        },
+      });
+    },
     pendingUpdates: () => queue.length,
     async close() {
       wake();

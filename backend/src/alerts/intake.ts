@@ -79,7 +79,11 @@ const RECIPIENTS_SQL = `
     FROM units u LEFT JOIN alert_unit_settings s ON s.unit_uuid = u.uuid
    WHERE u.uuid = ANY($1::uuid[])`;
 const USERS_SQL = `
-  SELECT uuid::text AS uuid, telegram_chat_id, role FROM users WHERE uuid = ANY($1::uuid[]) OR ($2 AND role = 'Admin')`;
+  SELECT u.uuid::text AS uuid, u.telegram_chat_id, u.role,
+         EXISTS (SELECT 1 FROM alert_chats c
+                  WHERE c.chat_id = CASE WHEN u.telegram_chat_id ~ '^-?[0-9]{1,18}$' THEN u.telegram_chat_id::bigint END
+                    AND c.blocked_at IS NOT NULL) AS blocked
+    FROM users u WHERE u.uuid = ANY($1::uuid[]) OR ($2 AND u.role = 'Admin')`;
 const MUTES_SQL = `
   SELECT user_uuid::text AS user_uuid, unit_uuid::text AS unit_uuid, starts_at, ends_at
     FROM alert_mute_windows WHERE user_uuid = ANY($1::uuid[]) AND ends_at > $2 AND starts_at <= $3`;
@@ -197,9 +201,10 @@ export class AlertIntake {
       const users = new Map<string, string | null>();
       const adminUuids: string[] = [];
       if (userUuids.size > 0 || admins) {
-        const { rows } = await client.query<{ uuid: string; telegram_chat_id: string | null; role: string }>(USERS_SQL, [[...userUuids], admins]);
+        const { rows } = await client.query<{ uuid: string; telegram_chat_id: string | null; role: string; blocked: boolean }>(USERS_SQL, [[...userUuids], admins]);
         for (const row of rows) {
-          users.set(row.uuid, row.telegram_chat_id);
+          // A chat that blocked the bot is no reachable chat: the alert is stored as no_chat.
+          users.set(row.uuid, row.blocked ? null : row.telegram_chat_id);
           if (row.role === 'Admin') adminUuids.push(row.uuid);
         }
       }

@@ -17,6 +17,9 @@
  * 400) marks its alerts `failed` with the error; 429 moves `next_send_at` by `retry_after`;
  * 5xx and network errors back off (doubling from 2 s) and give up after MAX_FAILURES attempts,
  * marking the alerts `failed`. 429s on several chats within a few seconds pause the whole sender.
+ * A 403 also marks the chat blocked (`alert_chats.blocked_at`, see `setChatBlocked`): nothing
+ * more is sent to it, its pending alerts become `no_chat` without a call to Telegram, until the
+ * chat unblocks the bot (my_chat_member "member", handled by the alerts plugin).
  */
 import type { Pool, PoolClient } from 'pg';
 import { GrammyError, HttpError } from 'grammy';
@@ -54,6 +57,24 @@ export interface AlertSenderStats {
   failedMessages: number;
   failedAlerts: number;
   globalPauses: number;
+  /** Pending alerts of a blocked chat turned into `no_chat` without a call to Telegram. */
+  blockedAlerts: number;
+}
+
+/**
+ * Marks a chat as blocking the bot (`reason` given) or as reachable again (`reason` null). The
+ * sender sends nothing to a blocked chat and the intake stores its alerts as `no_chat`.
+ */
+export async function setChatBlocked(db: Pick<Pool | PoolClient, 'query'>, chatId: number, reason: string | null): Promise<void> {
+  if (reason === null) {
+    await db.query('UPDATE alert_chats SET blocked_at = NULL, blocked_reason = NULL WHERE chat_id = $1 AND blocked_at IS NOT NULL', [chatId]);
+    return;
+  }
+  await db.query(
+    `INSERT INTO alert_chats (chat_id, blocked_at, blocked_reason) VALUES ($1, clock_timestamp(), $2)
+     ON CONFLICT (chat_id) DO UPDATE SET blocked_at = COALESCE(alert_chats.blocked_at, EXCLUDED.blocked_at), blocked_reason = EXCLUDED.blocked_reason`,
+    [chatId, reason.slice(0, 500)],
+  );
 }
 
 export const MAX_FAILURES = 6;
@@ -108,7 +129,7 @@ function errorText(error: unknown): string {
 }
 
 export class AlertSender {
-  readonly stats: AlertSenderStats = { messages: 0, alerts: 0, rateLimited: 0, retries: 0, failedMessages: 0, failedAlerts: 0, globalPauses: 0 };
+  readonly stats: AlertSenderStats = { messages: 0, alerts: 0, rateLimited: 0, retries: 0, failedMessages: 0, failedAlerts: 0, globalPauses: 0, blockedAlerts: 0 };
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -192,9 +213,19 @@ export class AlertSender {
     try {
       await client.query('BEGIN');
       await client.query('INSERT INTO alert_chats (chat_id) VALUES ($1) ON CONFLICT DO NOTHING', [chatId]);
-      const lock = await client.query<{ failures: number }>('SELECT failures FROM alert_chats WHERE chat_id = $1 AND next_send_at <= now() FOR UPDATE SKIP LOCKED', [chatId]);
+      const lock = await client.query<{ failures: number; blocked: boolean }>(
+        'SELECT failures, blocked_at IS NOT NULL AS blocked FROM alert_chats WHERE chat_id = $1 AND next_send_at <= now() FOR UPDATE SKIP LOCKED',
+        [chatId],
+      );
       if (lock.rowCount === 0) {
         await client.query('ROLLBACK');
+        return false;
+      }
+      if (lock.rows[0]!.blocked) {
+        // Stored while the block was not known yet: not sent, as the intake does from now on.
+        const skipped = await client.query("UPDATE alert_events SET state = 'no_chat' WHERE chat_id = $1 AND state = 'pending'", [chatId]);
+        await client.query('COMMIT');
+        this.stats.blockedAlerts += skipped.rowCount ?? 0;
         return false;
       }
       const failures = lock.rows[0]!.failures;
@@ -250,10 +281,15 @@ export class AlertSender {
       await client.query("UPDATE alert_messages SET state = 'failed', error = $2 WHERE id = $1", [messageId, reason.slice(0, 500)]);
       const failed = await client.query("UPDATE alert_events SET state = 'failed' WHERE message_id = $1", [messageId]);
       await client.query('UPDATE alert_chats SET next_send_at = clock_timestamp() + make_interval(secs => $2), failures = 0 WHERE chat_id = $1', [chatId, this.opts.intervalSeconds]);
+      // 403: the user blocked the bot (or left the group): a person's choice, not our fault, and
+      // every further message would be refused the same way.
+      const blocked = error instanceof GrammyError && error.error_code === 403;
+      if (blocked) await setChatBlocked(client, chatId, reason);
       await client.query('COMMIT');
       this.stats.failedMessages++;
       this.stats.failedAlerts += failed.rowCount ?? 0;
-      this.opts.logger.error({ chatId, error: reason, alerts: failed.rowCount }, 'Telegram refused an alert message; its alerts are marked failed');
+      if (blocked) this.opts.logger.warn({ chatId, error: reason, alerts: failed.rowCount }, 'the chat blocked the bot: its alerts are marked failed, later ones are not sent until it unblocks the bot');
+      else this.opts.logger.error({ chatId, error: reason, alerts: failed.rowCount }, 'Telegram refused an alert message; its alerts are marked failed');
       return;
     }
     this.stats.retries++;

@@ -15,6 +15,7 @@ import { TelegramBinding } from './binding.js';
 import { BotUserError, RestAsUser } from './rest.js';
 import { telegramClientOptions } from './api.js';
 import { escapeHtml } from '../alerts/format.js';
+import { setChatBlocked } from '../alerts/sender.js';
 import { projectInfo } from '../version.js';
 
 export type Entity = 'Unit' | 'Repo' | 'Registry';
@@ -149,6 +150,9 @@ export function createPepeunitBot(app: FastifyInstance, opts: CreateBotOptions):
 
   bot.use(session({ initial: (): BotSession => ({}), storage: opts.storage, getSessionKey: (ctx) => (ctx.chat?.id ?? ctx.from?.id)?.toString() }));
   bot.use(async (ctx, next) => {
+    // A message from a chat means it does not block the bot (any more): Telegram unblocks a bot
+    // the user writes to, and the my_chat_member update of that may have been missed.
+    if (ctx.message && ctx.chat) await setChatBlocked(app.pg, ctx.chat.id, null);
     const chatId = ctx.chat?.type === 'private' || !ctx.chat ? (ctx.from?.id ?? ctx.chat?.id) : ctx.chat.id;
     const user = chatId === undefined ? null : await binding.userOfChat(chatId);
     const usable = user && user.status !== 'Blocked' ? user : null;
@@ -496,10 +500,16 @@ export function createPepeunitBot(app: FastifyInstance, opts: CreateBotOptions):
     await unitDetail(ctx, uuid, page);
   });
 
-  // A user who blocks the bot stops getting alerts until the next /start (reference §1.6 hardening).
+  // A user who blocks the bot stops getting alerts until they unblock it or write to it again
+  // (reference §1.6 hardening): no message is tried and refused meanwhile (docs/ALERTS.md).
   core.on('my_chat_member', async (ctx) => {
     const status = ctx.myChatMember.new_chat_member.status;
-    if (status === 'kicked') app.log.info({ chat: ctx.chat.id }, 'a chat blocked the bot; alerts to it will fail until it is unblocked');
+    if (status === 'kicked' || status === 'left') {
+      await setChatBlocked(app.pg, ctx.chat.id, `the chat removed the bot (my_chat_member: ${status})`);
+      app.log.info({ chat: ctx.chat.id, status }, 'a chat blocked the bot: no alert messages to it until it unblocks the bot');
+    } else if (status === 'member' || status === 'administrator') {
+      await setChatBlocked(app.pg, ctx.chat.id, null);
+    }
   });
 
   bot.use(core);

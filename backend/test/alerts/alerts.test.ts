@@ -217,7 +217,7 @@ test('429 with retry_after: the same alerts go again after the wait, once', asyn
   assert.equal(tg.messagesTo(owner.chat!).length, 1);
 });
 
-test('a chat that blocked the bot: the alerts are marked failed, not lost silently', async () => {
+test('a chat that blocked the bot: the refused alerts are marked failed, later ones are not sent (no_chat) until it unblocks the bot', async () => {
   const owner = await createUser();
   const unit = await createUnit(owner.uuid);
   await call('PATCH', `/alerts/settings/${unit}`, { token: owner.token, body: { min_level: 'Error' } });
@@ -226,6 +226,38 @@ test('a chat that blocked the bot: the alerts are marked failed, not lost silent
   await waitFor(async () => (await eventCount("recipient_uuid = $1 AND state = 'failed'", [owner.uuid])) === 1, { what: 'the failed alert' });
   const { rows } = await backend.deps.pg.query("SELECT m.error FROM alert_messages m JOIN alert_events e ON e.message_id = m.id WHERE e.recipient_uuid = $1", [owner.uuid]);
   assert.match(rows[0].error, /403: Forbidden: bot was blocked/);
+
+  // The chat is remembered as blocking the bot: the next alerts are stored as no_chat and
+  // Telegram is not asked again.
+  const blockedAt = async () => (await backend.deps.pg.query('SELECT blocked_at FROM alert_chats WHERE chat_id = $1', [owner.chat])).rows[0]?.blocked_at ?? null;
+  assert.notEqual(await blockedAt(), null, 'the chat is marked blocked');
+  const sendsBefore = tg.calls.filter((c) => c.method === 'sendMessage' && Number(c.params.chat_id) === owner.chat).length;
+  await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'while blocked'), headers: bearer });
+  await waitFor(async () => (await eventCount("recipient_uuid = $1 AND state = 'no_chat'", [owner.uuid])) === 1, { what: 'the alert stored as no_chat' });
+  // A writer racing the block (an alert stored pending just before it was known) is not sent either.
+  await backend.deps.pg.query(
+    `INSERT INTO alert_events (recipient_uuid, chat_id, source, level, unit_uuid, group_key, text, state) VALUES ($1, $2, 'unit.log', 'Error', $3, 'race', 'raced', 'pending')`,
+    [owner.uuid, owner.chat, unit],
+  );
+  await waitFor(async () => (await eventCount("recipient_uuid = $1 AND state = 'pending'", [owner.uuid])) === 0, { what: 'the raced alert taken' });
+  assert.equal(await eventCount("recipient_uuid = $1 AND state = 'no_chat'", [owner.uuid]), 2);
+  assert.equal(tg.calls.filter((c) => c.method === 'sendMessage' && Number(c.params.chat_id) === owner.chat).length, sendsBefore, 'no send to a blocked chat');
+
+  // The user unblocks the bot (my_chat_member "member"): alerts flow again.
+  await tg.setBlocked(owner.chat!, false);
+  await waitFor(async () => (await blockedAt()) === null, { what: 'the block lifted' });
+  await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'after unblock'), headers: bearer });
+  await waitFor(() => tg.messagesTo(owner.chat!).some((m) => m.text.includes('after unblock')), { what: 'the alert sent after the unblock' });
+
+  // Blocking through my_chat_member "kicked" (before any refused send) stops alerts as well.
+  await tg.setBlocked(owner.chat!, true);
+  await waitFor(async () => (await blockedAt()) !== null, { what: 'the block from my_chat_member' });
+  const noChatBefore = await eventCount("recipient_uuid = $1 AND state = 'no_chat'", [owner.uuid]);
+  await call('POST', '/emqx/alerts/unit_log', { body: unitLog(unit, 'Error', 'blocked again'), headers: bearer });
+  await waitFor(async () => (await eventCount("recipient_uuid = $1 AND state = 'no_chat'", [owner.uuid])) === noChatBefore + 1, { what: 'stored as no_chat' });
+  // Writing to the bot unblocks it too (Telegram lifts the block when the user writes).
+  await tg.userMessage(owner.chat!, '/help');
+  await waitFor(async () => (await blockedAt()) === null, { what: 'the block lifted by a message' });
 });
 
 test('mute windows and users without a chat: stored, not sent', async () => {
