@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { FastifyInstance } from 'fastify';
 import { backendToken, type BackendConfig, type Logger } from '@pepeunit/common';
 import { createReconnectingMqtt, type ReconnectingMqtt } from '@pepeunit/common/mqtt-connection';
-import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { normalizePostgresUrl, usePostgresUtcTimestamps } from '@pepeunit/common/postgres';
 import { createClickHouse, parseClickHouseUrl, migrateClickHouse } from '@pepeunit/clickhouse-schemas';
 import { migratePostgres } from './db/migrate.js';
 import { buildApp } from './app.js';
@@ -36,6 +36,7 @@ export interface RunningBackend {
 
 /** Opens the backend's connections: Postgres pool, ClickHouse client, MQTT client. */
 export async function connectDependencies(config: BackendConfig, logger: Logger): Promise<AppDeps & { readonly mqttConnection: ReconnectingMqtt; close(): Promise<void> }> {
+  usePostgresUtcTimestamps(); // naive timestamps are UTC whatever the host's time zone
   const pool = new pg.Pool({
     connectionString: normalizePostgresUrl(config.postgresUrl),
     max: Math.max(5, 2 * config.workerCount),

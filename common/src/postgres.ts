@@ -24,6 +24,44 @@ export class PostgresSetupError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------
+// Naive timestamps are UTC
+// ---------------------------------------------------------------------------------------
+
+/** OID of `timestamp without time zone`. */
+const TIMESTAMP_OID = 1114;
+const NAIVE_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/;
+const defaultTimestampParser = pg.types.getTypeParser(TIMESTAMP_OID);
+
+/**
+ * Parses a `timestamp without time zone` value as UTC wall time, which is what the platform
+ * stores there (the reference writes `datetime.utcnow()`, our SQL `now() AT TIME ZONE 'utc'`).
+ * `pg` alone reads it as the process's local time: on a host whose time zone is not UTC every
+ * timestamp would come out shifted. The usual form takes a fast path; `infinity`, BC dates and
+ * years before 100 go through pg's own parser with the UTC offset added.
+ */
+export function parsePostgresTimestamp(value: string): Date | number | null {
+  const m = NAIVE_TIMESTAMP.exec(value);
+  if (m && m[1]! >= '0100') {
+    const ms = m[7] ? Number(m[7].padEnd(3, '0').slice(0, 3)) : 0;
+    return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]), ms));
+  }
+  if (value === 'infinity' || value === '-infinity') return defaultTimestampParser(value) as number;
+  const bc = value.endsWith(' BC');
+  return defaultTimestampParser(bc ? `${value.slice(0, -3)}+00 BC` : `${value}+00`) as Date | null;
+}
+
+/**
+ * Makes every `pg` client of this process treat `timestamp without time zone` as UTC both ways:
+ * values read are parsed with parsePostgresTimestamp, `Date` parameters are sent as UTC
+ * (`parseInputDatesAsUTC`) instead of local time. A no-op in effect where the process time zone
+ * is UTC; called by every process before it opens a pool (pg's settings are process-wide).
+ */
+export function usePostgresUtcTimestamps(): void {
+  pg.defaults.parseInputDatesAsUTC = true;
+  pg.types.setTypeParser(TIMESTAMP_OID, parsePostgresTimestamp);
+}
+
+// ---------------------------------------------------------------------------------------
 // URLs
 // ---------------------------------------------------------------------------------------
 

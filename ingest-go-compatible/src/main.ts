@@ -11,7 +11,7 @@ import '@pepeunit/common/quiet-debug';
 import closeWithGrace from 'close-with-grace';
 import { createLogger, exitWithParent, loadIngestConfig, loadOrExit, onErrorLogged } from '@pepeunit/common';
 import { ErrorTracker } from '@pepeunit/common/error-tracker';
-import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { normalizePostgresUrl, usePostgresUtcTimestamps } from '@pepeunit/common/postgres';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { startIngest } from './service.js';
@@ -24,6 +24,7 @@ const config = loadOrExit(() => loadIngestConfig());
 const logger = createLogger('ingest', { level: config.logLevel });
 
 // Error tracker (issue 13): errors logged at error level and crashes, counted in Postgres.
+usePostgresUtcTimestamps(); // naive timestamps are UTC whatever the host's time zone
 const errorPool = new pg.Pool({ connectionString: normalizePostgresUrl(config.postgresUrl), max: 1, application_name: 'pepeunit-ingest-errors' });
 errorPool.on('error', () => {});
 const errors = new ErrorTracker({ pool: errorPool, process: `ingest@${hostname()}:${process.pid}`, onFlushError: (e) => process.stderr.write(`error tracker: ${(e as Error).message}\n`) });

@@ -19,7 +19,7 @@ import pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { IngestConfig, Logger } from '@pepeunit/common';
-import { normalizePostgresUrl } from '@pepeunit/common/postgres';
+import { normalizePostgresUrl, usePostgresUtcTimestamps } from '@pepeunit/common/postgres';
 import { NodeStateCollector, startNodeStateReporter } from '@pepeunit/common/node-state';
 import { readFileSync } from 'node:fs';
 import { createClickHouse, parseClickHouseUrl } from '@pepeunit/clickhouse-schemas';
@@ -83,6 +83,7 @@ export async function startIngest(config: IngestConfig, logger: Logger, options:
   const instance = `${hostname()}-${process.pid}`;
 
   const postgresUrl = normalizePostgresUrl(config.postgresUrl);
+  usePostgresUtcTimestamps(); // naive timestamps are UTC whatever the host's time zone
   const pool = new pg.Pool({ connectionString: postgresUrl, max: 6, application_name: 'pepeunit-ingest' });
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle Postgres client error'));
   const ch = parseClickHouseUrl(config.clickhouseUrl);
