@@ -287,7 +287,7 @@ export class UnitsService {
     countValues.push(...values.slice(filtersFrom));
     const direction = (value: 'asc' | 'desc' | undefined, fallback: 'ASC' | 'DESC') => (value === undefined ? fallback : value === 'asc' ? 'ASC' : 'DESC');
     const order = `u.create_datetime ${direction(query.order_by_create_date, 'DESC')}, u.last_update_datetime ${direction(query.order_by_last_update, 'DESC')}, u.name ${direction(query.order_by_unit_name, 'ASC')}, u.uuid`;
-    const page = paging(query, app.config, values);
+    const page = paging(query, app.config, values, { shapeLimit: true });
     // The page walks the create_datetime index; the total is cached until units or permissions change.
     const [count, { rows }] = await Promise.all([
       this.counts.get(`units ${countClause} ${JSON.stringify(countValues)}`, async () => Number((await app.pg.query<{ n: string }>(`SELECT count(*) AS n FROM units u ${countClause}`, countValues)).rows[0]!.n)),
