@@ -152,7 +152,9 @@ export function createPepeunitBot(app: FastifyInstance, opts: CreateBotOptions):
   bot.use(async (ctx, next) => {
     // A message from a chat means it does not block the bot (any more): Telegram unblocks a bot
     // the user writes to, and the my_chat_member update of that may have been missed.
-    if (ctx.message && ctx.chat) await setChatBlocked(app.pg, ctx.chat.id, null);
+    if (ctx.message && ctx.chat) {
+      await setChatBlocked(app.pg, ctx.chat.id, null).catch((error: unknown) => app.log.warn({ err: error, chat: ctx.chat?.id }, 'clearing the blocked mark of a chat failed'));
+    }
     const chatId = ctx.chat?.type === 'private' || !ctx.chat ? (ctx.from?.id ?? ctx.chat?.id) : ctx.chat.id;
     const user = chatId === undefined ? null : await binding.userOfChat(chatId);
     const usable = user && user.status !== 'Blocked' ? user : null;
